@@ -1,0 +1,88 @@
+"""The run contract shared by the REST API, the workflow and the clients.
+
+The workflow takes one input dataclass and returns one, so fields with
+defaults can be added later without breaking runs already in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+PIPELINE_WORKFLOW: Final = "PipelineWorkflow"
+
+# Queries and signals of the pipeline workflow.
+STATUS_QUERY: Final = "status"
+APPROVE_SIGNAL: Final = "approve"
+REJECT_SIGNAL: Final = "reject"
+SIGNALS: Final = frozenset({APPROVE_SIGNAL, REJECT_SIGNAL})
+
+# Search attributes, so runs are findable by tenant and pipeline in the Temporal UI.
+TENANT_ATTRIBUTE: Final = "TidingsTenant"
+PIPELINE_ATTRIBUTE: Final = "TidingsPipeline"
+
+
+class RunState:
+    RUNNING = "RUNNING"
+    WAITING = "WAITING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TERMINATED = "TERMINATED"
+    TIMED_OUT = "TIMED_OUT"
+    CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
+
+    FINISHED = frozenset({COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT})
+
+
+@dataclass
+class PipelineInput:
+    tenant: str
+    pipeline: str
+    input: dict[str, Any] = field(default_factory=dict)
+    # Carried across continue-as-new so the event stream keeps one run id and
+    # monotonic sequence numbers.
+    run_id: str = ""
+    resume_from_step: int = 0
+    carried: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class PipelineResult:
+    status: str
+    output: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass
+class RunStatus:
+    """What the ``status`` query returns."""
+
+    state: str
+    pipeline: str
+    current_step: str | None = None
+    completed_steps: list[str] = field(default_factory=list)
+    waiting_for: str | None = None
+    attempts: dict[str, int] = field(default_factory=dict)
+
+
+def run_id_for(tenant: str, idempotency_key: str | None) -> str:
+    """The workflow id of a run.
+
+    With an idempotency key the id is derived from (tenant, key), so the same
+    key can only ever name one workflow: Temporal's id-conflict policy then
+    turns a repeated or concurrent start into the existing run.
+    """
+    if idempotency_key is None:
+        return f"{tenant}-{uuid.uuid4().hex}"
+    digest = hashlib.sha256(f"{tenant}\x1f{idempotency_key}".encode()).hexdigest()[:32]
+    return f"{tenant}-k{digest}"
+
+
+def tenant_of_run(run_id: str) -> str | None:
+    """Run ids start with their tenant, so a gateway can refuse another
+    tenant's run before asking Temporal anything."""
+    tenant, sep, _ = run_id.rpartition("-")
+    return tenant if sep and tenant else None

@@ -1,0 +1,279 @@
+"""Settings, one class per concern, each read from its own ``TIDINGS_*`` prefix.
+
+Entry points build these once and pass them down; nothing below an entry point
+reads the environment. A bad value fails at start with pydantic's message, which
+names the variable (see :func:`load`).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tidings.errors import ConfigError
+from tidings.topics import is_valid_tenant
+
+# Known development credentials: accepted by the local stack, refused elsewhere.
+DEV_API_KEYS: dict[str, str] = {"dev-key-demo": "demo"}
+DEV_TOKEN_SECRET = "dev-token-secret-change-me"  # a deliberately public dev value
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+def _config(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, extra="ignore", frozen=True, validate_default=True)
+
+
+class RuntimeSettings(BaseSettings):
+    """Where this process runs. ``production`` refuses every development credential."""
+
+    model_config = _config("TIDINGS_")
+
+    env: Environment = Environment.LOCAL
+    log_level: str = "INFO"
+
+    @property
+    def is_local(self) -> bool:
+        return self.env is Environment.LOCAL
+
+
+class TemporalSettings(BaseSettings):
+    model_config = _config("TIDINGS_TEMPORAL_")
+
+    address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "tidings"
+    ui_url: str = "http://127.0.0.1:8233"
+
+
+class KafkaSettings(BaseSettings):
+    """The event plane. Tenant topics are created from this template on first use."""
+
+    model_config = _config("TIDINGS_KAFKA_")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "tidings"
+    partitions: int = Field(default=6, ge=1, le=1000)
+    replication_factor: int = Field(default=1, ge=1, le=10)
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+
+class RedisSettings(BaseSettings):
+    model_config = _config("TIDINGS_REDIS_")
+
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+
+
+class TenantSettings(BaseSettings):
+    """API keys and per-tenant limits.
+
+    ``TIDINGS_TENANTS_API_KEYS`` is a JSON object mapping each API key to its
+    tenant. Keys are secrets: they never appear in ``repr`` or logs.
+    """
+
+    model_config = _config("TIDINGS_TENANTS_")
+
+    api_keys: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=lambda: dict(DEV_API_KEYS), repr=False
+    )
+    max_concurrent_runs: int = Field(default=100, ge=1)
+    max_events_per_second: int = Field(default=5_000, ge=1)
+    max_sockets: int = Field(default=10_000, ge=1)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"must be a JSON object of api key -> tenant ({exc.msg})"
+                ) from None
+        if not isinstance(value, dict) or not value:
+            raise ValueError("must be a non-empty JSON object of api key -> tenant")
+        for key, tenant in value.items():
+            if not isinstance(key, str) or len(key) < 8:
+                raise ValueError("every api key must be a string of at least 8 characters")
+            if not isinstance(tenant, str) or not is_valid_tenant(tenant):
+                raise ValueError(f"tenant names are [a-z0-9-]{{1,48}}, got {tenant!r}")
+        return value
+
+    def tenant_for(self, api_key: str) -> str | None:
+        return self.api_keys.get(api_key)
+
+
+class GatewaySettings(BaseSettings):
+    model_config = _config("TIDINGS_GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = ""
+    token_secret: SecretStr = SecretStr(DEV_TOKEN_SECRET)
+    # Accepted for verification only, so keys can rotate without cutting clients off.
+    token_secrets_previous: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_frame_bytes: int = Field(default=64 * 1024, ge=256)
+    send_queue_max_events: int = Field(default=1_000, ge=1)
+    send_queue_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    @field_validator("token_secrets_previous", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(",") if part]
+        return value
+
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+class WorkerSettings(BaseSettings):
+    model_config = _config("TIDINGS_WORKER_")
+
+    max_concurrent_activities: int = Field(default=50, ge=1)
+    max_concurrent_workflow_tasks: int = Field(default=50, ge=1)
+    pipelines_dir: Path | None = None
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+
+
+class ModelSettings(BaseSettings):
+    """The model provider behind AI steps. ``offline`` needs no network."""
+
+    model_config = _config("TIDINGS_MODEL_")
+
+    provider: str = Field(default="offline", pattern="^(offline|openai)$")
+    base_url: str = "http://127.0.0.1:11434/v1"
+    name: str = "llama3.2"
+    api_key: SecretStr = SecretStr("")
+    timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class StackSettings(BaseSettings):
+    """The local stack that ``tidings up`` manages: ports, folders, versions."""
+
+    model_config = _config("TIDINGS_STACK_")
+
+    host: str = "127.0.0.1"
+    state_dir: Path = Path.home() / ".local" / "state" / "tidings"
+    cache_dir: Path = Path.home() / ".cache" / "tidings"
+    temporal_port: int = Field(default=7233, ge=1, le=65535)
+    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
+    kafka_port: int = Field(default=9092, ge=1, le=65535)
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    redis_port: int = Field(default=6379, ge=1, le=65535)
+    gateway_port: int = Field(default=8000, ge=1, le=65535)
+    gateways: int = Field(default=1, ge=0, le=16)
+    workers: int = Field(default=1, ge=0, le=16)
+    kafka_version: str = Field(default="4.1.1", pattern=r"^(3\.9|4)\.\d+(\.\d+)?$")
+    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
+    start_timeout_seconds: float = Field(default=120.0, gt=0)
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> StackSettings:
+        ports = {
+            "TEMPORAL_PORT": self.temporal_port,
+            "TEMPORAL_UI_PORT": self.temporal_ui_port,
+            "KAFKA_PORT": self.kafka_port,
+            "KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
+            "REDIS_PORT": self.redis_port,
+        }
+        gateway = range(self.gateway_port, self.gateway_port + max(self.gateways, 1))
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
+            if port in seen or port in gateway:
+                other = seen.get(port, "GATEWAY_PORT")
+                raise ValueError(f"TIDINGS_STACK_{name} clashes with TIDINGS_STACK_{other}")
+            seen[port] = name
+        return self
+
+
+class Settings:
+    """Everything one process needs, validated together at its entry point."""
+
+    def __init__(self, **overrides: BaseSettings) -> None:
+        self.runtime: RuntimeSettings = _get(overrides, "runtime", RuntimeSettings)
+        self.temporal: TemporalSettings = _get(overrides, "temporal", TemporalSettings)
+        self.kafka: KafkaSettings = _get(overrides, "kafka", KafkaSettings)
+        self.redis: RedisSettings = _get(overrides, "redis", RedisSettings)
+        self.tenants: TenantSettings = _get(overrides, "tenants", TenantSettings)
+        self.gateway: GatewaySettings = _get(overrides, "gateway", GatewaySettings)
+        self.worker: WorkerSettings = _get(overrides, "worker", WorkerSettings)
+        self.model: ModelSettings = _get(overrides, "model", ModelSettings)
+        self._refuse_dev_credentials()
+
+    def _refuse_dev_credentials(self) -> None:
+        if self.runtime.is_local:
+            return
+        if any(key in DEV_API_KEYS for key in self.tenants.api_keys):
+            raise ConfigError(
+                "TIDINGS_TENANTS_API_KEYS holds a development key; set real keys when "
+                "TIDINGS_ENV=production"
+            )
+        if self.gateway.token_secret.get_secret_value() == DEV_TOKEN_SECRET or (
+            len(self.gateway.token_secret.get_secret_value()) < 32
+        ):
+            raise ConfigError(
+                "TIDINGS_GATEWAY_TOKEN_SECRET is the development secret or shorter than 32 "
+                "characters; set a strong one when TIDINGS_ENV=production"
+            )
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def _get(overrides: dict[str, BaseSettings], name: str, cls: type[S]) -> S:
+    given = overrides.get(name)
+    if given is not None:
+        if not isinstance(given, cls):
+            raise TypeError(f"{name} must be {cls.__name__}")
+        return given
+    return load(cls)
+
+
+def load(cls: type[S]) -> S:
+    """Build one settings class from the environment, or raise :class:`ConfigError`
+    whose message names every bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            variable = f"{prefix}{field}".upper() if field else prefix.rstrip("_")
+            problems.append(f"{variable}: {error['msg']}")
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None
+
+
+def all_settings_classes() -> list[type[BaseSettings]]:
+    return [
+        RuntimeSettings,
+        TemporalSettings,
+        KafkaSettings,
+        RedisSettings,
+        TenantSettings,
+        GatewaySettings,
+        WorkerSettings,
+        ModelSettings,
+        StackSettings,
+    ]
+
+
+def env_names() -> set[str]:
+    """Every environment variable the settings read (for docs and compose checks)."""
+    names: set[str] = set()
+    for cls in all_settings_classes():
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        names.update(f"{prefix}{field}".upper() for field in cls.model_fields)
+    return names
