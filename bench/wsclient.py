@@ -1,0 +1,145 @@
+"""A deliberately thin WebSocket client for load generation.
+
+A full client library spends more CPU per frame than the server under test,
+and on a 2-core machine that would measure the client. This one does the
+RFC 6455 handshake, then only walks frame headers: counting a frame costs a
+few byte reads. Frames whose payload the caller wants are handed over whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import struct
+import time
+from collections.abc import Callable
+
+OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
+
+
+def mask_frame(opcode: int, payload: bytes) -> bytes:
+    """Client frames must be masked (RFC 6455 5.3)."""
+    key = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return header + key + masked
+
+
+class CountingClient(asyncio.Protocol):
+    def __init__(
+        self,
+        path: str,
+        host: str,
+        headers: dict[str, str] | None = None,
+        on_payload: Callable[[bytes, int], None] | None = None,
+    ) -> None:
+        self.path, self.host, self.headers = path, host, headers or {}
+        self.on_payload = on_payload
+        self.frames = 0
+        self.last_ns = 0
+        self.close_code: int | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._buf = bytearray()
+        self._upgraded = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join(f"{k}: {v}\r\n" for k, v in self.headers.items())
+        transport.write(
+            (
+                f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                f"Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+            ).encode()
+        )
+
+    def send_text(self, text: str) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(mask_frame(OP_TEXT, text.encode()))
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if not self._upgraded:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self._buf[:end]).split(b"\r\n", 1)[0]
+            del self._buf[: end + 4]
+            if b" 101 " not in status + b" ":
+                if not self.opened.done():
+                    self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            self._upgraded = True
+            self.opened.set_result(None)
+        self._parse()
+
+    def _parse(self) -> None:
+        buf, pos, n = self._buf, 0, len(self._buf)
+        now = 0
+        while n - pos >= 2:
+            opcode = buf[pos] & 0x0F
+            length = buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = struct.unpack_from("!Q", buf, pos + 2)[0]
+                head = 10
+            if n - pos < head + length:
+                break
+            start = pos + head
+            if opcode in (OP_TEXT, OP_BINARY):
+                self.frames += 1
+                if self.on_payload is not None:
+                    now = now or time.monotonic_ns()
+                    self.on_payload(bytes(buf[start : start + length]), now)
+            elif opcode == OP_CLOSE:
+                self.close_code = (buf[start] << 8 | buf[start + 1]) if length >= 2 else 1005
+                if self.transport is not None:
+                    self.transport.close()
+            elif opcode == OP_PING and self.transport is not None:
+                self.transport.write(mask_frame(OP_PONG, bytes(buf[start : start + length])))
+            pos = start + length
+        if pos:
+            self.last_ns = time.monotonic_ns()
+            del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed before upgrade"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+async def connect(
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    on_payload: Callable[[bytes, int], None] | None = None,
+    open_timeout: float = 10.0,
+) -> CountingClient:
+    loop = asyncio.get_running_loop()
+    _, proto = await loop.create_connection(
+        lambda: CountingClient(path, f"{host}:{port}", headers, on_payload), host, port
+    )
+    await asyncio.wait_for(proto.opened, open_timeout)
+    return proto

@@ -1,0 +1,74 @@
+"""Docs stay true: the README's configuration table lists every setting with
+its real default, and its first lines are the two commands CI relies on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
+from tidings.settings import all_settings_classes
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+ROW = re.compile(r"^\| `(TIDINGS_[A-Z0-9_]+)` \| (.*?) \| (.*) \|$")
+
+
+def _default(cls: type[BaseSettings], field: str) -> str:
+    info = cls.model_fields[field]
+    if info.repr is False or info.annotation is SecretStr:
+        return "(secret)"
+    value = info.get_default(call_default_factory=True)
+    if value is None or value == [] or value == "":
+        return "(empty)"
+    if isinstance(value, Path) and str(value).startswith(str(Path.home())):
+        return f"`~/{value.relative_to(Path.home())}`"
+    return f"`{value}`"
+
+
+def expected_rows() -> dict[str, str]:
+    rows = {}
+    for cls in all_settings_classes():
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for field in cls.model_fields:
+            rows[f"{prefix}{field}".upper()] = _default(cls, field)
+    return rows
+
+
+def documented_rows() -> dict[str, str]:
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        match = ROW.match(line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    expected, documented = expected_rows(), documented_rows()
+    missing = sorted(set(expected) - set(documented))
+    stale = sorted(set(documented) - set(expected))
+    wrong = {k: (documented[k], v) for k, v in expected.items() if documented.get(k, v) != v}
+    hint = "\n".join(f"| `{k}` | {v} | … |" for k, v in expected.items() if k in missing)
+    assert (missing, stale, wrong) == ([], [], {}), hint
+
+
+def test_readme_starts_with_exactly_the_two_commands() -> None:
+    head = (ROOT / "README.md").read_text().splitlines()[:4]
+    assert head == [
+        "```sh",
+        head[1],
+        head[2],
+        "```",
+    ]
+    assert head[1].startswith("make up ")
+    assert head[2].startswith("make test ")
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "make test" in ci
