@@ -1,0 +1,145 @@
+"""The gateway application: ``create_app(settings)``.
+
+The lifespan owns every long-lived client (Temporal, Redis, the Kafka
+factory) in one :class:`gateway.deps.Services` container on ``app.state``;
+routes receive them through dependencies. Other parts of the gateway plug in
+as *extensions* — an object with a ``router`` and ``async start()`` /
+``async stop()`` — started after the shared clients exist and stopped before
+they close. The WebSocket stream (``gateway.stream.StreamService``) is one:
+it shares the app's Redis client, its metrics registry and, through
+:class:`gateway.run_directory.OwnedRunDirectory`, the REST routes' ownership
+check; it authenticates with :func:`gateway.auth.tenant_from_key`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, FastAPI
+from temporalio.client import Client
+
+from gateway import errors, health, metrics, runs
+from gateway.body_limit import BodyLimitMiddleware
+from gateway.deps import Services, services_of
+from gateway.kafka import KafkaFactory
+from gateway.metrics import Metrics, MetricsMiddleware
+from gateway.run_directory import OwnedRunDirectory
+from gateway.starter import RunStarter, default_starter
+from gateway.stream import StreamService
+from tidings.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Redis must never hang a request: a dead Redis is a fast 503, not a stall.
+REDIS_TIMEOUT_SECONDS = 5.0
+
+
+class Extension(Protocol):
+    """A part of the gateway with its own routes and background work."""
+
+    router: APIRouter
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    # lazy=True: the gateway starts (and /readyz reports Temporal down) even
+    # when Temporal is not up yet; the connection is made on first use.
+    return await Client.connect(
+        settings.temporal.address, namespace=settings.temporal.namespace, lazy=True
+    )
+
+
+def connect_redis(settings: Settings) -> aioredis.Redis:
+    # Connections are made on first use, so this is safe outside a running loop.
+    return aioredis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    starter: RunStarter | None = None,
+    stream: bool = True,
+    extensions: Sequence[Extension] = (),
+) -> FastAPI:
+    """Build the gateway: REST routes, operations endpoints and, with ``stream``,
+    the WebSocket stream (``gateway.stream.StreamService``).
+
+    ``starter`` defaults to the orchestration plane's ``start_run``;
+    ``extensions`` are extra parts started after the stream and stopped before it.
+    Call it inside the event loop that will serve the app (uvicorn's
+    ``factory=True`` does): the stream makes Kafka clients, which bind to the
+    running loop when constructed.
+    """
+    run_starter = starter if starter is not None else default_starter()
+    metrics_ = Metrics()
+    # Created here (not in the lifespan) because the stream service needs it to
+    # build its router; the lifespan still owns its life and closes it.
+    redis = connect_redis(settings)
+
+    def temporal() -> Client:
+        return services_of(app).temporal
+
+    parts: list[Extension] = []
+    if stream:
+        # The stream's metrics land in this app's registry, so /metrics shows them.
+        parts.append(
+            StreamService(
+                settings,
+                redis,
+                runs=OwnedRunDirectory(temporal),
+                registry=metrics_.registry,
+            )
+        )
+    parts.extend(extensions)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(redis.aclose)
+            kafka = KafkaFactory(settings.kafka)
+            stack.push_async_callback(kafka.close)
+            app.state.services = Services(
+                settings=settings,
+                temporal=await connect_temporal(settings),
+                redis=redis,
+                kafka=kafka,
+                starter=run_starter,
+            )
+            # Temporal's client holds no socket of ours to close: the SDK's
+            # core runtime owns the connection.
+            stack.callback(setattr, app.state, "services", None)
+            for part in parts:
+                await part.start()
+                stack.push_async_callback(part.stop)
+            log.info("gateway ready on %s", settings.gateway.base_url())
+            yield
+
+    app = FastAPI(
+        title="Tidings gateway",
+        version="1",
+        summary="Start, watch and steer durable AI-agent runs.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics_
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(runs.router)
+    for part in parts:
+        app.include_router(part.router)
+    # Added last = outermost: count every request, then refuse oversize bodies.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics_)
+    return app

@@ -1,0 +1,78 @@
+"""Pure pieces of the gateway: partitioning, cursors, auth, redaction, error text."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway.auth import tenant_from_key
+from gateway.errors import describe_validation
+from gateway.event_log import Cursor
+from gateway.kafka import partition_for
+from gateway.redaction import RedactSecrets, redact
+from tidings.errors import BadRequest
+from tidings.settings import Settings, TenantSettings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("key", "java_murmur2"),
+    # From Apache Kafka's UtilsTest: the Java client's murmur2 of these keys.
+    [("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536)],
+)
+@pytest.mark.parametrize("partitions", [1, 3, 6, 7])
+def test_partition_matches_the_java_and_aiokafka_default_partitioner(
+    key: str, java_murmur2: int, partitions: int
+) -> None:
+    # Java: Utils.toPositive(Utils.murmur2(key)) % numPartitions
+    expected = (java_murmur2 & 0x7FFFFFFF) % partitions
+    assert partition_for(key, list(range(partitions))) == expected
+    assert partition_for(key, list(reversed(range(partitions)))) == expected
+
+
+@pytest.mark.parametrize("raw", ["0:0", "5:123456789012"])
+def test_cursor_round_trips(raw: str) -> None:
+    assert str(Cursor.parse(raw)) == raw
+
+
+@pytest.mark.parametrize("raw", ["", "1", ":1", "1:", "a:1", "1:-1", "1:2:3", " 1:2", "1:2 "])
+def test_malformed_cursors_are_bad_requests(raw: str) -> None:
+    with pytest.raises(BadRequest):
+        Cursor.parse(raw)
+
+
+def test_tenant_from_key() -> None:
+    settings = Settings(
+        tenants=TenantSettings(api_keys={"key-for-acme-1": "acme", "key-for-beta-1": "beta"})
+    )
+    assert tenant_from_key(settings, "key-for-acme-1") == "acme"
+    assert tenant_from_key(settings, "key-for-beta-1") == "beta"
+    for wrong in (None, "", "key-for-acme-", "key-for-acme-12", "KEY-FOR-ACME-1", "\udcff"):
+        assert tenant_from_key(settings, wrong) is None
+
+
+def test_redaction_hides_credentials_in_query_strings() -> None:
+    line = '127.0.0.1 - "WebSocket /v1/runs/x/stream?access_token=dev-key-demo&from=start"'
+    assert redact(line) == (
+        '127.0.0.1 - "WebSocket /v1/runs/x/stream?access_token=[redacted]&from=start"'
+    )
+    assert redact("/stream?resume=abc.def") == "/stream?resume=[redacted]"
+    record = logging.LogRecord(
+        "uvicorn.error", logging.INFO, __file__, 1, '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:1", "/v1/runs/x/stream?access_token=secret-key-1"), None,
+    )  # fmt: skip
+    assert RedactSecrets().filter(record)
+    assert "secret-key-1" not in record.getMessage()
+
+
+def test_validation_messages_name_fields_never_values() -> None:
+    errors = [
+        {"loc": ("body", "input"), "msg": "Input should be a valid dictionary", "input": "s3cr3t"},
+        {"loc": ("query", "limit"), "msg": "Input should be greater than 0", "input": -1},
+    ]
+    text = describe_validation(errors)
+    assert text == (
+        "input: Input should be a valid dictionary; query.limit: Input should be greater than 0"
+    )
