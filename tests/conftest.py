@@ -1,14 +1,36 @@
-"""Session fixtures. PLACEHOLDER: uses a stack named by env vars until infra lands."""
+"""Session fixtures: one private local stack (Temporal, Kafka, Redis) for the whole run.
+
+It is started by the same code as ``tidings up`` on free ports in a temporary
+state folder, and stopped at the end. To use a stack that is already running
+instead, set all three of ``TIDINGS_TEST_TEMPORAL_ADDRESS``,
+``TIDINGS_TEST_KAFKA_BOOTSTRAP`` and ``TIDINGS_TEST_REDIS_URL`` (restart tests
+then skip, since we may not restart someone else's services).
+
+Use: ``def test_x(stack): stack.endpoints.kafka_bootstrap``, ``stack.settings()``
+(a :class:`tidings.settings.Settings` wired to the stack) and, in restart tests,
+``stack.restart("kafka" | "temporal" | "redis")``.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
-from tidings.settings import KafkaSettings, RedisSettings, Settings, TemporalSettings
+from infra.stack import Stack
+from tests.support import free_port
+from tidings.settings import KafkaSettings, RedisSettings, Settings, StackSettings, TemporalSettings
+
+_EXTERNAL = (
+    "TIDINGS_TEST_TEMPORAL_ADDRESS",
+    "TIDINGS_TEST_KAFKA_BOOTSTRAP",
+    "TIDINGS_TEST_REDIS_URL",
+)
 
 
 @dataclass(frozen=True)
@@ -19,25 +41,73 @@ class Endpoints:
 
 
 class StackHandle:
-    def __init__(self, endpoints: Endpoints) -> None:
+    def __init__(self, endpoints: Endpoints, stack: Stack | None = None) -> None:
         self.endpoints = endpoints
+        self._stack = stack
+
+    @property
+    def private(self) -> bool:
+        """True if this session started the stack itself (and so may restart it)."""
+        return self._stack is not None
 
     def settings(self) -> Settings:
-        from pydantic import SecretStr
-
         return Settings(
             temporal=TemporalSettings(address=self.endpoints.temporal_address),
             kafka=KafkaSettings(bootstrap_servers=self.endpoints.kafka_bootstrap),
             redis=RedisSettings(url=SecretStr(self.endpoints.redis_url)),
         )
 
+    def restart(self, service: str) -> None:
+        """Stop ``service`` (SIGTERM, a clean shutdown) and start it again on the same port and
+        data; returns once it is healthy. Blocks: fine from async tests, which wait for it anyway.
+        """
+        if self._stack is None:
+            pytest.skip("restart needs the private test stack, not one named by TIDINGS_TEST_*")
+        self._stack.restart(service, _say)
+
+
+def _say(message: str) -> None:
+    print(f"[test stack] {message}", file=sys.stderr)
+
+
+def private_stack_settings(state_dir: Path, **overrides: object) -> StackSettings:
+    """Settings for a stack of our own: free ports, its own folder, no worker or gateway."""
+    ports = {
+        name: free_port()
+        for name in (
+            "temporal_port",
+            "temporal_ui_port",
+            "kafka_port",
+            "kafka_controller_port",
+            "redis_port",
+            "gateway_port",
+        )
+    }
+    values: dict[str, object] = {
+        "state_dir": state_dir,
+        "gateways": 0,
+        "workers": 0,
+        "kafka_heap": "384m",
+        "start_timeout_seconds": 90.0,
+        **ports,
+        **overrides,
+    }
+    return StackSettings(**values)  # type: ignore[arg-type]
+
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[StackHandle]:
-    yield StackHandle(
-        Endpoints(
-            temporal_address=os.environ.get("TIDINGS_TEST_TEMPORAL_ADDRESS", "127.0.0.1:17233"),
-            kafka_bootstrap=os.environ.get("TIDINGS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092"),
-            redis_url=os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:16379/0"),
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    if all(os.environ.get(name) for name in _EXTERNAL):
+        temporal, kafka, redis = (os.environ[name] for name in _EXTERNAL)
+        yield StackHandle(Endpoints(temporal, kafka, redis))
+        return
+    settings = private_stack_settings(tmp_path_factory.mktemp("stack"))
+    private = Stack(settings, apps=False, attached=True)
+    try:
+        private.up(_say)
+        yield StackHandle(
+            Endpoints(private.temporal.address, private.kafka.bootstrap, private.redis.redis_url),
+            private,
         )
-    )
+    finally:
+        private.down(_say)

@@ -211,6 +211,16 @@ class Settings:
         self.worker: WorkerSettings = _get(overrides, "worker", WorkerSettings)
         self.model: ModelSettings = _get(overrides, "model", ModelSettings)
         self._refuse_dev_credentials()
+        self._check_resume_window()
+
+    def _check_resume_window(self) -> None:
+        # A token that outlives the events it points at would promise a resume
+        # that Kafka retention has already made impossible.
+        if self.gateway.token_ttl_seconds * 1000 > self.kafka.retention_ms:
+            raise ConfigError(
+                "TIDINGS_GATEWAY_TOKEN_TTL_SECONDS must not exceed TIDINGS_KAFKA_RETENTION_MS "
+                "(a resume token must not outlive the events it points at)"
+            )
 
     def _refuse_dev_credentials(self) -> None:
         if self.runtime.is_local:

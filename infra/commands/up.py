@@ -1,0 +1,70 @@
+"""``tidings up``: start the local stack, a worker and gateways; optionally run a demo.
+
+Returns once everything is healthy and leaves it running in the background.
+Running it again is harmless: healthy services that an earlier ``up`` started are
+left alone and only what is missing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import time
+
+from infra.commands.common import say, stack_settings
+from infra.services.apps import command_exists, tidings_executable
+from infra.stack import Stack
+from tidings.settings import DEV_API_KEYS, TemporalSettings, load
+
+DEV_KEY = next(iter(DEV_API_KEYS))
+DEMO_QUESTION = "Why do resumable event streams need an acknowledged cursor?"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateways",
+        type=int,
+        metavar="N",
+        help="gateway replicas on consecutive ports from TIDINGS_STACK_GATEWAY_PORT (default 1)",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="then start a `research` run and watch it live"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = stack_settings(gateways=args.gateways)
+    stack = Stack(settings, task_queue=load(TemporalSettings).task_queue)
+    began = time.monotonic()
+    stack.up(say)
+    say(f"local stack is up ({time.monotonic() - began:.1f}s); state in {settings.state_dir}")
+    for gateway in stack.gateways:
+        print(f"gateway      {gateway.url()}")
+    print(f"temporal     {stack.temporal.address}   (UI {stack.temporal.ui_url})")
+    print(f"kafka        {stack.kafka.bootstrap}")
+    print(f"redis        {stack.redis.redis_url}")
+    print(f"api key      {DEV_KEY}   (tenant {DEV_API_KEYS[DEV_KEY]}, local stack only)")
+    print("stop with    tidings down")
+    if args.demo:
+        return _demo(stack)
+    return 0
+
+
+def _demo(stack: Stack) -> int:
+    run_input = json.dumps({"question": DEMO_QUESTION})
+    argv = [tidings_executable(), "run", "research", "--input", run_input, "--watch"]
+    if not stack.gateways or not command_exists("tidings.commands.run"):
+        say("the demo needs a gateway and the `run` command; once they exist, try:")
+        print("  " + " ".join(argv[:4]) + f" '{run_input}' --watch")
+        return 0
+    first = stack.gateways[0]
+    env = {
+        **stack.wiring.env(),
+        "TIDINGS_GATEWAY_URL": first.url(),
+        "TIDINGS_GATEWAY_PUBLIC_URL": first.url(),
+        "TIDINGS_GATEWAY_PORT": str(first.port),
+        "TIDINGS_API_KEY": DEV_KEY,
+    }
+    say(f"demo: {' '.join(argv[:3])} against {first.url()}")
+    return subprocess.run(argv, env=env, check=False).returncode
