@@ -47,6 +47,11 @@ class PipelineInput:
     run_id: str = ""
     resume_from_step: int = 0
     carried: dict[str, Any] = field(default_factory=dict)
+    # The pipeline spec, frozen into the run at start: a spec edited later
+    # never changes (or breaks the replay of) a run already in flight.
+    spec: dict[str, Any] = field(default_factory=dict)
+    # Next seq of run-level events, carried across continue-as-new.
+    seq: int = 0
 
 
 @dataclass

@@ -1,0 +1,200 @@
+"""How a pipeline step is written: a method that gets a :class:`StepContext`.
+
+A user adds a step by subclassing :class:`StepActivities`, decorating a method
+with :func:`step`, and registering an instance with the worker. The decorator
+does everything every step must do the same way: attempt-tagged
+``step.started`` / ``step.completed``, ``step.retrying`` for the attempt a
+retry replaces, the hot-loop alert, heartbeats, and error details the
+workflow reads to know which attempt failed last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.emitter import Emitter
+from activities.types import CLOSING_SEQ, StepInput
+from tidings.events import Event, EventType
+
+log = logging.getLogger(__name__)
+
+StepOutput = dict[str, Any]
+
+
+class StepContext:
+    """Emits one attempt's events with a seq counter private to (run, step, attempt)."""
+
+    def __init__(self, emitter: Emitter, data: StepInput, attempt: int) -> None:
+        self._emitter = emitter
+        self._data = data
+        self.attempt = attempt
+        self._seq = 0
+        self.name = data.step if data.branch is None else f"{data.step}[{data.branch}]"
+
+    @property
+    def run_id(self) -> str:
+        return self._data.run_id
+
+    async def emit(self, type_: str, data: dict[str, Any], *, wait: bool = True) -> Event:
+        event = self.event(type_, data, seq=self._seq)
+        self._seq += 1
+        await self._emitter.emit(event, wait=wait)
+        return event
+
+    def event(self, type_: str, data: dict[str, Any], *, seq: int, attempt: int = 0) -> Event:
+        return Event(
+            type=type_,
+            tenant=self._data.tenant,
+            run_id=self._data.run_id,
+            step=self.name,
+            attempt=attempt or self.attempt,
+            seq=seq,
+            data=data,
+        )
+
+    async def send(self, event: Event) -> None:
+        """Send an event built with :meth:`event` (for seqs outside the counter)."""
+        await self._emitter.emit(event)
+
+    async def token(self, text: str) -> None:
+        """Stream one token. Not awaited per record: the step flushes before it completes."""
+        await self.emit(EventType.STEP_TOKEN, {"text": text}, wait=False)
+        activity.heartbeat(self._seq)
+
+    async def progress(self, **data: Any) -> None:
+        await self.emit(EventType.STEP_PROGRESS, data)
+
+
+class StepActivities:
+    """Base of a class of step activities; it receives its clients in the constructor."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+
+
+S = TypeVar("S", bound=StepActivities)
+StepBody = Callable[[S, StepContext, dict[str, Any]], Awaitable[StepOutput]]
+StepActivity = Callable[[S, StepInput], Awaitable[StepOutput]]
+
+
+def step(name: str) -> Callable[[StepBody[S]], StepActivity[S]]:
+    """Declare a step activity named ``name`` (the name pipeline specs refer to)."""
+
+    def decorate(body: StepBody[S]) -> StepActivity[S]:
+        # No functools.wraps: Temporal reads the signature to decode the
+        # argument, and it must see StepInput, not the body's parameters.
+        async def run(self: S, data: StepInput) -> StepOutput:
+            return await run_step(self.emitter, data, lambda ctx: body(self, ctx, data.input))
+
+        run.__name__ = body.__name__
+        run.__qualname__ = body.__qualname__
+        run.__doc__ = body.__doc__
+        # Resolved types, not strings: Temporal decodes the argument by these.
+        run.__annotations__ = {"data": StepInput, "return": dict[str, Any]}
+        return activity.defn(name=name)(run)
+
+    return decorate
+
+
+async def run_step(
+    emitter: Emitter, data: StepInput, body: Callable[[StepContext], Awaitable[StepOutput]]
+) -> StepOutput:
+    info = activity.info()
+    ctx = StepContext(emitter, data, info.attempt)
+    if info.attempt > 1:
+        await _announce_retry(ctx, data, info)
+    await ctx.emit(
+        EventType.STEP_STARTED, {"branch": data.branch} if data.branch is not None else {}
+    )
+    heartbeat = _start_heartbeat(info.heartbeat_timeout)
+    try:
+        output = await body(ctx)
+    except asyncio.CancelledError:
+        raise
+    except ApplicationError as exc:
+        raise ApplicationError(
+            exc.message,
+            {"attempt": info.attempt},
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+        ) from exc
+    except Exception as exc:
+        # The exception's class becomes the error type, which retry policies
+        # can name in non_retryable.
+        raise ApplicationError(
+            str(exc) or type(exc).__name__, {"attempt": info.attempt}, type=type(exc).__name__
+        ) from exc
+    finally:
+        if heartbeat is not None:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await emitter.flush()
+    await ctx.emit(EventType.STEP_COMPLETED, {"output": output})
+    return output
+
+
+async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info) -> None:
+    previous = info.attempt - 1
+    # Tagged with the attempt it replaces, so clients drop that attempt's output.
+    await ctx.send(
+        ctx.event(
+            EventType.STEP_RETRYING,
+            {"discard_attempt": previous, "next_attempt": info.attempt},
+            seq=CLOSING_SEQ,
+            attempt=previous,
+        )
+    )
+    retries = info.attempt - 1
+    window = (info.current_attempt_scheduled_time - info.scheduled_time).total_seconds()
+    # Backoff only grows, so the first time the count is crossed is the tightest window.
+    if retries == data.hot_loop.max_retries + 1 and window <= data.hot_loop.window_seconds:
+        log.warning(
+            "hot loop: run %s step %s retried %d times in %.1fs",
+            data.run_id,
+            ctx.name,
+            retries,
+            window,
+        )
+        await ctx.emit(
+            EventType.ALERT_HOT_LOOP,
+            {
+                "retries": retries,
+                "window_seconds": data.hot_loop.window_seconds,
+                "elapsed_seconds": round(window, 3),
+            },
+        )
+
+
+def _start_heartbeat(timeout: Any) -> asyncio.Task[None] | None:
+    if timeout is None:
+        return None
+    # A step blocked on a slow model call still proves its worker is alive, so
+    # a killed worker's attempt is retried after one heartbeat timeout, not
+    # after the whole start-to-close timeout.
+    interval = max(timeout.total_seconds() / 3, 0.1)
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    return asyncio.create_task(beat())
+
+
+def activities_of(*objects: object) -> list[Callable[..., Any]]:
+    """The Temporal activities defined on ``objects``, bound, for ``Worker(activities=...)``."""
+    found: list[Callable[..., Any]] = []
+    for obj in objects:
+        for attr in dir(type(obj)):
+            member = getattr(type(obj), attr, None)
+            if member is not None and activity._Definition.from_callable(member) is not None:
+                found.append(getattr(obj, attr))
+    return found

@@ -1,0 +1,85 @@
+"""Inputs and names shared by the workflow and the activities it schedules.
+
+Plain dataclasses (not pydantic) so Temporal's default converter handles them
+and a field added with a default never breaks a run already in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+# Activities the workflow itself schedules (user steps are named by their spec).
+EMIT_RUN_EVENT: Final = "tidings.emit_run_event"
+RECORD_STEP_FAILURE: Final = "tidings.record_step_failure"
+REQUEST_EXTERNAL: Final = "tidings.request_external"
+
+# Events that close an attempt use this seq so they sort after anything the
+# attempt itself emitted, whose count the closer cannot know (the attempt
+# may have died mid-stream).
+CLOSING_SEQ: Final = 1_000_000_000
+
+# Run-level events have no activity attempt of their own: an emit retried by
+# Temporal is the same logical event, so they all carry attempt 1.
+RUN_ATTEMPT: Final = 1
+
+
+@dataclass
+class HotLoopPolicy:
+    """Alert when a step is retried more than ``max_retries`` times within ``window_seconds``."""
+
+    max_retries: int = 3
+    window_seconds: float = 60.0
+
+
+@dataclass
+class StepInput:
+    """What every step activity receives: its mapped input plus the run's identity."""
+
+    tenant: str
+    run_id: str
+    pipeline: str
+    step: str
+    input: dict[str, Any] = field(default_factory=dict)
+    hot_loop: HotLoopPolicy = field(default_factory=HotLoopPolicy)
+    # Set for one branch of a fan-out, so each branch has its own event stream.
+    branch: int | None = None
+
+
+@dataclass
+class RunEventInput:
+    tenant: str
+    run_id: str
+    type: str
+    seq: int
+    data: dict[str, Any] = field(default_factory=dict)
+    step: str | None = None
+    attempt: int = RUN_ATTEMPT
+
+
+@dataclass
+class StepFailureInput:
+    """A step that exhausted its retries: one ``step.failed`` event and one DLQ record."""
+
+    tenant: str
+    run_id: str
+    pipeline: str
+    step: str
+    attempt: int
+    input: dict[str, Any]
+    error: str
+    error_type: str | None = None
+
+
+@dataclass
+class ExternalRequestInput:
+    """Work handed to a service outside the worker; it answers on the completions topic."""
+
+    tenant: str
+    run_id: str
+    pipeline: str
+    step: str
+    attempt: int
+    idempotency_key: str
+    input: dict[str, Any] = field(default_factory=dict)
+    timeout_seconds: float = 0.0

@@ -1,0 +1,130 @@
+"""Record one Temporal history per pipeline scenario into tests/histories/*.json.
+
+    python -m tests.histories.record        # against TIDINGS_TEST_* or the default dev ports
+
+Re-record after a deliberate, patched workflow change; never to make a
+failing replay test pass (a failing replay means runs in flight would break).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowFailureError
+
+from tests.orchestration.harness import Harness, read_records, running_worker, settings_for
+from tests.support import wait_for
+from tidings.runs import APPROVE_SIGNAL, STATUS_QUERY, RunStatus
+from tidings.settings import KafkaSettings, RedisSettings, Settings, TemporalSettings
+from tidings.topics import completions_topic, requests_topic
+
+HERE = Path(__file__).parent
+
+
+async def _approve_when_waiting(harness: Harness, run_id: str) -> None:
+    handle = harness.client.get_workflow_handle(run_id)
+
+    async def waiting() -> bool:
+        status = await handle.query(STATUS_QUERY, result_type=RunStatus)
+        return status.waiting_for is not None
+
+    await wait_for(waiting, 30, "run waits for approval")
+    await handle.signal(APPROVE_SIGNAL, {"by": "recorder"})
+
+
+async def _complete_external(harness: Harness, run_id: str) -> None:
+    kafka = harness.settings.kafka
+    (raw,) = await read_records(
+        kafka.bootstrap_servers,
+        requests_topic(kafka.topic_prefix),
+        key=run_id,
+        until=lambda values: len(values) >= 1,
+        timeout=30,
+    )
+    request = json.loads(raw)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    await producer.start()
+    try:
+        body = {"run_id": run_id, "idempotency_key": request["idempotency_key"]}
+        for answer in ("first", "duplicate"):
+            payload = json.dumps({**body, "output": {"answer": answer}}).encode()
+            await producer.send_and_wait(completions_topic(kafka.topic_prefix), payload)
+    finally:
+        await producer.stop()
+
+
+SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
+    ("research", "research", {"question": "How do resume tokens survive a gateway restart?"}),
+    (
+        "research-approval",
+        "research-approval",
+        {"question": "Why a DLQ?", "require_approval": True},
+    ),
+    (
+        "research-approval-timeout",
+        "research-approval-timeout",
+        {"question": "Why?", "require_approval": True},
+    ),
+    ("always-fails", "always-fails", {"value": 1}),
+    ("with-fallback", "with-fallback", {"value": 2}),
+    ("external", "external", {"text": "answer me"}),
+    ("long", "long", {"n": 3}),
+    ("parallel", "parallel", {}),
+    ("fan-out-fails", "fan-out-fails", {}),
+]
+
+
+async def record(settings: Settings, client: Client, folder: Path) -> list[Path]:
+    written: list[Path] = []
+    async with running_worker(settings, client) as harness:
+        for label, pipeline, data in SCENARIOS:
+            run_id, _ = await harness.start(pipeline, data, f"history-{uuid.uuid4().hex}")
+            helper = None
+            if label == "research-approval":
+                helper = asyncio.create_task(_approve_when_waiting(harness, run_id))
+            if label == "external":
+                helper = asyncio.create_task(_complete_external(harness, run_id))
+            with contextlib.suppress(WorkflowFailureError):
+                await harness.result(run_id)
+            if helper is not None:
+                await helper
+            runs = [e async for e in client.list_workflows(f"WorkflowId = '{run_id}'")]
+            runs.sort(key=lambda execution: execution.start_time)
+            for index, execution in enumerate(runs, start=1):
+                history = await client.get_workflow_handle(
+                    run_id, run_id=execution.run_id
+                ).fetch_history()
+                name = label if len(runs) == 1 else f"{label}.run{index}"
+                path = folder / f"{name}.json"
+                path.write_text(history.to_json(), encoding="utf-8")
+                written.append(path)
+    return written
+
+
+async def main() -> int:
+    temporal = os.environ.get("TIDINGS_TEST_TEMPORAL_ADDRESS", "127.0.0.1:17233")
+    kafka = os.environ.get("TIDINGS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    redis = os.environ.get("TIDINGS_TEST_REDIS_URL", "redis://127.0.0.1:16379/0")
+    base = Settings(
+        temporal=TemporalSettings(address=temporal),
+        kafka=KafkaSettings(bootstrap_servers=kafka),
+        redis=RedisSettings(url=SecretStr(redis)),
+    )
+    settings = settings_for(base, f"histories-{uuid.uuid4().hex[:8]}")
+    client = await Client.connect(temporal)
+    for path in await record(settings, client, HERE):
+        print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,77 @@
+"""``tidings worker``: runs the pipelines' workflows and activities until SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+
+from tidings.settings import Settings
+from workers.build import build_worker, default_activities, load_factory, open_clients
+from workers.completions import CompletionConsumer
+from workflows.registry import PipelineRegistry
+
+log = logging.getLogger("tidings.worker")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task-queue", help="overrides TIDINGS_TEMPORAL_TASK_QUEUE")
+    parser.add_argument(
+        "--activities",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="register more step activities: FACTORY(clients, settings) returns an object "
+        "whose @step methods become activities (repeatable)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.runtime.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Registry errors name the file and field; fail before connecting anything.
+    registry = PipelineRegistry.with_builtins(settings.worker.pipelines_dir)
+    asyncio.run(serve(settings, registry, args.task_queue, list(args.activities)))
+    return 0
+
+
+async def serve(
+    settings: Settings, registry: PipelineRegistry, task_queue: str | None, factories: list[str]
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_clients(settings) as clients:
+        objects = default_activities(clients, settings)
+        objects += [load_factory(path)(clients, settings) for path in factories]
+        worker = build_worker(clients, settings, objects, registry, task_queue=task_queue)
+        consumer = CompletionConsumer(clients.temporal, settings.kafka, clients.emitter)
+        worker_task = asyncio.create_task(worker.run())
+        consumer_task = asyncio.create_task(consumer.run())
+        log.info(
+            "worker ready: task queue %s, pipelines %s",
+            worker.task_queue,
+            ", ".join(registry.names()),
+        )
+        print(f"tidings worker: ready on task queue {worker.task_queue}", flush=True)
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait(
+            {worker_task, consumer_task, stopped}, return_when=asyncio.FIRST_COMPLETED
+        )
+        log.info("shutting down (grace %ss)", settings.worker.shutdown_grace_seconds)
+        consumer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer_task
+        if not worker_task.done():
+            # Lets running activities finish within the grace period, then cancels them.
+            await worker.shutdown()
+        stopped.cancel()
+        for task in done:
+            if task is not stopped and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]

@@ -1,0 +1,66 @@
+"""Pipelines that ship with Tidings, declared in Python."""
+
+from __future__ import annotations
+
+from workflows.spec import PipelineSpec, load_spec
+
+RESEARCH = load_spec(
+    {
+        "name": "research",
+        "description": (
+            "Plans sub-questions, searches the bundled corpus for each in parallel, "
+            "streams a drafted answer, optionally waits for a reviewer, then answers."
+        ),
+        "input": {
+            "question": {"type": "string", "min_length": 1, "max_length": 2000},
+            "require_approval": {"type": "boolean", "required": False, "default": False},
+        },
+        "steps": [
+            {
+                "name": "plan",
+                "activity": "research.plan",
+                "input": {"question": "$input.question"},
+                "start_to_close_seconds": 30,
+            },
+            {
+                "name": "search",
+                "activity": "research.search",
+                "for_each": "$steps.plan.sub_questions",
+                "input": {"question": "$item"},
+                "start_to_close_seconds": 30,
+            },
+            {
+                "name": "draft",
+                "activity": "research.draft",
+                "input": {
+                    "question": "$input.question",
+                    "results": "$steps.search",
+                    "pace_ms": 10,
+                },
+                "start_to_close_seconds": 300,
+                "heartbeat_seconds": 10,
+            },
+            {
+                "name": "review",
+                "kind": "approval",
+                "when": "$input.require_approval",
+                "timeout_seconds": 24 * 3600,
+                "on_timeout": "reject",
+            },
+            {
+                "name": "final",
+                "activity": "research.finalize",
+                "input": {
+                    "question": "$input.question",
+                    "draft": "$steps.draft",
+                    "review": "$steps.review",
+                },
+                "start_to_close_seconds": 30,
+            },
+        ],
+        "output": "$steps.final",
+    },
+    source="workflows/builtin.py",
+)
+
+BUILTIN: tuple[PipelineSpec, ...] = (RESEARCH,)

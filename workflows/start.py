@@ -1,0 +1,88 @@
+"""Starting a run: the one function the REST layer and the CLI call."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from tidings.errors import BadRequest, ErrorCode
+from tidings.runs import (
+    PIPELINE_ATTRIBUTE,
+    PIPELINE_WORKFLOW,
+    TENANT_ATTRIBUTE,
+    PipelineInput,
+    run_id_for,
+)
+from tidings.settings import Settings
+from tidings.topics import is_valid_tenant
+from workflows.registry import PipelineRegistry, default_registry
+
+TENANT_KEY = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
+PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
+
+
+async def start_run(
+    client: Client,
+    settings: Settings,
+    tenant: str,
+    pipeline: str,
+    input: dict[str, Any],
+    idempotency_key: str | None,
+    *,
+    registry: PipelineRegistry | None = None,
+) -> tuple[str, bool]:
+    """Start a run of ``pipeline`` for ``tenant``; return ``(run_id, created)``.
+
+    The same ``(tenant, idempotency_key)`` always names the same workflow id,
+    and a start for an id that exists (running or finished) returns that run
+    with ``created=False`` instead of starting a second one, however many
+    identical requests race. Raises :class:`tidings.errors.BadRequest` (code
+    ``unknown_pipeline`` or ``validation_error``) naming the bad field.
+    """
+    if not is_valid_tenant(tenant):
+        raise BadRequest(f"invalid tenant name {tenant!r}")
+    registry = registry or default_registry(settings.worker.pipelines_dir)
+    spec = registry.get(pipeline)
+    validated = registry.validate_input(pipeline, input)
+    run_id = run_id_for(tenant, idempotency_key)
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise BadRequest("Idempotency-Key must be 1 to 255 characters", code=ErrorCode.VALIDATION)
+    arg = PipelineInput(
+        tenant=tenant,
+        pipeline=pipeline,
+        input=validated,
+        run_id=run_id,
+        spec=spec.model_dump(mode="json"),
+    )
+    try:
+        handle = await client.start_workflow(
+            PIPELINE_WORKFLOW,
+            arg,
+            id=run_id,
+            task_queue=settings.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            # A finished run keeps its id: the same key never starts a second run.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(TENANT_KEY, tenant),
+                    SearchAttributePair(PIPELINE_KEY, pipeline),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        return run_id, False
+    # The SDK keeps the server's answer but exposes no accessor for its
+    # `started` flag, which is the only way to tell a new run from an existing one.
+    response = getattr(handle, "_start_workflow_response", None)
+    created = bool(getattr(response, "started", True))
+    return run_id, created
