@@ -1,0 +1,116 @@
+"""The dashboard in a real browser against the fake gateway (tests/web/fake_gateway.py):
+a retried step's text is discarded, a dropped socket and a 4408 are resumed
+without losing or repeating text, approval works, refusals are not retried."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from infra.browser import Browser
+from tests.web.driver import drive, screenshot_path
+from tests.web.fake_gateway import ANSWER, TEMPORAL_UI, FakeGateway
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
+
+Served = tuple[FakeGateway, str]
+
+
+async def post(url: str, path: str) -> dict[str, object]:
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.post(path)
+        response.raise_for_status()
+        body: dict[str, object] = response.json()
+        return body
+
+
+async def test_run_streams_through_a_drop_and_a_too_slow_close(
+    browser: Browser, fake: Served
+) -> None:
+    gateway, url = fake
+    shot = screenshot_path("dashboard-fake.png")
+    async with drive(
+        browser, url, "run", approve="1", wait_retry="1", reload="1", screenshot=str(shot)
+    ) as page:
+        started = await page.expect("started")
+        streaming = await page.expect("streaming")
+        assert streaming["draft"], streaming
+        # Drop the TCP connection mid-stream: the browser sees 1006 and resumes.
+        assert (await post(url, "/_fake/drop"))["dropped"] == 1
+        waiting = await page.expect("waiting")
+        assert waiting["status"] == "WAITING"
+        finished = await page.expect("finished")
+        done = await page.expect("done")  # after a reload, which replays the finished run
+
+    assert done["problems"] == []
+    assert finished["run_id"] == done["run_id"] == started["run_id"]
+    # Attempt 1's partial text is gone; attempt 2's is there once, whole and unchanged.
+    assert finished["draft"] == ANSWER
+    assert finished["answer"] == ANSWER
+    assert finished["injected_elements"] == 0
+    assert "Attempt 1 failed" in finished["draft_note"]
+    assert finished["steps"]["draft"]["state"] == "completed"
+    assert finished["steps"]["draft"]["attempts"] == "attempt 2"
+    assert finished["steps"]["review"]["state"] == "completed"
+    assert finished["status"] == "COMPLETED"
+    assert finished["connection"] == "ended"
+    assert "reconnecting" in finished["connection_states"]
+    assert finished["temporal_link"].startswith(f"{TEMPORAL_UI}/namespaces/default/workflows/")
+    stats = finished["stats"]
+    # First socket, the resume after the drop, the resume after the 4408.
+    assert stats["connections"] >= 3, stats
+    assert gateway.stats.resumes >= 2
+    assert 4408 in gateway.stats.closes
+    # Events sent but not acked came again, and the page dropped them by id.
+    assert gateway.stats.resent > 0
+    assert stats["duplicates"] > 0
+    assert gateway.stats.acks > 0
+    assert gateway.stats.bad_acks == 0
+    # Live through a drop and a 4408, or replayed at once after a reload: the same page.
+    for key in ("draft", "answer", "status", "steps", "draft_note", "injected_elements"):
+        assert done[key] == finished[key], key
+    assert done["stats"]["connections"] == 1
+    assert shot.stat().st_size > 10_000
+
+
+async def test_expired_token_offers_a_restart_from_the_start(
+    browser: Browser, fake: Served
+) -> None:
+    gateway, url = fake
+    async with drive(browser, url, "expired", wait_retry="1") as page:
+        await page.expect("streaming")
+        await post(url, "/_fake/expire")
+        await post(url, "/_fake/drop")
+        expired = await page.expect("expired")
+        assert expired["restart_offered"]
+        assert expired["connection"] == "error"
+        assert "4410" in expired["stream_error"]
+        done = await page.expect("done")
+
+    assert done["problems"] == []
+    # Replayed from the start: everything already shown is dropped by id.
+    assert done["draft"] == ANSWER
+    assert done["answer"] == ANSWER
+    assert 4410 in gateway.stats.closes
+
+
+async def test_a_bad_key_is_shown_and_never_retried(browser: Browser, fake: Served) -> None:
+    gateway, url = fake
+    async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+        response = await client.post(
+            "/v1/runs",
+            json={"pipeline": "research", "input": {"question": "q?"}},
+            headers={"Authorization": "Bearer dev-key-demo"},
+        )
+        run_id = response.json()["run_id"]
+
+    async with drive(browser, url, "bad-key", key="not-a-key", run_id=run_id) as page:
+        refused = await page.expect("refused")
+        assert "4401" in refused["stream_error"]
+        assert refused["runs_error"] and "API key" in refused["runs_error"]
+        done = await page.expect("done")
+
+    assert done["problems"] == []
+    assert done["stats"]["connections"] == 1
+    assert gateway.stats.connections == 1
+    assert gateway.stats.closes == [4401]
