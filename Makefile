@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 
 deps: $(VENV)/.installed
 	$(BIN)/tidings deps
+	$(BIN)/python -m infra.browser
 
 up: deps
 	$(BIN)/tidings up --demo
