@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test lint typecheck unit deps bench clean
+.PHONY: up down status test lint typecheck unit deps browser bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tidings needs Python 3.11"'
@@ -15,6 +15,9 @@ $(VENV)/.installed: pyproject.toml
 
 deps: $(VENV)/.installed
 	$(BIN)/tidings deps
+
+# Only the tests need a browser: Debian's chromium and playwright-core from npm.
+browser: $(VENV)/.installed
 	$(BIN)/python -m infra.browser
 
 up: deps
@@ -36,7 +39,7 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest -m unit
 
-test: deps lint typecheck
+test: deps browser lint typecheck
 	$(BIN)/pytest
 
 bench: deps
