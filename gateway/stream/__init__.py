@@ -1,0 +1,23 @@
+"""The WebSocket stream: stateless fan-out of a run's events with Redis-backed resume.
+
+See ``service.py`` for how an app mounts it and ``docs/stream.md`` for the
+protocol choices beyond DESIGN.md.
+"""
+
+from .cursor import Cursor, CursorError
+from .directory import RunDirectory, RunInfo, TemporalRunDirectory
+from .metrics import StreamMetrics
+from .service import StreamService
+from .tokens import Claims, TokenSigner
+
+__all__ = [
+    "Claims",
+    "Cursor",
+    "CursorError",
+    "RunDirectory",
+    "RunInfo",
+    "StreamMetrics",
+    "StreamService",
+    "TemporalRunDirectory",
+    "TokenSigner",
+]

@@ -1,0 +1,274 @@
+"""One stream socket, from handshake to close.
+
+Opening: authenticate, check the resume token and its session, ask the run
+directory, register with the tenant's live tail, fix the first offset, then
+queue the token frame first. Running: a writer (queue -> socket), a reader
+(acks from the client) and a catch-up task; whichever of reader and writer
+ends first cancels the rest. Every refusal is a :class:`StreamClosed`, turned
+into an ``error`` frame and a close code in one place (:func:`serve`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from tidings.errors import CloseCode
+from tidings.settings import GatewaySettings, KafkaSettings
+
+from .directory import RunDirectory, RunInfo
+from .errors import StreamClosed
+from .frames import end_frame, error_frame, parse_ack, token_frame
+from .hub import TailHub
+from .metrics import StreamMetrics
+from .replay import PartitionReader, catch_up
+from .sessions import Session, SessionStore
+from .subscriber import Subscriber
+from .tail import TenantTail
+from .tokens import Claims, TokenSigner, new_session_id
+
+log = logging.getLogger(__name__)
+
+# Events are stamped by the emitter's clock; seek a little before the run's
+# start so clock skew between hosts cannot hide its first events.
+_CLOCK_SKEW_MS = 60_000
+_CLOSE_TIMEOUT = 10.0
+
+
+@dataclass
+class StreamContext:
+    gateway: GatewaySettings
+    kafka: KafkaSettings
+    authenticate: Callable[[str], str | None]
+    signer: TokenSigner
+    sessions: SessionStore
+    runs: RunDirectory
+    hub: TailHub
+    metrics: StreamMetrics
+    replay_slots: asyncio.Semaphore
+    subscribers: set[Subscriber]
+    stall_seconds: float
+
+
+async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
+    await ws.accept()
+    socket = StreamSocket(ws, run_id, ctx)
+    try:
+        await socket.run()
+        code: StreamClosed | None = None
+    except StreamClosed as exc:
+        code = exc
+    except WebSocketDisconnect:
+        code = None
+    except Exception:
+        log.exception("stream socket for %s failed", run_id)
+        code = StreamClosed(CloseCode.INTERNAL_ERROR, "internal error; resume with your token")
+    finally:
+        socket.release()
+    if code is not None:
+        ctx.metrics.closes.labels(str(int(code.code))).inc()
+        with contextlib.suppress(Exception):
+            # A slow client may take a while to drain before the close frame fits.
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await ws.send_text(error_frame(code.error_code, code.reason))
+                await ws.close(int(code.code), code.close_reason)
+    elif socket.ended and ws.application_state is WebSocketState.CONNECTED:
+        ctx.metrics.closes.labels(str(int(CloseCode.NORMAL))).inc()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await ws.close(int(CloseCode.NORMAL))
+
+
+class StreamSocket:
+    def __init__(self, ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
+        self.ws = ws
+        self.run_id = run_id
+        self.ctx = ctx
+        self.ended = False
+        self.sub: Subscriber | None = None
+        self.tail: TenantTail | None = None
+        self.claims: Claims | None = None
+
+    async def run(self) -> None:
+        sub, info = await self._open()
+        tasks = [
+            asyncio.create_task(self._write(sub)),
+            asyncio.create_task(self._read(sub)),
+            asyncio.create_task(sub.failed.wait()),
+        ]
+        catching_up = asyncio.create_task(self._catch_up(sub, info))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (*tasks, catching_up):
+                task.cancel()
+            await asyncio.gather(*tasks, catching_up, return_exceptions=True)
+        if sub.failure is not None and not any(t.exception() for t in done):
+            if sub.failure.code == CloseCode.TOO_SLOW:
+                self.ctx.metrics.slow_closes.labels(sub.tenant).inc()
+            raise sub.failure
+        for task in done:
+            task.result()  # re-raises the StreamClosed that ended the socket
+
+    def release(self) -> None:
+        if self.sub is not None:
+            self.sub.fail(StreamClosed(CloseCode.NORMAL, "closed"))
+            self.ctx.subscribers.discard(self.sub)
+            if self.tail is not None:
+                self.tail.remove(self.sub)
+
+    async def _open(self) -> tuple[Subscriber, RunInfo]:
+        ctx = self.ctx
+        tenant = self._authenticate()
+        token = self.ws.query_params.get("resume")
+        start = self.ws.query_params.get("from")
+        if token is not None and start is not None:
+            raise StreamClosed(CloseCode.BAD_FRAME, "use either resume= or from=, not both")
+        if start not in (None, "start", "now"):
+            raise StreamClosed(CloseCode.BAD_FRAME, "from= must be 'start' or 'now'")
+        session: Session | None = None
+        if token is not None:
+            claims = ctx.signer.verify(token)
+            if claims.tenant != tenant:
+                raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another tenant")
+            if claims.run_id != self.run_id:
+                raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another run")
+            session = await ctx.sessions.load(claims.sid)
+            if session is None:
+                raise StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
+        info = await ctx.runs.lookup(tenant, self.run_id)
+        if info is None:
+            raise StreamClosed(CloseCode.UNKNOWN_RUN, f"unknown run {self.run_id[:64]}")
+        self.tail = tail = await ctx.hub.tail(tenant)
+        partition = session.partition if session else ctx.hub.partition_for(tail, self.run_id)
+        self.sub = sub = Subscriber(
+            tenant,
+            self.run_id,
+            partition,
+            max_events=ctx.gateway.send_queue_max_events,
+            max_bytes=ctx.gateway.send_queue_max_bytes,
+            final_state=info.state if info.finished else None,
+        )
+        # Registered before any offset is sampled: see the hand-over proof in replay.py.
+        tail.add(sub)
+        ctx.subscribers.add(sub)
+        earliest, end = await ctx.hub.offsets.bounds(tail.topic, partition)
+        if session is not None:
+            sub.next_offset = session.next_offset
+            if session.next_offset < earliest:
+                raise StreamClosed(
+                    CloseCode.TOKEN_EXPIRED,
+                    "events after your cursor are past Kafka retention; subscribe with from=start",
+                )
+            sid = session.sid
+            await ctx.sessions.touch(sid)
+            ctx.metrics.resumes.labels(tenant).inc()
+        else:
+            sub.next_offset = await self._first_offset(tail, info, partition, earliest, end, start)
+            sid = new_session_id()
+            await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
+        text, self.claims = ctx.signer.issue(tenant, self.run_id, sid)
+        sub.push_control(token_frame(text))
+        return sub, info
+
+    def _authenticate(self) -> str:
+        header = self.ws.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            key = self.ws.query_params.get("access_token", "")
+        tenant = self.ctx.authenticate(key.strip()) if key else None
+        if tenant is None:
+            raise StreamClosed(CloseCode.UNAUTHORIZED, "missing or invalid API key")
+        return tenant
+
+    async def _first_offset(
+        self,
+        tail: TenantTail,
+        info: RunInfo,
+        partition: int,
+        earliest: int,
+        end: int,
+        start: str | None,
+    ) -> int:
+        # No resume= and no from= means from the start: late subscribers missing
+        # a run's first events is the top complaint about realtime streams.
+        if start == "now":
+            return end
+        if info.started_at is None:
+            return earliest
+        since = int(info.started_at.timestamp() * 1000) - _CLOCK_SKEW_MS
+        found = await self.ctx.hub.offsets.first_at_or_after(tail.topic, partition, since)
+        return end if found is None else max(found, earliest)
+
+    async def _catch_up(self, sub: Subscriber, info: RunInfo) -> None:
+        ctx = self.ctx
+        try:
+            async with (
+                ctx.replay_slots,
+                PartitionReader(
+                    ctx.kafka.bootstrap_servers,
+                    ctx.hub.topic(sub.tenant),
+                    sub.partition,
+                    sub.run_id,
+                    request_timeout_ms=ctx.kafka.request_timeout_ms,
+                ) as reader,
+            ):
+                end = partial(ctx.hub.offsets.end, ctx.hub.topic(sub.tenant), sub.partition)
+                await catch_up(sub, reader, end, ctx.metrics, stall_seconds=ctx.stall_seconds)
+        except StreamClosed as exc:
+            sub.fail(exc)
+        except Exception:
+            log.exception("catch-up of %s failed", sub.run_id)
+            sub.fail(StreamClosed(CloseCode.INTERNAL_ERROR, "catch-up failed; resume"))
+
+    async def _write(self, sub: Subscriber) -> None:
+        write_seconds = self.ctx.metrics.write_seconds.labels(sub.tenant)
+        delivered = self.ctx.metrics.delivered.labels(sub.tenant)
+        while True:
+            item = await sub.next_item()
+            began = time.perf_counter()
+            await self.ws.send_text(item.text)
+            write_seconds.observe(time.perf_counter() - began)
+            if item.offset >= 0:
+                sub.sent_max = item.offset
+                delivered.inc()
+            if item.end_status is not None:
+                await self.ws.send_text(end_frame(item.end_status))
+            if item.end_status is not None or item.last:
+                self.ended = True
+                return
+
+    async def _read(self, sub: Subscriber) -> None:
+        ctx = self.ctx
+        limit = ctx.gateway.max_frame_bytes
+        while True:
+            message = await self.ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                if len(message.get("bytes") or b"") > limit:
+                    raise _too_big(limit)
+                raise StreamClosed(CloseCode.BAD_FRAME, "frames must be JSON text")
+            if len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit):
+                raise _too_big(limit)
+            cursor = parse_ack(text)
+            if cursor.partition != sub.partition or cursor.offset > sub.sent_max:
+                raise StreamClosed(CloseCode.BAD_FRAME, f"ack for a cursor never sent: {cursor}")
+            assert self.claims is not None
+            if not await ctx.sessions.advance(self.claims.sid, cursor.offset + 1):
+                raise StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
+            if ctx.signer.due_for_refresh(self.claims):
+                text, self.claims = ctx.signer.issue(sub.tenant, sub.run_id, self.claims.sid)
+                sub.push_control(token_frame(text))
+
+
+def _too_big(limit: int) -> StreamClosed:
+    return StreamClosed(CloseCode.MESSAGE_TOO_BIG, f"frames are at most {limit} bytes")

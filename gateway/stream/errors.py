@@ -1,0 +1,60 @@
+"""The one exception the stream raises to end a socket, mapped once at the edge.
+
+Every reason for closing a stream socket becomes a :class:`StreamClosed`
+carrying the public close code (DESIGN.md) and a reason safe to show the
+client; ``connection.py`` turns it into an ``error`` frame plus a close.
+"""
+
+from __future__ import annotations
+
+from tidings.errors import CloseCode, ErrorCode
+
+# Error-frame codes for the close codes; "too_slow" and "cursor_expired" are
+# stream-only, so they live here rather than in the shared ErrorCode.
+TOO_SLOW = "too_slow"
+GOING_AWAY = "going_away"
+
+_ERROR_CODES: dict[int, str] = {
+    CloseCode.BAD_FRAME: ErrorCode.BAD_REQUEST,
+    CloseCode.UNAUTHORIZED: ErrorCode.UNAUTHORIZED,
+    CloseCode.FORBIDDEN: ErrorCode.FORBIDDEN,
+    CloseCode.UNKNOWN_RUN: ErrorCode.NOT_FOUND,
+    CloseCode.TOO_SLOW: TOO_SLOW,
+    CloseCode.TOKEN_EXPIRED: ErrorCode.TOKEN_EXPIRED,
+    CloseCode.MESSAGE_TOO_BIG: ErrorCode.PAYLOAD_TOO_LARGE,
+    CloseCode.INTERNAL_ERROR: ErrorCode.INTERNAL,
+    CloseCode.GOING_AWAY: GOING_AWAY,
+}
+
+# RFC 6455 caps a close reason at 123 bytes.
+_MAX_REASON = 123
+
+
+class StreamClosed(Exception):
+    """Ends one socket with ``code``; ``reason`` goes to the client verbatim."""
+
+    def __init__(self, code: CloseCode, reason: str) -> None:
+        super().__init__(f"{int(code)} {reason}")
+        self.code = code
+        self.reason = reason
+
+    @property
+    def error_code(self) -> str:
+        return _ERROR_CODES.get(self.code, ErrorCode.INTERNAL)
+
+    @property
+    def close_reason(self) -> str:
+        encoded = self.reason.encode()[:_MAX_REASON]
+        return encoded.decode(errors="ignore")
+
+
+def too_slow() -> StreamClosed:
+    return StreamClosed(
+        CloseCode.TOO_SLOW, "too slow: reconnect with your resume token, nothing is lost"
+    )
+
+
+def going_away() -> StreamClosed:
+    return StreamClosed(
+        CloseCode.GOING_AWAY, "gateway going away: reconnect with your resume token"
+    )

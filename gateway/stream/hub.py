@@ -1,0 +1,126 @@
+"""Live tails by tenant: started on a tenant's first socket, reaped when idle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import murmur2
+
+from tidings.settings import KafkaSettings
+from tidings.topics import events_topic
+
+from .errors import StreamClosed
+from .metrics import StreamMetrics
+from .tail import TenantTail
+
+
+class Offsets:
+    """Offset lookups (ends, retention start, by time) on a consumer of their own.
+
+    A broker answers one connection's requests in order, so asking the tail's
+    consumer would queue behind its long-polling fetch (up to 500 ms).
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        # Built on first use: aiokafka needs a running loop, and the service
+        # is constructed by a synchronous create_app.
+        self._consumer: AIOKafkaConsumer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ready(self) -> AIOKafkaConsumer:
+        async with self._lock:
+            if self._consumer is None:
+                consumer = AIOKafkaConsumer(
+                    bootstrap_servers=self._kafka.bootstrap_servers,
+                    group_id=None,
+                    enable_auto_commit=False,
+                    request_timeout_ms=self._kafka.request_timeout_ms,
+                )
+                await consumer.start()
+                self._consumer = consumer
+        return self._consumer
+
+    async def bounds(self, topic: str, partition: int) -> tuple[int, int]:
+        """(earliest retained offset, end offset) of one partition."""
+        consumer, tp = await self._ready(), TopicPartition(topic, partition)
+        earliest, end = await asyncio.gather(
+            consumer.beginning_offsets([tp]), consumer.end_offsets([tp])
+        )
+        return int(earliest[tp]), int(end[tp])
+
+    async def end(self, topic: str, partition: int) -> int:
+        return (await self.bounds(topic, partition))[1]
+
+    async def first_at_or_after(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
+        consumer, tp = await self._ready(), TopicPartition(topic, partition)
+        found = (await consumer.offsets_for_times({tp: timestamp_ms})).get(tp)
+        return None if found is None else int(found.offset)
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+
+class TailHub:
+    def __init__(
+        self, kafka: KafkaSettings, metrics: StreamMetrics, *, idle_seconds: float = 60.0
+    ) -> None:
+        self._kafka = kafka
+        self._metrics = metrics
+        self._idle_seconds = idle_seconds
+        self._tails: dict[str, TenantTail] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._stopping: set[asyncio.Task[None]] = set()
+        self.offsets = Offsets(kafka)
+
+    def topic(self, tenant: str) -> str:
+        return events_topic(self._kafka.topic_prefix, tenant)
+
+    async def tail(self, tenant: str) -> TenantTail:
+        """The running tail of ``tenant``'s topic, started if need be."""
+        async with self._locks.setdefault(tenant, asyncio.Lock()):
+            tail = self._tails.get(tenant)
+            if tail is not None and tail.closing:
+                self._retire(tenant, tail)
+                tail = None
+            if tail is None:
+                tail = TenantTail(
+                    tenant,
+                    self.topic(tenant),
+                    self._kafka.bootstrap_servers,
+                    self._metrics,
+                    idle_seconds=self._idle_seconds,
+                    request_timeout_ms=self._kafka.request_timeout_ms,
+                )
+                await tail.start()
+                self._tails[tenant] = tail
+            return tail
+
+    def partition_for(self, tail: TenantTail, run_id: str) -> int:
+        # Kafka's default partitioner (murmur2 of the key, as in the Java client
+        # and aiokafka): the partition the emitter wrote this run's events to.
+        index = int(murmur2(run_id.encode())) & 0x7FFFFFFF
+        return tail.partitions[index % len(tail.partitions)]
+
+    async def stop(self, error: StreamClosed | None = None) -> None:
+        tails, self._tails = list(self._tails.values()), {}
+        await asyncio.gather(*(tail.stop(error) for tail in tails), return_exceptions=True)
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+        await self.offsets.stop()
+
+    def _retire(self, tenant: str, tail: TenantTail) -> None:
+        self._tails.pop(tenant, None)
+        task = asyncio.create_task(tail.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    async def reap(self) -> None:
+        """Stop tails that closed themselves (idle or failed)."""
+        for tenant, tail in list(self._tails.items()):
+            if tail.closing:
+                with contextlib.suppress(Exception):
+                    self._retire(tenant, tail)

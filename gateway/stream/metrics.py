@@ -1,0 +1,96 @@
+"""Prometheus metrics of the stream: one set per :class:`StreamService`.
+
+They live in the registry the app passes in (or a private one), so two
+services in one process (tests run two gateways) do not collide in the global
+registry. Together they give the per-tenant latency chain: Kafka lag ->
+send queue -> socket write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+_WRITE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+
+class StreamMetrics:
+    def __init__(
+        self,
+        sockets: Callable[[], Iterable[tuple[str, int]]],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        """``sockets`` yields (tenant, queued frames) for every open socket."""
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        r.register(SocketGauges(sockets))
+        self.write_seconds = Histogram(
+            "tidings_stream_socket_write_seconds",
+            "Time to hand one frame to the socket (includes waiting for the peer to drain)",
+            ["tenant"],
+            buckets=_WRITE_BUCKETS,
+            registry=r,
+        )
+        self.delivered = Counter(
+            "tidings_stream_events_delivered", "Event frames written", ["tenant"], registry=r
+        )
+        self.slow_closes = Counter(
+            "tidings_stream_slow_client_closes", "Sockets closed with 4408", ["tenant"], registry=r
+        )
+        self.closes = Counter(
+            "tidings_stream_closes", "Sockets closed, by close code", ["code"], registry=r
+        )
+        self.consumer_lag = Gauge(
+            "tidings_stream_consumer_lag",
+            "Records between the live tail's position and the partition end",
+            ["tenant", "partition"],
+            registry=r,
+        )
+        self.resumes = Counter(
+            "tidings_stream_resumes", "Sockets opened with a resume token", ["tenant"], registry=r
+        )
+        self.replayed = Counter(
+            "tidings_stream_replayed_events",
+            "Event frames queued from a catch-up read rather than the live tail",
+            ["tenant"],
+            registry=r,
+        )
+        self.bad_records = Counter(
+            "tidings_stream_bad_records",
+            "Records skipped because they were not readable envelopes",
+            ["tenant"],
+            registry=r,
+        )
+
+
+class SocketGauges:
+    """Open sockets and queued frames per tenant, computed at scrape time from
+    the live subscribers, so the hot path pays nothing to keep them current."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, int]]]) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        sockets: dict[str, int] = {}
+        depth: dict[str, int] = {}
+        for tenant, queued in self._source():
+            sockets[tenant] = sockets.get(tenant, 0) + 1
+            depth[tenant] = depth.get(tenant, 0) + queued
+        open_ = GaugeMetricFamily(
+            "tidings_stream_sockets", "Open stream sockets", labels=["tenant"]
+        )
+        queue = GaugeMetricFamily(
+            "tidings_stream_send_queue_events",
+            "Frames waiting in send queues, summed over sockets",
+            labels=["tenant"],
+        )
+        for tenant, count in sockets.items():
+            open_.add_metric([tenant], count)
+            queue.add_metric([tenant], depth[tenant])
+        yield open_
+        yield queue

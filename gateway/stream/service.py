@@ -1,0 +1,112 @@
+"""The stream service: what an app mounts to serve ``GET /v1/runs/{id}/stream``.
+
+Wiring (``create_app``): build it with the app's settings, its Redis client
+and a :class:`RunDirectory`, ``include_router(service.router)``, and await
+:meth:`StreamService.start` / :meth:`StreamService.stop` in the lifespan.
+Serve with ``ws_per_message_deflate=False`` (deflate costs 3-4x throughput)
+and ``ws_max_size`` near ``GatewaySettings.max_frame_bytes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import Callable, Iterator
+
+from fastapi import APIRouter, WebSocket
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from tidings.settings import Settings
+
+from .connection import StreamContext, serve
+from .directory import RunDirectory
+from .errors import going_away
+from .hub import TailHub
+from .metrics import StreamMetrics
+from .sessions import SessionStore
+from .subscriber import Subscriber
+from .tokens import TokenSigner
+
+
+class StreamService:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        *,
+        runs: RunDirectory,
+        authenticate: Callable[[str], str | None] | None = None,
+        registry: CollectorRegistry | None = None,
+        max_concurrent_replays: int = 32,
+        stall_seconds: float = 30.0,
+        tail_idle_seconds: float = 60.0,
+    ) -> None:
+        """``authenticate`` maps an API key to its tenant (default: the REST
+        engineer's ``gateway.auth.tenant_from_key`` if present, else the
+        settings' key table). ``stall_seconds``: how long a catching-up client
+        may leave its full queue undrained before it is closed with 4408."""
+        gateway = settings.gateway
+        self.subscribers: set[Subscriber] = set()
+        self.metrics = StreamMetrics(self._socket_depths, registry)
+        self._hub = TailHub(settings.kafka, self.metrics, idle_seconds=tail_idle_seconds)
+        self._ctx = StreamContext(
+            gateway=gateway,
+            kafka=settings.kafka,
+            authenticate=authenticate or _default_authenticate(settings),
+            signer=TokenSigner(
+                gateway.token_secret.get_secret_value(),
+                [s.get_secret_value() for s in gateway.token_secrets_previous],
+                ttl_seconds=gateway.token_ttl_seconds,
+            ),
+            sessions=SessionStore(redis, ttl_seconds=gateway.token_ttl_seconds),
+            runs=runs,
+            hub=self._hub,
+            metrics=self.metrics,
+            replay_slots=asyncio.Semaphore(max_concurrent_replays),
+            subscribers=self.subscribers,
+            stall_seconds=stall_seconds,
+        )
+        self._janitor: asyncio.Task[None] | None = None
+        self.router = APIRouter()
+        self.router.add_api_websocket_route("/v1/runs/{run_id}/stream", self._stream)
+
+    async def start(self) -> None:
+        self._janitor = asyncio.create_task(self._reap_idle_tails())
+
+    async def stop(self) -> None:
+        """Close every socket with 1001 (clients resume elsewhere) and stop the tails."""
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
+        for sub in list(self.subscribers):
+            sub.fail(going_away())
+        await self._hub.stop(going_away())
+
+    async def _stream(self, websocket: WebSocket, run_id: str) -> None:
+        await serve(websocket, run_id, self._ctx)
+
+    async def _reap_idle_tails(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            await self._hub.reap()
+
+    def _socket_depths(self) -> Iterator[tuple[str, int]]:
+        for sub in list(self.subscribers):
+            yield sub.tenant, sub.depth
+
+
+def _default_authenticate(settings: Settings) -> Callable[[str], str | None]:
+    try:
+        auth = importlib.import_module("gateway.auth")
+        tenant_from_key = auth.tenant_from_key
+    except (ImportError, AttributeError):
+        return settings.tenants.tenant_for
+
+    def authenticate(key: str) -> str | None:
+        tenant: str | None = tenant_from_key(settings, key)
+        return tenant
+
+    return authenticate

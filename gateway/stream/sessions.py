@@ -1,0 +1,83 @@
+"""Stream sessions in Redis: what a resume token points at.
+
+A session records which run and partition it follows and ``next``: the first
+offset the client has not acked. The key expires with the token's TTL and is
+refreshed on every write, so abandoned sessions clean themselves up. Redis is
+the only state a gateway keeps beyond a socket, which is what lets a client
+resume on any replica after this one is killed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+_PREFIX = "tidings:stream:session:"
+
+# Acks from two sockets of one session may race; ``next`` must only move forward.
+_ADVANCE = """
+local current = redis.call('HGET', KEYS[1], 'next')
+if not current then return 0 end
+if tonumber(ARGV[1]) > tonumber(current) then
+  redis.call('HSET', KEYS[1], 'next', ARGV[1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    sid: str
+    tenant: str
+    run_id: str
+    partition: int
+    next_offset: int
+
+
+class SessionStore:
+    def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
+        self._redis = redis
+        self._ttl = ttl_seconds
+        self._advance = redis.register_script(_ADVANCE)
+
+    async def create(self, session: Session) -> None:
+        key = _PREFIX + session.sid
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping={
+                    "tenant": session.tenant,
+                    "run": session.run_id,
+                    "partition": session.partition,
+                    "next": session.next_offset,
+                },
+            )
+            pipe.expire(key, self._ttl)
+            await pipe.execute()
+
+    async def load(self, sid: str) -> Session | None:
+        raw = await self._redis.hgetall(_PREFIX + sid)
+        if not raw:
+            return None
+        fields = {_text(k): _text(v) for k, v in raw.items()}
+        try:
+            return Session(
+                sid, fields["tenant"], fields["run"], int(fields["partition"]), int(fields["next"])
+            )
+        except (KeyError, ValueError):
+            return None
+
+    async def advance(self, sid: str, next_offset: int) -> bool:
+        """Record that everything before ``next_offset`` is acked; False if the
+        session has expired meanwhile."""
+        done = await self._advance(keys=[_PREFIX + sid], args=[next_offset, self._ttl])
+        return bool(done)
+
+    async def touch(self, sid: str) -> None:
+        await self._redis.expire(_PREFIX + sid, self._ttl)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

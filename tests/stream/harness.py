@@ -1,0 +1,225 @@
+"""Helpers for the stream tests: real servers on free ports, topics, runs, events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from gateway.stream import StreamService
+from tests.stream.app import build_app, listening_socket, server_config
+from tests.support import free_port, wait_for
+from tidings.events import Event
+from tidings.runs import PIPELINE_WORKFLOW
+from tidings.settings import Settings
+from tidings.topics import events_topic
+
+__all__ = ["free_port", "wait_for"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Gateway:
+    url: str
+    service: StreamService | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+
+@asynccontextmanager
+async def gateway(settings: Settings, *, send_buffer: int | None = None) -> AsyncIterator[Gateway]:
+    """A gateway in this process, in real uvicorn on a free port."""
+    app, service = build_app(settings)
+    server = uvicorn.Server(server_config(app, settings))
+    port = free_port()
+    task = asyncio.create_task(server.serve(sockets=[listening_socket(port, send_buffer)]))
+    try:
+        await wait_for(lambda: server.started or task.done(), 15, "uvicorn to start")
+        if task.done():
+            task.result()
+        yield Gateway(f"http://127.0.0.1:{port}", service=service)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
+
+
+@asynccontextmanager
+async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> AsyncIterator[Gateway]:
+    """A gateway in a child process, so a test can SIGKILL it."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "TIDINGS_TEMPORAL_ADDRESS": settings.temporal.address,
+        "TIDINGS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "TIDINGS_REDIS_URL": settings.redis.url.get_secret_value(),
+        "TIDINGS_TENANTS_API_KEYS": json.dumps(api_keys),
+        "TIDINGS_GATEWAY_TOKEN_SECRET": settings.gateway.token_secret.get_secret_value(),
+    }
+    process = subprocess.Popen(  # noqa: ASYNC220 (started once, not waited on here)
+        [sys.executable, "-m", "tests.stream.app", str(port)], cwd=ROOT, env=env
+    )
+    try:
+        await wait_for(lambda: _accepts(port) or process.poll() is not None, 30, "gateway")
+        assert process.poll() is None, "the gateway process exited at start"
+        yield Gateway(f"http://127.0.0.1:{port}", process=process)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        await asyncio.to_thread(process.wait, 20)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+        deadline = time.monotonic() + 15
+        while topic not in await admin.list_topics():
+            assert time.monotonic() < deadline, f"topic {topic} never appeared"
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Emitter:
+    """Produces envelopes the way the orchestration plane's emitter does."""
+
+    producer: AIOKafkaProducer
+    prefix: str
+    sent: list[tuple[int, int, Event]] = field(default_factory=list)  # partition, offset, event
+
+    async def emit(self, event: Event) -> tuple[int, int]:
+        meta = await self.producer.send_and_wait(
+            events_topic(self.prefix, event.tenant),
+            event.to_bytes(),
+            key=event.run_id.encode(),
+            headers=event.headers(),
+        )
+        self.sent.append((meta.partition, meta.offset, event))
+        return meta.partition, meta.offset
+
+    async def emit_many(self, events: list[Event]) -> None:
+        """Pipelined: the idempotent producer keeps them in order."""
+        futures = [
+            await self.producer.send(
+                events_topic(self.prefix, event.tenant),
+                event.to_bytes(),
+                key=event.run_id.encode(),
+                headers=event.headers(),
+            )
+            for event in events
+        ]
+        for event, future in zip(events, futures, strict=True):
+            meta = await future
+            self.sent.append((meta.partition, meta.offset, event))
+
+    def of_run(self, run_id: str) -> list[Event]:
+        return [
+            event
+            for _, _, event in sorted(self.sent, key=lambda s: s[:2])
+            if event.run_id == run_id
+        ]
+
+
+@asynccontextmanager
+async def emitter(settings: Settings) -> AsyncIterator[Emitter]:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap_servers, enable_idempotence=True, acks="all"
+    )
+    await producer.start()
+    try:
+        yield Emitter(producer, settings.kafka.topic_prefix)
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def temporal_run(client: Client, tenant: str) -> AsyncIterator[str]:
+    """A run id Temporal knows: a workflow started on a task queue no worker
+    polls, so it stays RUNNING for the test and is terminated after."""
+    run_id = f"{tenant}-{uuid.uuid4().hex}"
+    handle = await client.start_workflow(
+        PIPELINE_WORKFLOW,
+        {"tenant": tenant},
+        id=run_id,
+        task_queue=f"stream-test-{uuid.uuid4().hex}",
+    )
+    try:
+        yield run_id
+    finally:
+        with contextlib.suppress(RPCError):  # a test may have ended it already
+            await handle.terminate("stream test done")
+
+
+def script(tenant: str, run_id: str, tokens: int, payload: int = 0) -> list[Event]:
+    """A run's events: started, one step's tokens, completed."""
+    events = [Event("run.started", tenant, run_id, None, 1, 0)]
+    events.append(Event("step.started", tenant, run_id, "draft", 1, 0))
+    filler = "x" * payload
+    events += [
+        Event("step.token", tenant, run_id, "draft", 1, i + 1, {"text": f"t{i} ", "pad": filler})
+        for i in range(tokens)
+    ]
+    events.append(Event("step.completed", tenant, run_id, "draft", 1, tokens + 1))
+    events.append(Event("run.completed", tenant, run_id, None, 1, 0, {"output": {}}))
+    return events
+
+
+def frames_json(raw: Any) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads(raw)
+    return value
+
+
+def ws_url(gateway_url: str, run_id: str, query: str = "") -> str:
+    base = gateway_url.replace("http://", "ws://") + f"/v1/runs/{run_id}/stream"
+    return f"{base}?{query}" if query else base
+
+
+async def read_until_closed(
+    ws: Any, deadline: float = 15.0
+) -> tuple[int | None, list[dict[str, Any]]]:
+    """Every frame until the server closes, and the close code it sent."""
+    from websockets.exceptions import ConnectionClosed
+
+    frames: list[dict[str, Any]] = []
+    try:
+        async with asyncio.timeout(deadline):
+            while True:
+                frames.append(json.loads(await ws.recv()))
+    except ConnectionClosed as exc:
+        return (exc.rcvd.code if exc.rcvd else None), frames

@@ -1,0 +1,95 @@
+"""The resume guarantee end to end: two gateways (one a child process that is
+SIGKILLed mid-stream), fifty clients dropping at random points and resuming
+on whichever gateway answers; each must see the run exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.stream.conftest import StreamEnv
+from tests.stream.harness import emitter, gateway, gateway_process, script, temporal_run
+from tidings.client import Subscription, subscribe
+from tidings.events import Event
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+CLIENTS = 50
+DROPS_PER_CLIENT = 3
+
+
+async def open_sockets(url: str, tenant: str) -> float:
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{url}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "tidings_stream_sockets" and sample.labels["tenant"] == tenant:
+                return sample.value
+    return 0.0
+
+
+async def test_fifty_clients_resume_exactly_once_across_a_gateway_kill(
+    stream_env: StreamEnv,
+) -> None:
+    env = stream_env
+    settings = env.settings()
+    key = env.key(env.tenant)
+    rng = random.Random(4)
+    async with (
+        gateway_process(settings, env.keys) as doomed,
+        gateway(settings) as survivor,
+        emitter(settings) as em,
+        temporal_run(env.temporal, env.tenant) as run_id,
+    ):
+        events = script(env.tenant, run_id, tokens=300)
+        for event in events[:10]:  # before anyone subscribes: late joiners get them too
+            await em.emit(event)
+        received: dict[int, list[Event]] = {}
+        subs: list[Subscription] = []
+        assert doomed.process is not None
+
+        async def client(n: int) -> None:
+            urls = [doomed.url, survivor.url]
+            if n % 2:
+                urls.reverse()
+            drops = set(rng.sample(range(1, len(events)), DROPS_PER_CLIENT))
+            got = received.setdefault(n, [])
+            async with subscribe(
+                urls,
+                run_id,
+                key,
+                ack_every=rng.randint(1, 25),
+                ack_interval=0.2,
+                backoff_initial=0.05,
+                max_attempts=12,
+            ) as sub:
+                subs.append(sub)
+                async for event in sub:
+                    got.append(event)
+                    if len(got) in drops:
+                        sub.interrupt()  # an abrupt network drop
+                assert sub.status == "COMPLETED"
+
+        clients = [asyncio.create_task(client(n)) for n in range(CLIENTS)]
+        for n, event in enumerate(events[10:]):
+            await em.emit(event)
+            if n == len(events) // 2:
+                on_doomed = await open_sockets(doomed.url, env.tenant)
+                doomed.process.kill()  # SIGKILL: no goodbye to its clients
+        async with asyncio.timeout(90):
+            await asyncio.gather(*clients)
+
+        assert on_doomed > 0, "the kill should hit a gateway that is serving clients"
+        produced = [event.id for event in em.of_run(run_id)]
+        assert len(produced) == len(events)
+        for n in range(CLIENTS):
+            assert [event.id for event in received[n]] == produced, f"client {n}"
+        assert sum(sub.reconnects for sub in subs) >= CLIENTS * DROPS_PER_CLIENT
+        assert survivor.service is not None
+        registry = survivor.service.metrics.registry
+        resumes = registry.get_sample_value("tidings_stream_resumes_total", {"tenant": env.tenant})
+        assert resumes is not None and resumes >= CLIENTS

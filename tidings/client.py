@@ -1,0 +1,257 @@
+"""Python client for a run's event stream (``GET /v1/runs/{id}/stream``).
+
+    async with subscribe("http://127.0.0.1:8000", run_id, api_key) as sub:
+        async for event in sub:
+            ...
+
+The subscription reconnects on its own (exponential backoff with full jitter,
+a bounded number of consecutive attempts) and resumes with its token, so the
+loop sees every event of the run once, in order, and ends after the run's
+terminal event. An event counts as processed when the loop asks for the next
+one; processed cursors are acked every ``ack_every`` events or
+``ack_interval`` seconds. Events re-sent after a reconnect (sent but not yet
+acked) are dropped by id. Nothing is dropped silently: a refusal that a retry
+cannot fix (bad key, unknown run, expired token) raises :class:`StreamError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from tidings.errors import CloseCode, TidingsError
+from tidings.events import EnvelopeError, Event
+
+log = logging.getLogger(__name__)
+
+# Close codes after which reconnecting with the same token cannot succeed.
+FATAL_CLOSE_CODES = frozenset(
+    {
+        CloseCode.BAD_FRAME,
+        CloseCode.UNAUTHORIZED,
+        CloseCode.FORBIDDEN,
+        CloseCode.UNKNOWN_RUN,
+        CloseCode.TOKEN_EXPIRED,
+        CloseCode.MESSAGE_TOO_BIG,
+    }
+)
+_ABNORMAL = 1006
+
+
+class StreamError(TidingsError):
+    """The stream ended without the run's end: ``close_code`` says why."""
+
+    def __init__(self, message: str, *, close_code: int = _ABNORMAL) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+def stream_url(base: str, run_id: str) -> str:
+    """``ws(s)://host/v1/runs/<id>/stream`` for a gateway base URL (http(s) or ws(s))."""
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    if scheme not in ("ws", "wss"):
+        raise ValueError(f"not a gateway URL: {base!r}")
+    path = parts.path.rstrip("/") + f"/v1/runs/{quote(run_id, safe='')}/stream"
+    return urlunsplit((scheme, parts.netloc, path, "", ""))
+
+
+class Subscription:
+    def __init__(
+        self,
+        gateways: str | Sequence[str],
+        run_id: str,
+        api_key: str,
+        *,
+        from_start: bool = True,
+        resume_token: str | None = None,
+        ack_every: int = 50,
+        ack_interval: float = 1.0,
+        max_attempts: int = 8,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 10.0,
+        open_timeout: float = 10.0,
+    ) -> None:
+        """``gateways``: one base URL, or several tried in turn on reconnect.
+        ``from_start``: replay the run from its first event (else live from now);
+        ignored when resuming with ``resume_token``."""
+        urls = [gateways] if isinstance(gateways, str) else list(gateways)
+        if not urls:
+            raise ValueError("at least one gateway URL is needed")
+        self.run_id = run_id
+        self.token = resume_token
+        self.status: str | None = None  # the run's final status, after the end frame
+        self.caught_up = False
+        self.reconnects = 0
+        self._urls = [stream_url(url, run_id) for url in urls]
+        self._url_index = 0
+        self._api_key = api_key
+        self._from = "start" if from_start else "now"
+        self._ack_every = ack_every
+        self._ack_interval = ack_interval
+        self._max_attempts = max_attempts
+        self._backoff = (backoff_initial, backoff_max)
+        self._open_timeout = open_timeout
+        self._ws: ClientConnection | None = None
+        self._attempts = 0
+        self._connections = 0
+        self._seen: set[str] = set()
+        self._yielded: tuple[int, str] | None = None  # (connection, cursor) of the last event
+        self._ackable: str | None = None
+        self._acked: str | None = None
+        self._unacked = 0
+        self._error: tuple[str, str] | None = None
+        self._done = False
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._yielded is not None:
+            await self._processed(*self._yielded)
+            self._yielded = None
+        while not self._done:
+            if self._ws is None:
+                await self._connect()
+            assert self._ws is not None
+            try:
+                raw = await self._receive(self._ws)
+            except ConnectionClosed as exc:
+                self._closed(exc)
+                continue
+            event = await self._frame(raw)
+            if event is not None:
+                return event
+        raise StopAsyncIteration
+
+    def interrupt(self) -> None:
+        """Drop the current connection abruptly, as a network failure would (for
+        tests and chaos drills); the subscription resumes on its own."""
+        if self._ws is not None:
+            self._ws.transport.abort()
+
+    async def aclose(self) -> None:
+        self._done = True
+        if self._ws is not None:
+            await self._flush_acks()
+            await self._ws.close()
+            self._ws = None
+
+    async def _receive(self, ws: ClientConnection) -> str | bytes:
+        while True:
+            try:
+                return await asyncio.wait_for(ws.recv(), self._ack_interval)
+            except TimeoutError:
+                await self._flush_acks()
+
+    async def _frame(self, raw: str | bytes) -> Event | None:
+        frame: dict[str, Any] = json.loads(raw)
+        kind = frame.get("kind")
+        if kind == "event":
+            cursor = str(frame["cursor"])
+            try:
+                event = Event.from_dict(frame["event"])
+            except EnvelopeError as exc:
+                raise StreamError(f"unreadable event at {cursor}: {exc}") from None
+            if event.id in self._seen:
+                await self._processed(self._connections, cursor)  # already handled
+                return None
+            self._seen.add(event.id)
+            self._yielded = (self._connections, cursor)
+            return event
+        if kind == "token":
+            self.token = str(frame["token"])
+            self._attempts = 0  # the gateway accepted us: reset the backoff
+        elif kind == "caught_up":
+            self.caught_up = True
+        elif kind == "end":
+            self.status = str(frame["status"])
+            await self.aclose()
+        elif kind == "error":
+            self._error = (str(frame.get("code")), str(frame.get("message")))
+        else:
+            log.warning("ignoring unknown frame kind %r from the gateway", kind)
+        return None
+
+    async def _processed(self, connection: int, cursor: str) -> None:
+        # A cursor can only be acked on the connection that sent it (the
+        # gateway refuses acks for cursors it has not sent on that socket).
+        if connection != self._connections:
+            return
+        self._ackable = cursor
+        self._unacked += 1
+        if self._unacked >= self._ack_every:
+            await self._flush_acks()
+
+    async def _flush_acks(self) -> None:
+        if self._ws is None or self._ackable is None or self._ackable == self._acked:
+            return
+        try:
+            await self._ws.send(json.dumps({"ack": self._ackable}))
+        except ConnectionClosed:
+            return  # the next receive sees the close
+        self._acked, self._unacked = self._ackable, 0
+
+    def _closed(self, exc: ConnectionClosed) -> None:
+        self._ws = None
+        code = exc.rcvd.code if exc.rcvd is not None else _ABNORMAL
+        error, self._error = self._error, None
+        if code in FATAL_CLOSE_CODES:
+            reason = error[1] if error else (exc.rcvd.reason if exc.rcvd else "")
+            raise StreamError(f"stream refused ({code}): {reason}", close_code=code)
+        self.reconnects += 1
+        self._url_index += 1
+        detail = error[1] if error else ""
+        log.info("stream of %s closed (%s %s); resuming", self.run_id, code, detail)
+
+    async def _connect(self) -> None:
+        last: BaseException | None = None
+        while self._attempts < self._max_attempts:
+            if self._attempts:
+                initial, ceiling = self._backoff
+                await asyncio.sleep(random.uniform(0, min(ceiling, initial * 2**self._attempts)))
+            self._attempts += 1
+            url = self._urls[self._url_index % len(self._urls)]
+            query = f"resume={quote(self.token)}" if self.token else f"from={self._from}"
+            try:
+                self._ws = await connect(
+                    f"{url}?{query}",
+                    additional_headers={"Authorization": f"Bearer {self._api_key}"},
+                    open_timeout=self._open_timeout,
+                    compression=None,
+                    max_size=2**24,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if 400 <= status < 500 and status not in (408, 429):
+                    raise StreamError(f"gateway refused the stream: HTTP {status}") from None
+                last = exc
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                last = exc
+            else:
+                self._connections += 1
+                self._ackable, self._acked, self._unacked = None, None, 0
+                return
+            self._url_index += 1
+        raise StreamError(f"could not reach a gateway after {self._attempts} attempts: {last}")
+
+
+@asynccontextmanager
+async def subscribe(
+    gateways: str | Sequence[str], run_id: str, api_key: str, **options: Any
+) -> AsyncIterator[Subscription]:
+    """A :class:`Subscription` to ``run_id``, closed on exit (see its options)."""
+    subscription = Subscription(gateways, run_id, api_key, **options)
+    try:
+        yield subscription
+    finally:
+        await subscription.aclose()
