@@ -22,6 +22,7 @@ from activities.types import (
     StepFailureInput,
 )
 from tidings.events import Event, EventType, event_id, utc_now_iso
+from tidings.observability import bind_log_context
 from tidings.topics import completions_topic, dlq_topic, requests_topic
 
 
@@ -31,6 +32,7 @@ class RunActivities:
 
     @activity.defn(name=EMIT_RUN_EVENT)
     async def emit_run_event(self, data: RunEventInput) -> str:
+        bind_log_context(run_id=data.run_id, tenant=data.tenant)
         event = Event(
             type=data.type,
             tenant=data.tenant,
@@ -45,6 +47,7 @@ class RunActivities:
 
     @activity.defn(name=RECORD_STEP_FAILURE)
     async def record_step_failure(self, data: StepFailureInput) -> str:
+        bind_log_context(run_id=data.run_id, tenant=data.tenant)
         failed = Event(
             type=EventType.STEP_FAILED,
             tenant=data.tenant,

@@ -19,9 +19,12 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.coalesce import TokenBuffer
 from activities.emitter import Emitter
+from activities.metrics import WorkerMetrics
 from activities.types import CLOSING_SEQ, StepInput
 from tidings.events import Event, EventType
+from tidings.observability import bind_log_context
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +40,29 @@ class StepContext:
         self.attempt = attempt
         self._seq = 0
         self.name = data.step if data.branch is None else f"{data.step}[{data.branch}]"
+        # One emit at a time: a seq is taken and its record enqueued together,
+        # so records leave in seq order even when a coalescing timer flushes
+        # concurrently with the step.
+        self._lock = asyncio.Lock()
+        policy = emitter.coalesce_policy
+        self._tokens: TokenBuffer | None = TokenBuffer(policy) if policy is not None else None
+        self._timer: asyncio.Task[None] | None = None
 
     @property
     def run_id(self) -> str:
         return self._data.run_id
 
+    @property
+    def emitter_metrics(self) -> WorkerMetrics:
+        return self._emitter.metrics
+
     async def emit(self, type_: str, data: dict[str, Any], *, wait: bool = True) -> Event:
+        async with self._lock:
+            # Buffered tokens were produced before this event: they go first.
+            await self._send_buffered()
+            return await self._emit_locked(type_, data, wait=wait)
+
+    async def _emit_locked(self, type_: str, data: dict[str, Any], *, wait: bool) -> Event:
         event = self.event(type_, data, seq=self._seq)
         self._seq += 1
         await self._emitter.emit(event, wait=wait)
@@ -64,9 +84,62 @@ class StepContext:
         await self._emitter.emit(event)
 
     async def token(self, text: str) -> None:
-        """Stream one token. Not awaited per record: the step flushes before it completes."""
-        await self.emit(EventType.STEP_TOKEN, {"text": text}, wait=False)
+        """Stream one token. Not awaited per record: the step flushes before it completes.
+
+        While the tenant's lag is high the token is buffered and sent with its
+        neighbours as one coalesced record (``activities.coalesce``)."""
+        buffer = self._tokens
+        if buffer is not None and await self._emitter.coalescing(self._data.tenant):
+            async with self._lock:
+                buffer.add(text)
+                if buffer.full:
+                    await self._send_buffered()
+            if buffer.parts and self._timer is None:
+                self._timer = asyncio.create_task(self._flush_later(buffer.remaining_seconds()))
+        else:
+            async with self._lock:
+                # Lag fell: what was buffered goes first, so text stays in order.
+                await self._send_buffered()
+                await self._emit_locked(EventType.STEP_TOKEN, {"text": text}, wait=False)
         activity.heartbeat(self._seq)
+
+    async def flush_tokens(self) -> None:
+        """Send any buffered tokens now (the step is ending)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+        async with self._lock:
+            await self._send_buffered()
+
+    async def _flush_later(self, delay: float) -> None:
+        # Tokens may stop arriving (a slow model): the oldest buffered token
+        # still leaves within max_ms. Shielded: a cancel that lands while the
+        # record is being enqueued must not lose it (its seq is already taken).
+        try:
+            await asyncio.sleep(delay)
+            await asyncio.shield(self._send_buffered_locked())
+        finally:
+            if self._timer is asyncio.current_task():
+                self._timer = None
+
+    async def _send_buffered_locked(self) -> None:
+        async with self._lock:
+            await self._send_buffered()
+
+    async def _send_buffered(self) -> None:
+        buffer = self._tokens
+        if buffer is None or not buffer.parts:
+            return
+        text, count = buffer.take()
+        if count == 1:
+            await self._emit_locked(EventType.STEP_TOKEN, {"text": text}, wait=False)
+            return
+        await self._emit_locked(EventType.STEP_TOKEN, {"text": text, "tokens": count}, wait=False)
+        metrics = self._emitter.metrics
+        metrics.coalesced_tokens.labels(self._data.tenant).inc(count)
+        metrics.coalesced_records.labels(self._data.tenant).inc()
 
     async def progress(self, **data: Any) -> None:
         await self.emit(EventType.STEP_PROGRESS, data)
@@ -107,6 +180,7 @@ async def run_step(
     emitter: Emitter, data: StepInput, body: Callable[[StepContext], Awaitable[StepOutput]]
 ) -> StepOutput:
     info = activity.info()
+    bind_log_context(run_id=data.run_id, tenant=data.tenant)
     ctx = StepContext(emitter, data, info.attempt)
     if info.attempt > 1:
         await _announce_retry(ctx, data, info)
@@ -136,6 +210,7 @@ async def run_step(
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+        await ctx.flush_tokens()
         await emitter.flush()
     await ctx.emit(EventType.STEP_COMPLETED, {"output": output})
     return output
@@ -163,6 +238,7 @@ async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info
             retries,
             window,
         )
+        ctx.emitter_metrics.hot_loops.labels(data.tenant).inc()
         await ctx.emit(
             EventType.ALERT_HOT_LOOP,
             {

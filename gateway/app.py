@@ -13,14 +13,16 @@ check; it authenticates with :func:`gateway.auth.tenant_from_key`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, FastAPI
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from gateway import errors, health, metrics, runs
 from gateway.body_limit import BodyLimitMiddleware
@@ -30,6 +32,7 @@ from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.run_directory import OwnedRunDirectory
 from gateway.starter import RunStarter, default_starter
 from gateway.stream import StreamService
+from tidings.lag import LagReader
 from tidings.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,13 @@ class Extension(Protocol):
 async def connect_temporal(settings: Settings) -> Client:
     # lazy=True: the gateway starts (and /readyz reports Temporal down) even
     # when Temporal is not up yet; the connection is made on first use.
+    # The tracing interceptor carries the caller's span (POST /v1/runs) into
+    # the workflow's headers, so the run's spans join the request's trace.
     return await Client.connect(
-        settings.temporal.address, namespace=settings.temporal.namespace, lazy=True
+        settings.temporal.address,
+        namespace=settings.temporal.namespace,
+        lazy=True,
+        interceptors=[TracingInterceptor()],
     )
 
 
@@ -63,6 +71,19 @@ def connect_redis(settings: Settings) -> aioredis.Redis:
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         socket_timeout=REDIS_TIMEOUT_SECONDS,
     )
+
+
+def _native_telemetry_off() -> dict[str, Any]:
+    """FastAPI (0.16x) makes its own OpenTelemetry spans when the SDK is
+    installed, recording each request's query string: browsers put the API key
+    there (``?access_token=``), so those spans would export a secret. Our spans
+    (``POST /v1/runs``, the socket sends) carry no credentials; theirs are off.
+    Older FastAPI has no ``telemetry`` argument and makes no spans."""
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {
+        "telemetry": {"tracing": False, "operation_spans": False, "logs": False, "metrics": False}
+    }
 
 
 def create_app(
@@ -109,12 +130,15 @@ def create_app(
             stack.push_async_callback(redis.aclose)
             kafka = KafkaFactory(settings.kafka)
             stack.push_async_callback(kafka.close)
+            lag = LagReader(redis, settings.kafka.topic_prefix)
+            stack.push_async_callback(lag.close)
             app.state.services = Services(
                 settings=settings,
                 temporal=await connect_temporal(settings),
                 redis=redis,
                 kafka=kafka,
                 starter=run_starter,
+                lag=lag,
             )
             # Temporal's client holds no socket of ours to close: the SDK's
             # core runtime owns the connection.
@@ -130,6 +154,7 @@ def create_app(
         version="1",
         summary="Start, watch and steer durable AI-agent runs.",
         lifespan=lifespan,
+        **_native_telemetry_off(),
     )
     app.state.settings = settings
     app.state.metrics = metrics_

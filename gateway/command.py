@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import logging
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,6 +17,7 @@ from fastapi import FastAPI
 from gateway import redaction
 from gateway.app import create_app
 from gateway.starter import default_starter
+from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import GatewaySettings, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -66,6 +66,9 @@ def server_config(settings: Settings) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         log_level=settings.runtime.log_level.lower(),
+        # None: uvicorn's loggers propagate to the root handler that
+        # tidings.observability set up (JSON lines, secrets redacted).
+        log_config=None,
         # Logs name the route and status, never the Authorization header.
         access_log=True,
     )
@@ -85,11 +88,10 @@ def main(args: argparse.Namespace) -> int:
             gateway=gateway,
             worker=settings.worker,
             model=settings.model,
+            tracing=settings.tracing,
         )
-    logging.basicConfig(
-        level=settings.runtime.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(settings)
+    setup_tracing(settings.tracing, "tidings-gateway")
     config = server_config(settings)  # configures uvicorn's logging ...
     redaction.install()  # ... so the filter goes on after it
     uvicorn.Server(config).run()

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from gateway.kafka import KafkaFactory
 from gateway.starter import RunStarter
 from tidings.errors import Unavailable
+from tidings.lag import LagReader
 from tidings.settings import Settings
 
 
@@ -30,6 +31,8 @@ class Services:
     redis: aioredis.Redis
     kafka: KafkaFactory
     starter: RunStarter
+    # Per-tenant event lag for admission (None: lag is not checked).
+    lag: LagReader | None = None
 
 
 def get_settings(request: Request) -> Settings:

@@ -12,7 +12,14 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +37,18 @@ class Metrics:
             "tidings_gateway_http_request_seconds",
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "tidings_gateway_runs_shed",
+            "POST /v1/runs answered 429, by tenant and reason (lag or concurrency).",
+            ["tenant", "reason"],
+            registry=self.registry,
+        )
+        self.tenant_lag = Gauge(
+            "tidings_gateway_tenant_lag_records",
+            "A tenant's event lag (records, slowest gateway) as last seen by admission.",
+            ["tenant"],
             registry=self.registry,
         )
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response
 
 from gateway import run_ops
 from gateway.auth import Tenant
-from gateway.deps import KafkaDep, SettingsDep, StarterDep, TemporalDep
+from gateway.deps import KafkaDep, ServicesDep, SettingsDep, StarterDep, TemporalDep
 from gateway.errors import error_responses
 from gateway.event_log import Cursor, read_page
 from gateway.limits import admit
@@ -34,6 +34,7 @@ from gateway.schemas import (
     StoredEvent,
 )
 from tidings.errors import BadRequest, Conflict, ErrorCode
+from tidings.observability import bind_log_context, start_span
 from tidings.runs import SIGNALS, RunState
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"], responses=error_responses(401, 422, 503))
@@ -63,6 +64,7 @@ async def start_run(
     settings: SettingsDep,
     temporal: TemporalDep,
     starter: StarterDep,
+    services: ServicesDep,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -76,10 +78,23 @@ async def start_run(
         raise BadRequest(f"unknown pipeline {name!r}", code=ErrorCode.UNKNOWN_PIPELINE)
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.match(idempotency_key):
         raise BadRequest("Idempotency-Key must be 1-255 printable ASCII characters without spaces")
-    await admit(temporal, settings, tenant, idempotency_key)
-    run_id, created = await starter(
-        temporal, settings, tenant, body.pipeline, body.input, idempotency_key
-    )
+    # The span every later one (the workflow, its activities, the Kafka
+    # records and the socket sends) descends from, through Temporal's and
+    # Kafka's headers.
+    with start_span("POST /v1/runs", tenant=tenant, pipeline=body.pipeline) as span:
+        await admit(
+            temporal,
+            settings,
+            tenant,
+            idempotency_key,
+            lag=services.lag,
+            metrics=request.app.state.metrics,
+        )
+        run_id, created = await starter(
+            temporal, settings, tenant, body.pipeline, body.input, idempotency_key
+        )
+        span.set_attribute("tidings.run_id", run_id)
+        bind_log_context(run_id=run_id, tenant=tenant)
     status = RunState.RUNNING
     if not created:
         existing = await run_ops.owned_run(temporal, tenant, run_id)

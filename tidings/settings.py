@@ -39,6 +39,8 @@ class RuntimeSettings(BaseSettings):
 
     env: Environment = Environment.LOCAL
     log_level: str = "INFO"
+    # json: one object per line for log shippers; text: for a human at a terminal.
+    log_format: str = Field(default="json", pattern="^(json|text)$")
 
     @property
     def is_local(self) -> bool:
@@ -88,6 +90,11 @@ class TenantSettings(BaseSettings):
     max_concurrent_runs: int = Field(default=100, ge=1)
     max_events_per_second: int = Field(default=5_000, ge=1)
     max_sockets: int = Field(default=10_000, ge=1)
+    # Records the slowest gateway's live tail is behind the tenant's topic end
+    # (see tidings.lag). Past max_events_lag new runs are shed with 429; past
+    # coalesce_lag the worker merges step.token events into fewer records.
+    max_events_lag: int = Field(default=50_000, ge=1)
+    coalesce_lag: int = Field(default=5_000, ge=1)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -145,6 +152,14 @@ class WorkerSettings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(default=50, ge=1)
     pipelines_dir: Path | None = None
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
+    # 0 = no metrics endpoint (tests, and `tidings up`, where several workers
+    # share one host); compose sets 9464.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # While a tenant's lag is high, tokens are buffered up to this long / this
+    # many bytes of text and sent as one step.token record.
+    coalesce_max_ms: int = Field(default=100, ge=1, le=10_000)
+    coalesce_max_bytes: int = Field(default=4096, ge=16, le=1024 * 1024)
 
 
 class ModelSettings(BaseSettings):
@@ -157,6 +172,16 @@ class ModelSettings(BaseSettings):
     name: str = "llama3.2"
     api_key: SecretStr = SecretStr("")
     timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class TracingSettings(BaseSettings):
+    """OpenTelemetry tracing. No endpoint: spans are made (and propagated in
+    Temporal and Kafka headers) but exported nowhere."""
+
+    model_config = _config("TIDINGS_TRACING_")
+
+    otlp_endpoint: str = ""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
 class StackSettings(BaseSettings):
@@ -210,6 +235,7 @@ class Settings:
         self.gateway: GatewaySettings = _get(overrides, "gateway", GatewaySettings)
         self.worker: WorkerSettings = _get(overrides, "worker", WorkerSettings)
         self.model: ModelSettings = _get(overrides, "model", ModelSettings)
+        self.tracing: TracingSettings = _get(overrides, "tracing", TracingSettings)
         self._refuse_dev_credentials()
         self._check_resume_window()
 
@@ -276,6 +302,7 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         GatewaySettings,
         WorkerSettings,
         ModelSettings,
+        TracingSettings,
         StackSettings,
     ]
 

@@ -10,17 +10,24 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
+import redis.asyncio as aioredis
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker
 
+from activities.coalesce import CoalescePolicy
 from activities.emitter import Emitter
+from activities.metrics import WorkerMetrics
 from activities.models import build_provider
+from activities.quota import TenantQuota
 from activities.research import ResearchSteps
 from activities.run_events import RunActivities
 from activities.search_index import SearchIndex
 from activities.steps import activities_of
 from tidings.errors import ConfigError
+from tidings.lag import LagReader
 from tidings.settings import Settings
 from workflows.pipeline import PipelineWorkflow
 from workflows.registry import PipelineRegistry
@@ -36,23 +43,65 @@ class Clients:
     temporal: Client
     emitter: Emitter
     http: httpx.AsyncClient
+    # Read-only here: the emitter learns each tenant's lag from it (tidings.lag).
+    redis: aioredis.Redis | None = None
 
 
-async def connect_temporal(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal.address, namespace=settings.temporal.namespace)
+# Redis only tells the emitter about lag: a slow Redis must never stall emits
+# (the lag reader reads in the background and keeps the last value).
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
+    # The tracing interceptor continues the caller's trace (from the workflow
+    # start's headers) in the workflow and its activities.
+    return await Client.connect(
+        settings.temporal.address,
+        namespace=settings.temporal.namespace,
+        interceptors=[TracingInterceptor()],
+        runtime=runtime,
+    )
+
+
+def build_emitter(
+    settings: Settings, redis: aioredis.Redis, metrics: WorkerMetrics | None = None
+) -> Emitter:
+    """The emitter with the tenants' quota, lag-driven coalescing and metrics."""
+    return Emitter(
+        settings.kafka,
+        metrics=metrics,
+        quota=TenantQuota(settings.tenants.max_events_per_second),
+        lag=LagReader(redis, settings.kafka.topic_prefix),
+        coalesce=CoalescePolicy(
+            lag_threshold=settings.tenants.coalesce_lag,
+            max_ms=settings.worker.coalesce_max_ms,
+            max_bytes=settings.worker.coalesce_max_bytes,
+        ),
+    )
 
 
 @asynccontextmanager
 async def open_clients(
-    settings: Settings, temporal: Client | None = None
+    settings: Settings,
+    temporal: Client | None = None,
+    *,
+    metrics: WorkerMetrics | None = None,
 ) -> AsyncIterator[Clients]:
-    emitter = Emitter(settings.kafka)
-    await emitter.start()
+    redis = aioredis.from_url(
+        settings.redis.url.get_secret_value(),
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+    )
+    emitter = build_emitter(settings, redis, metrics)
     try:
-        async with httpx.AsyncClient() as http:
-            yield Clients(temporal or await connect_temporal(settings), emitter, http)
+        await emitter.start()
+        try:
+            async with httpx.AsyncClient() as http:
+                yield Clients(temporal or await connect_temporal(settings), emitter, http, redis)
+        finally:
+            await emitter.stop()
     finally:
-        await emitter.stop()
+        await redis.aclose()
 
 
 def default_activities(clients: Clients, settings: Settings) -> list[object]:
@@ -93,8 +142,14 @@ def build_worker(
 ) -> Worker:
     """A worker for every pipeline in ``registry``; refuses a spec naming a missing activity."""
     registry.check_activities(activity_names(objects))
+    # A client connected without tracing (tests, embedders) still gets traced
+    # workers; one that has it must not get a second interceptor.
+    traced = any(
+        isinstance(i, TracingInterceptor) for i in clients.temporal.config()["interceptors"]
+    )
     return Worker(
         clients.temporal,
+        interceptors=[] if traced else [TracingInterceptor()],
         task_queue=task_queue or settings.temporal.task_queue,
         workflows=[PipelineWorkflow],
         activities=activities_of(*objects),

@@ -8,9 +8,20 @@ import contextlib
 import logging
 import signal
 
+from temporalio.client import Client
+
+from activities.metrics import WorkerMetrics
+from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import Settings
-from workers.build import build_worker, default_activities, load_factory, open_clients
+from workers.build import (
+    build_worker,
+    connect_temporal,
+    default_activities,
+    load_factory,
+    open_clients,
+)
 from workers.completions import CompletionConsumer
+from workers.metrics_server import MetricsServer, serve_metrics
 from workflows.registry import PipelineRegistry
 
 log = logging.getLogger("tidings.worker")
@@ -30,10 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.runtime.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(settings)
+    setup_tracing(settings.tracing, "tidings-worker")
     # Registry errors name the file and field; fail before connecting anything.
     registry = PipelineRegistry.with_builtins(settings.worker.pipelines_dir)
     asyncio.run(serve(settings, registry, args.task_queue, list(args.activities)))
@@ -47,7 +56,32 @@ async def serve(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with open_clients(settings) as clients:
+    metrics = WorkerMetrics()
+    exporter: MetricsServer | None = None
+    runtime = None
+    if settings.worker.metrics_port:
+        exporter = serve_metrics(
+            settings.worker.metrics_host, settings.worker.metrics_port, metrics.registry
+        )
+        runtime = exporter.runtime
+    try:
+        temporal = await connect_temporal(settings, runtime)
+        await _run(settings, registry, task_queue, factories, temporal, metrics, stop)
+    finally:
+        if exporter is not None:
+            exporter.close()
+
+
+async def _run(
+    settings: Settings,
+    registry: PipelineRegistry,
+    task_queue: str | None,
+    factories: list[str],
+    temporal: Client,
+    metrics: WorkerMetrics,
+    stop: asyncio.Event,
+) -> None:
+    async with open_clients(settings, temporal, metrics=metrics) as clients:
         objects = default_activities(clients, settings)
         objects += [load_factory(path)(clients, settings) for path in factories]
         worker = build_worker(clients, settings, objects, registry, task_queue=task_queue)

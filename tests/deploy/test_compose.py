@@ -57,17 +57,20 @@ REQUIRED_SERVICES = {
     "kafka",
     "redis",
     "proxy",
+    "prometheus",
+    "grafana",
     *GATEWAYS,
     *WORKERS,
 }
 # Where something may be published on the host, and on which interface.
-PUBLISHED = {"proxy": None, "temporal-ui": "127.0.0.1"}
+PUBLISHED = {"proxy": None, "temporal-ui": "127.0.0.1", "grafana": "127.0.0.1"}
 # Variables the operator must set; compose has to refuse to start without them.
 SECRETS = (
     "POSTGRES_PASSWORD",
     "REDIS_PASSWORD",
     "TIDINGS_TENANTS_API_KEYS",
     "TIDINGS_GATEWAY_TOKEN_SECRET",
+    "GRAFANA_ADMIN_PASSWORD",
 )
 SAMPLE_ENV = {
     "POSTGRES_PASSWORD": "a3f1c2e4b5d6a7f8091a2b3c4d5e6f70",
@@ -75,6 +78,7 @@ SAMPLE_ENV = {
     "TIDINGS_TENANTS_API_KEYS": '{"k-acme-3b9d2f7e1c5a8046":"acme"}',
     "TIDINGS_GATEWAY_TOKEN_SECRET": "7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e4f6a8b0d",
     "TIDINGS_GATEWAY_PUBLIC_URL": "https://tidings.example.com",
+    "GRAFANA_ADMIN_PASSWORD": "5e0b7d2c9a4f6e1b3d8c0a7f2e5b9d4c",
 }
 SECRET_NAME = re.compile(r"PASSWORD|PWD|SECRET|API_KEY|AUTH|TOKEN")
 # A whole name; a prefix written as TIDINGS_KAFKA_* in a comment is not one.
