@@ -32,6 +32,7 @@ from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.run_directory import OwnedRunDirectory
 from gateway.starter import RunStarter, default_starter
 from gateway.stream import StreamService
+from gateway.web import mount_dashboard
 from tidings.lag import LagReader
 from tidings.settings import Settings
 
@@ -164,6 +165,7 @@ def create_app(
     app.include_router(runs.router)
     for part in parts:
         app.include_router(part.router)
+    mount_dashboard(app)
     # Added last = outermost: count every request, then refuse oversize bodies.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.gateway.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics_)

@@ -17,12 +17,24 @@ def in_use(host: str, port: int) -> bool:
     return False
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the kernel just considered free (another process may still take it first)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A port the kernel just considered free (another process may still take it first).
+
+    The kernel may offer the same port twice in a row once the probing socket is
+    closed, and a caller often asks for several ports before binding any: ports
+    already handed out in this process are never handed out again.
+    """
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise OSError("no fresh free port after 100 tries")
 
 
 def exchange(host: str, port: int, payload: bytes, *, timeout: float = 1.0) -> bytes:
