@@ -20,7 +20,6 @@ from temporalio.client import (
     Client,
     WorkflowExecution,
     WorkflowExecutionDescription,
-    WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
 )
@@ -28,6 +27,7 @@ from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from gateway.schemas import RunSummary
+from gateway.stream.directory import RUN_STATES
 from tidings.errors import BadRequest, Conflict, ErrorCode, NotFound
 from tidings.runs import (
     PIPELINE_ATTRIBUTE,
@@ -47,16 +47,6 @@ PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}-[a-z0-9]{1,64}$")
 # A query is answered by a worker replaying the run; don't hang a request on it.
 QUERY_TIMEOUT = timedelta(seconds=5)
-
-_STATES: dict[WorkflowExecutionStatus, str] = {
-    WorkflowExecutionStatus.RUNNING: RunState.RUNNING,
-    WorkflowExecutionStatus.COMPLETED: RunState.COMPLETED,
-    WorkflowExecutionStatus.FAILED: RunState.FAILED,
-    WorkflowExecutionStatus.CANCELED: RunState.CANCELLED,
-    WorkflowExecutionStatus.TERMINATED: RunState.TERMINATED,
-    WorkflowExecutionStatus.TIMED_OUT: RunState.TIMED_OUT,
-    WorkflowExecutionStatus.CONTINUED_AS_NEW: RunState.CONTINUED_AS_NEW,
-}
 
 
 class OwnedRun:
@@ -86,7 +76,7 @@ class OwnedRun:
 def state_of(execution: WorkflowExecution) -> str:
     if execution.status is None:
         return RunState.RUNNING
-    return _STATES.get(execution.status, execution.status.name)
+    return RUN_STATES.get(execution.status, execution.status.name)
 
 
 def summary_of(execution: WorkflowExecution) -> RunSummary:
@@ -166,7 +156,7 @@ def list_query(tenant: str, *, pipeline: str | None, status: str | None) -> str:
 
 
 def _visibility_status(state: str) -> str:
-    for status, name in _STATES.items():
+    for status, name in RUN_STATES.items():
         if name == state:
             return "".join(part.capitalize() for part in status.name.split("_"))
     raise BadRequest(f"unknown status filter {state!r}")

@@ -15,7 +15,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from tidings.runs import RunState, tenant_of_run
 
-_STATES: dict[WorkflowExecutionStatus, str] = {
+# Temporal's execution statuses as the run states clients see (tidings.runs.RunState).
+RUN_STATES: dict[WorkflowExecutionStatus, str] = {
     WorkflowExecutionStatus.RUNNING: RunState.RUNNING,
     WorkflowExecutionStatus.COMPLETED: RunState.COMPLETED,
     WorkflowExecutionStatus.FAILED: RunState.FAILED,
@@ -59,5 +60,5 @@ class TemporalRunDirectory:
             if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
                 return None
             raise
-        state = _STATES.get(description.status, RunState.RUNNING) if description.status else ""
+        state = RUN_STATES.get(description.status, RunState.RUNNING) if description.status else ""
         return RunInfo(run_id, tenant, state or RunState.RUNNING, description.start_time)
