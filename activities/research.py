@@ -19,12 +19,18 @@ _SPLIT = re.compile(r"\?|;|\band\b|\balso\b|,", re.IGNORECASE)
 MAX_SUB_QUESTIONS = 4
 
 
+_ENDS = " .!?;,"
+
+
 def plan_sub_questions(question: str) -> list[str]:
     """The question itself, then its clauses that stand on their own."""
     parts = [question.strip()]
+    # Compared without end punctuation, so "Why X?" does not come back as "Why X".
+    seen = {question.strip(_ENDS).lower()}
     for clause in _SPLIT.split(question):
-        clause = clause.strip(" .!")
-        if len(clause.split()) >= 3 and clause.lower() not in (p.lower() for p in parts):
+        clause = clause.strip(_ENDS)
+        if len(clause.split()) >= 3 and clause.lower() not in seen:
+            seen.add(clause.lower())
             parts.append(clause)
     return parts[:MAX_SUB_QUESTIONS]
 

@@ -135,3 +135,10 @@ def test_worker_refuses_a_bad_pipeline_file_naming_the_field(tmp_path: Path) -> 
     )
     assert done.returncode == 2, done.stderr
     assert "bad.yaml" in done.stderr and "steps[0].retry.max_attempts" in done.stderr
+
+
+def test_a_single_question_is_not_planned_twice() -> None:
+    # "Why X?" and its clause "Why X" are the same sub-question.
+    assert plan_sub_questions("How do resume tokens survive a dropped connection?") == [
+        "How do resume tokens survive a dropped connection?"
+    ]
