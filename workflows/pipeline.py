@@ -91,6 +91,7 @@ class PipelineWorkflow:
         self._attempts: dict[str, int] = {}
         # The stage in progress, for run.cancelled (the running list unwinds first).
         self._stage: list[str] = []
+        self._skipped: list[str] = []  # steps whose `when` was falsy (for the UI's details)
 
     # -- queries and signals -------------------------------------------------
 
@@ -143,12 +144,21 @@ class PipelineWorkflow:
         self._outputs: dict[str, Any] = dict(data.carried.get("outputs", {}))
         self._completed = list(data.carried.get("completed", []))
         self._upsert_search_attributes()
+        stages = spec.stages()
+        self._show_details()
         try:
             if data.resume_from_step == 0:
+                # `steps` and `stages` (added fields) let a watcher show progress
+                # as steps done out of the total before any step has run.
                 await self._emit_run(
-                    EventType.RUN_STARTED, {"pipeline": spec.name, "input": data.input}
+                    EventType.RUN_STARTED,
+                    {
+                        "pipeline": spec.name,
+                        "input": data.input,
+                        "steps": [step.name for step in spec.steps],
+                        "stages": [[step.name for step in stage] for stage in stages],
+                    },
                 )
-            stages = spec.stages()
             for index in range(data.resume_from_step, len(stages)):
                 if index > data.resume_from_step and self._should_continue(
                     index - data.resume_from_step
@@ -157,10 +167,12 @@ class PipelineWorkflow:
                 await self._run_stage(stages[index])
             output = self._result_output()
             self._state = RunState.COMPLETED
+            self._show_details()
             await self._emit_run(EventType.RUN_COMPLETED, {"output": output})
             return PipelineResult(status=RunState.COMPLETED, output=output)
         except StepFailed as failure:
             self._state = RunState.FAILED
+            self._show_details(f"step {failure.step} failed: {failure.message}")
             await self._emit_run(
                 EventType.RUN_FAILED,
                 {"step": failure.step, "error": failure.message, "error_type": failure.error_type},
@@ -205,6 +217,20 @@ class PipelineWorkflow:
                 [TENANT_KEY.value_set(self._data.tenant), PIPELINE_KEY.value_set(self._spec.name)]
             )
 
+    def _show_details(self, note: str | None = None) -> None:
+        """The run's current step, as the Temporal UI shows it (workflow
+        metadata, not a command: replays are unaffected)."""
+        total = len(self._spec.steps)
+        done = f"{len(self._completed) + len(self._skipped)}/{total} steps done"
+        lines = [f"**{self._spec.name}** · {self._state.lower()} · {done}"]
+        if self._running:
+            lines.append(f"running: {', '.join(self._running)}")
+        if self._waiting_for is not None:
+            lines.append(f"waiting for approve/reject of `{self._waiting_for}`")
+        if note:
+            lines.append(note[:500])
+        workflow.set_current_details("\n\n".join(lines))
+
     def _scope(self, **extra: Any) -> dict[str, Any]:
         return {"input": self._data.input, "steps": self._outputs, **extra}
 
@@ -220,8 +246,10 @@ class PipelineWorkflow:
     async def _run_step(self, step: StepSpec) -> None:
         if step.when is not None and not refs.lookup(step.when, self._scope()):
             self._outputs[step.name] = None
+            self._skipped.append(step.name)
             return
         self._running.append(step.name)
+        self._show_details()
         try:
             if step.kind == "approval":
                 output: Any = await self._approval(step)
@@ -237,6 +265,7 @@ class PipelineWorkflow:
             self._running.remove(step.name)
         self._outputs[step.name] = output
         self._completed.append(step.name)
+        self._show_details()
 
     # -- activity steps ------------------------------------------------------
 
@@ -280,6 +309,8 @@ class PipelineWorkflow:
         self, step: StepSpec, base: str, payload: dict[str, Any], branch: int | None
     ) -> Any:
         hot_loop = self._spec.hot_loop
+        label = base if branch is None else f"{base}[{branch}]"
+        heartbeat = f", heartbeat {step.heartbeat_seconds:g}s" if step.heartbeat_seconds else ""
         return await workflow.execute_activity(
             step.activity or "",
             StepInput(
@@ -303,6 +334,11 @@ class PipelineWorkflow:
                     *step.retry.non_retryable,
                 ],
             ),
+            # Metadata for the Temporal UI only: it changes no command.
+            summary=(
+                f"{label}: {step.activity} (up to {step.retry.max_attempts} attempts, "
+                f"{step.start_to_close_seconds:g}s each{heartbeat})"
+            ),
         )
 
     # -- approval and external steps -----------------------------------------
@@ -311,6 +347,7 @@ class PipelineWorkflow:
         self._decision = None
         self._waiting_for = step.name
         self._state = RunState.WAITING
+        self._show_details()
         await self._emit_step(step.name, 1, EventType.STEP_STARTED, 0, {"kind": "approval"})
         await self._emit_run(
             EventType.RUN_WAITING,
@@ -331,6 +368,7 @@ class PipelineWorkflow:
         assert decision is not None
         self._waiting_for = None
         self._state = RunState.RUNNING
+        self._show_details()
         # The reviewer's payload cannot override the decision itself.
         output = {
             **decision.payload,
@@ -372,6 +410,7 @@ class PipelineWorkflow:
                         input=input_,
                         timeout_seconds=step.timeout_seconds,
                     ),
+                    summary=f"{step.name}: request attempt {attempt} from an agent service",
                     **_EMIT_OPTIONS,
                 )
             try:
@@ -419,6 +458,7 @@ class PipelineWorkflow:
                 error=error,
                 error_type=error_type,
             ),
+            summary=f"{step}: record the failure of attempt {attempt} (step.failed + DLQ)",
             **_EMIT_OPTIONS,
         )
 
@@ -432,6 +472,7 @@ class PipelineWorkflow:
             RunEventInput(
                 tenant=self._data.tenant, run_id=self._run_id, type=type_, seq=seq, data=data
             ),
+            summary=f"emit {type_}",
             **_EMIT_OPTIONS,
         )
 
@@ -449,6 +490,7 @@ class PipelineWorkflow:
                 step=step,
                 attempt=attempt,
             ),
+            summary=f"emit {type_} of {step}",
             **_EMIT_OPTIONS,
         )
 

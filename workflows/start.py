@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from temporalio.client import Client
@@ -25,9 +26,14 @@ from tidings.runs import (
 from tidings.settings import Settings
 from tidings.topics import is_valid_tenant
 from workflows.registry import PipelineRegistry, default_registry
+from workflows.spec import PipelineSpec
 
 TENANT_KEY = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
 PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
+
+# Input fields never shown in the Temporal UI, whatever a pipeline declares.
+_SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential|cookie", re.IGNORECASE)
+EXCERPT_CHARS = 80
 
 
 async def start_run(
@@ -78,6 +84,8 @@ async def start_run(
                     SearchAttributePair(PIPELINE_KEY, pipeline),
                 ]
             ),
+            static_summary=run_summary(spec, tenant, validated),
+            static_details=run_details(spec, tenant, validated),
         )
     except WorkflowAlreadyStartedError:
         return run_id, False
@@ -86,3 +94,38 @@ async def start_run(
     response = getattr(handle, "_start_workflow_response", None)
     created = bool(getattr(response, "started", True))
     return run_id, created
+
+
+def input_excerpt(spec: PipelineSpec, input: dict[str, Any]) -> str | None:
+    """The first declared string field of the input, shortened: what the run is
+    about (a question, a ticket), never a field whose name suggests a secret."""
+    for name, field in spec.input.items():
+        value = input.get(name)
+        if field.type != "string" or not isinstance(value, str) or _SECRET_NAME.search(name):
+            continue
+        text = " ".join(value.split())
+        if text:
+            cut = text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+            return f"{name}: {cut}"
+    return None
+
+
+def run_summary(spec: PipelineSpec, tenant: str, input: dict[str, Any]) -> str:
+    """One line for the Temporal UI's run list: pipeline, tenant, what it is about."""
+    excerpt = input_excerpt(spec, input)
+    return f"{spec.name} for {tenant}" + (f" · {excerpt}" if excerpt else "")
+
+
+def run_details(spec: PipelineSpec, tenant: str, input: dict[str, Any]) -> str:
+    """Markdown for the run's page in the Temporal UI: the steps it will run."""
+    lines = [f"**pipeline** {spec.name} · **tenant** {tenant}"]
+    excerpt = input_excerpt(spec, input)
+    if excerpt:
+        lines.append(excerpt)
+    steps = " → ".join(
+        "[" + ", ".join(step.name for step in stage) + "]" if len(stage) > 1 else stage[0].name
+        for stage in spec.stages()
+    )
+    lines.append(f"**steps** {steps}")
+    lines.append("Events: `tidings events <run_id>`; live: `tidings watch <run_id>`.")
+    return "\n\n".join(lines)

@@ -101,7 +101,7 @@ async def test_failures_exit_non_zero_with_one_clear_line(
 ) -> None:
     code = await tidings(*argv, "--gateway", gateway_url)
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # refused (docs/cli.md)
     assert expected in err
     assert "wrong-key-123" not in err and "Traceback" not in err
 
@@ -110,7 +110,7 @@ async def test_unreachable_gateway_is_a_clear_failure(capsys: pytest.CaptureFixt
     closed = f"http://127.0.0.1:{free_port()}"
     code = await tidings("run", "echo", "--input", "{}", "--gateway", closed)
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 3  # unavailable (docs/cli.md)
     assert f"cannot reach the gateway at {closed}" in err
 
 
@@ -144,4 +144,4 @@ async def test_events_prints_the_stored_events(
     assert f"2 event(s); resume with --after {lines[2]['cursor']}" in captured.err
 
     # Another tenant's key sees no such run.
-    assert await tidings("events", run_id, "--gateway", gateway_url, "--api-key", ACME_KEY) == 1
+    assert await tidings("events", run_id, "--gateway", gateway_url, "--api-key", ACME_KEY) == 2

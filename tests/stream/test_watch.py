@@ -79,7 +79,7 @@ async def test_watch_prints_steps_tokens_and_exit_codes(
             )
             out = capsys.readouterr().out
             assert code == 1
-            assert out.splitlines() == ["run.started", "run terminated"]
+            assert out.splitlines() == ["run started", "run terminated"]
 
         code = await asyncio.to_thread(
             watch.main, parse(ok_run, "--gateway", gw.url, "--api-key", "not-a-real-key")

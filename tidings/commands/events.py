@@ -1,22 +1,40 @@
-"""``tidings events <run_id> [--after CURSOR] [--json]``: print a run's stored events.
+"""``tidings events <run_id> [--after CURSOR] [--json] [--follow]``: a run's stored events.
 
 Pages through ``GET /v1/runs/{id}/events`` until the stored log is exhausted.
-Text output is one line per event; ``--json`` prints JSON Lines, one
-``{"cursor", "event"}`` object per event. The cursor to resume from later
-(``--after``) is printed last (on stderr in text mode, so pipes stay clean).
+Text output is one line per event, its cursor first; ``--json`` prints JSON
+Lines, one ``{"cursor", "event"}`` object per event. The cursor to continue
+from later (``--after``) is printed last (on stderr, so pipes stay clean).
+``--follow`` then keeps printing the run's new events live, over the stream
+(``from=<cursor>``), until the run ends. Exit codes: see
+:mod:`tidings.commands.common` (0, 2 refused, 3 unavailable; with
+``--follow``, 1 when the run did not complete).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from typing import Any
 from urllib.parse import quote
 
-from tidings.commands.run import add_gateway_options, call, client, run_command
+from tidings.commands.common import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_RUN_FAILED,
+    EXIT_UNAVAILABLE,
+    CommandError,
+    add_gateway_options,
+    api_key,
+    call,
+    client,
+    run_command,
+)
+from tidings.runs import RunState
 
 PAGE_SIZE = 500
+MAX_PAGE_SIZE = 1000  # the gateway's own bound
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +43,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit", type=int, default=None, help="stop after this many events (default: all)"
     )
+    parser.add_argument(
+        "--page-size",
+        type=int,
+        default=PAGE_SIZE,
+        help=f"events per request (default {PAGE_SIZE}, at most {MAX_PAGE_SIZE})",
+    )
+    parser.add_argument(
+        "--follow",
+        action="store_true",
+        help="after the stored events, print new ones live until the run ends",
+    )
     add_gateway_options(parser)
+    parser.add_argument("--json", action="store_true", help='one {"cursor", "event"} per line')
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,28 +63,64 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _events(args: argparse.Namespace) -> int:
+    if not 1 <= args.page_size <= MAX_PAGE_SIZE:
+        raise CommandError(f"--page-size must be 1 to {MAX_PAGE_SIZE}")
+    if args.limit is not None and args.limit < 1:
+        raise CommandError("--limit must be at least 1")
     path = f"/v1/runs/{quote(args.run_id, safe='')}/events"
     cursor: str | None = args.after
     printed = 0
     with client(args) as http:
         while args.limit is None or printed < args.limit:
-            want = PAGE_SIZE if args.limit is None else min(PAGE_SIZE, args.limit - printed)
+            want = (
+                args.page_size if args.limit is None else min(args.page_size, args.limit - printed)
+            )
             params: dict[str, Any] = {"limit": want}
             if cursor is not None:
                 params["after"] = cursor
             page = call(http, "GET", path, params=params).json()
             for item in page["events"]:
-                print(json.dumps(item) if args.json else _line(item), flush=True)
+                _print(args, item)
                 printed += 1
             # next_cursor is past every record scanned, not just those printed,
             # so a later --after does not rescan other runs' records.
             cursor = page["next_cursor"] or cursor
             if not page["more"]:
                 break
-    if not args.json:
+    if not args.follow:
         where = f"; resume with --after {cursor}" if cursor else ""
         print(f"{printed} event(s){where}", file=sys.stderr)
-    return 0
+        return EXIT_OK
+    return asyncio.run(_follow(args, cursor))
+
+
+async def _follow(args: argparse.Namespace, cursor: str | None) -> int:
+    from tidings.client import FATAL_CLOSE_CODES, StreamError, subscribe
+    from tidings.commands.watch import CLOSE_TIMEOUT, RECONNECT_ATTEMPTS
+
+    options: dict[str, Any] = {
+        "from_start": True,
+        "close_timeout": CLOSE_TIMEOUT,
+        "max_attempts": RECONNECT_ATTEMPTS,
+    }
+    if cursor is not None:
+        options["after"] = cursor
+    try:
+        async with subscribe(args.gateway, args.run_id, api_key(args), **options) as sub:
+            async for event in sub:
+                _print(args, {"cursor": sub.cursor, "event": event.to_dict()})
+                cursor = sub.cursor
+    except StreamError as exc:
+        code = EXIT_REFUSED if exc.close_code in FATAL_CLOSE_CODES else EXIT_UNAVAILABLE
+        where = f"; resume with --after {cursor}" if cursor else ""
+        raise CommandError(f"{exc.message}{where}", code) from None
+    status = sub.status or "?"
+    print(f"run {status.lower()}; last cursor {cursor}", file=sys.stderr)
+    return EXIT_OK if status == RunState.COMPLETED else EXIT_RUN_FAILED
+
+
+def _print(args: argparse.Namespace, item: dict[str, Any]) -> None:
+    print(json.dumps(item, ensure_ascii=False) if args.json else _line(item), flush=True)
 
 
 def _line(item: dict[str, Any]) -> str:

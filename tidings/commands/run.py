@@ -1,12 +1,12 @@
 """``tidings run <pipeline> --input JSON [--watch]``: start a run through a gateway.
 
 Without ``--watch`` it prints the new run and returns. With ``--watch`` it
-hands over to ``tidings watch`` (live events over the WebSocket) when that
-command is installed, and otherwise polls ``GET /v1/runs/{id}`` until the run
-finishes. The exit status is 0 for a started (or, watched, a completed) run
-and 1 for any failure, each with a one-line reason on stderr.
-
-The small HTTP helpers here are shared with ``tidings events``.
+hands over to ``tidings watch`` (live events over the WebSocket, from the
+run's first event); if that command is not installed it polls
+``GET /v1/runs/{id}`` until the run finishes. Exit codes: see
+:mod:`tidings.commands.common` (0 started or, watched, completed; 1 the
+watched run failed; 2 refused; 3 unavailable), each failure with one line on
+stderr.
 """
 
 from __future__ import annotations
@@ -14,83 +14,25 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
 from typing import Any
 
 import httpx
 
+from tidings.commands.common import (
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    CommandError,
+    add_gateway_options,
+    api_key,
+    call,
+    client,
+    run_command,
+)
 from tidings.runs import RunState
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
-DEFAULT_API_KEY = "dev-key-demo"  # the local stack's demo tenant (DESIGN.md)
 POLL_SECONDS = 0.5
-HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-
-
-class CommandError(Exception):
-    """A failure to report on stderr as one line, then exit 1."""
-
-
-def add_gateway_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--gateway",
-        default=os.environ.get("TIDINGS_GATEWAY_URL", DEFAULT_GATEWAY),
-        help=f"gateway URL (default: $TIDINGS_GATEWAY_URL or {DEFAULT_GATEWAY})",
-    )
-    parser.add_argument(
-        "--api-key",
-        default=None,
-        help="API key (default: $TIDINGS_API_KEY, else the local dev key)",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-
-def api_key(args: argparse.Namespace) -> str:
-    key: str = args.api_key or os.environ.get("TIDINGS_API_KEY") or DEFAULT_API_KEY
-    return key
-
-
-def client(args: argparse.Namespace) -> httpx.Client:
-    return httpx.Client(
-        base_url=str(args.gateway).rstrip("/"),
-        headers={"Authorization": f"Bearer {api_key(args)}"},
-        timeout=HTTP_TIMEOUT,
-    )
-
-
-def call(http: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """One request; any transport or HTTP error becomes a :class:`CommandError`
-    carrying the gateway's error code and message (never the API key)."""
-    try:
-        response = http.request(method, path, **kwargs)
-    except httpx.TransportError as exc:
-        raise CommandError(
-            f"cannot reach the gateway at {http.base_url} ({type(exc).__name__}); "
-            "is it running? (`tidings up` starts one)"
-        ) from None
-    if response.is_error:
-        raise CommandError(describe_error(response))
-    return response
-
-
-def describe_error(response: httpx.Response) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['code']}: {error['message']} (HTTP {response.status_code})"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code} {response.reason_phrase}"
-
-
-def run_command(prog: str, args: argparse.Namespace, body: Any) -> int:
-    """Run ``body(args)``, turning a :class:`CommandError` into a message and exit 1."""
-    try:
-        result: int = body(args)
-        return result
-    except CommandError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +43,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--idempotency-key", help="the same key never starts a second run (safe retries)"
     )
     add_gateway_options(parser)
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the started run as JSON; with --watch, one event envelope per line",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -115,20 +62,18 @@ def _run(args: argparse.Namespace) -> int:
         run_id = started["run_id"]
         if not args.watch:
             _print_started(args, started)
-            return 0
+            return EXIT_OK
+        # Scripts reading --json get only envelopes on stdout; the run goes to stderr.
+        _print_started(args, started, out=sys.stderr if args.json else sys.stdout)
         watch = _watch_command()
         if watch is not None:
-            if not args.json:
-                _print_started(args, started)
             return _delegate_watch(watch, args, run_id)
-        if not args.json:
-            _print_started(args, started)
         detail = _poll(http, run_id, quiet=args.json)
     if args.json:
         print(json.dumps(detail, indent=2))
     else:
         _print_summary(detail)
-    return 0 if detail["status"] == RunState.COMPLETED else 1
+    return EXIT_OK if detail["status"] == RunState.COMPLETED else EXIT_RUN_FAILED
 
 
 def _parse_input(raw: str) -> dict[str, Any]:
@@ -141,13 +86,14 @@ def _parse_input(raw: str) -> dict[str, Any]:
     return value
 
 
-def _print_started(args: argparse.Namespace, started: dict[str, Any]) -> None:
-    if args.json:
-        print(json.dumps(started, indent=2))
+def _print_started(args: argparse.Namespace, started: dict[str, Any], out: Any = None) -> None:
+    out = out or sys.stdout
+    if args.json and not args.watch:
+        print(json.dumps(started, indent=2), file=out)
         return
-    print(f"run      {started['run_id']} ({started['status']})")
-    print(f"stream   {started['stream_url']}")
-    print(f"temporal {started['temporal_ui_url']}")
+    print(f"run      {started['run_id']} ({started['status']})", file=out)
+    print(f"stream   {started['stream_url']}", file=out)
+    print(f"temporal {started['temporal_ui_url']}", file=out, flush=True)
 
 
 def _watch_command() -> Any | None:
@@ -162,7 +108,9 @@ def _watch_command() -> Any | None:
 def _delegate_watch(watch: Any, args: argparse.Namespace, run_id: str) -> int:
     parser = argparse.ArgumentParser(prog="tidings watch")
     watch.configure(parser)
-    argv = [run_id, "--gateway", str(args.gateway), "--api-key", api_key(args)]
+    # From the first event, tokens included: nothing of a run this command
+    # started may be skipped as "history".
+    argv = [run_id, "--gateway", str(args.gateway), "--api-key", api_key(args), "--from-start"]
     if args.json:
         argv.append("--json")
     # parse_known_args: options this watch command does not define are ignored.

@@ -1,14 +1,20 @@
 """``tidings watch <run_id>``: a run's live progress in the terminal; resumes on drop.
 
-One line per step change with its state and attempt; a step's streamed
-tokens print inline as they arrive. The stream replays the run's history
-first, so a late watcher still sees every step's state; the tokens of that
-history are only printed with ``--from-start``. ``--json`` prints one
+One line per step change with its state and attempt, steps done out of the
+total, and a step's streamed tokens inline as they arrive. On a terminal a
+progress bar is redrawn under the lines; when stdout is not a terminal the
+output is plain lines only (no escape codes), the count at the end of each
+step line. The stream replays the run's history first, so a late watcher
+still sees every step's state; the tokens of that history are printed only
+with ``--from-start``. ``--from CURSOR`` re-watches from any position (the
+events after that cursor, tokens included). ``--json`` prints one event
 envelope per line instead (the same selection).
 
-Exit status: 0 when the run completed, 1 when it failed or was cancelled (or
-the gateway could not be reached), 2 for a bad key, another tenant's or an
-unknown run.
+A dropped connection or a restarted gateway is resumed by the client library
+with the stream's token; nothing is lost or repeated. Exit codes are those of
+:mod:`tidings.commands.common`: 0 completed, 1 failed / cancelled /
+terminated / timed out, 2 refused (bad key, unknown run, bad cursor), 3
+unavailable, 130 interrupted (the line says how to pick up from there).
 """
 
 from __future__ import annotations
@@ -17,89 +23,360 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
+from dataclasses import dataclass, field
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from tidings.client import StreamError, subscribe
+from tidings.commands.common import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_RUN_FAILED,
+    EXIT_UNAVAILABLE,
+    CommandError,
+    add_gateway_options,
+    api_key,
+    call,
+    client,
+)
 from tidings.errors import CloseCode
 from tidings.events import Event, EventType
 from tidings.runs import RunState
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8000"
-DEFAULT_API_KEY = "dev-key-demo"  # the local stack's demo tenant (DESIGN.md)
-_USAGE_CODES = frozenset(
-    {CloseCode.BAD_FRAME, CloseCode.UNAUTHORIZED, CloseCode.FORBIDDEN, CloseCode.UNKNOWN_RUN}
+PROG = "tidings watch"
+CLOSE_TIMEOUT = 1.0
+# Consecutive reconnect attempts (jittered backoff up to 10 s each): enough to
+# outlast a gateway restart or deploy of a minute or two.
+RECONNECT_ATTEMPTS = 30
+# Refusals a retry cannot fix; anything else means the gateway went away.
+_REFUSED_CODES = frozenset(
+    {
+        CloseCode.BAD_FRAME,
+        CloseCode.UNAUTHORIZED,
+        CloseCode.FORBIDDEN,
+        CloseCode.UNKNOWN_RUN,
+        CloseCode.TOKEN_EXPIRED,
+        CloseCode.MESSAGE_TOO_BIG,
+    }
 )
+_CURSOR = re.compile(r"^\d{1,6}:\d{1,19}$")
+_BRANCH = re.compile(r"\[\d+\]$")
+_TERMINAL = {
+    EventType.RUN_COMPLETED: RunState.COMPLETED,
+    EventType.RUN_FAILED: RunState.FAILED,
+    EventType.RUN_CANCELLED: RunState.CANCELLED,
+}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", help="the run's id (as `tidings run` printed it)")
-    parser.add_argument(
-        "--gateway",
-        default=os.environ.get("TIDINGS_GATEWAY_URL", DEFAULT_GATEWAY),
-        help=f"gateway URL (default: $TIDINGS_GATEWAY_URL or {DEFAULT_GATEWAY})",
-    )
-    parser.add_argument(
-        "--api-key", default=None, help="API key (default: $TIDINGS_API_KEY, else the dev key)"
-    )
-    parser.add_argument("--json", action="store_true", help="print one envelope per line")
-    parser.add_argument(
+    add_gateway_options(parser)
+    parser.add_argument("--json", action="store_true", help="print one event envelope per line")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--from-start",
         action="store_true",
         help="also print the tokens of steps that streamed before you started watching",
     )
+    where.add_argument(
+        "--from",
+        dest="from_cursor",
+        metavar="CURSOR",
+        help="start after this cursor (from `tidings events` or an interrupted watch)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
-    key = args.api_key or os.environ.get("TIDINGS_API_KEY") or DEFAULT_API_KEY
+    key = api_key(args)
+    tty = not args.json and _is_terminal(sys.stdout)
+    printer = Printer(sys.stdout, as_json=args.json, tty=tty, color=tty and _color_ok())
+    watch = Watch(args, key, printer)
     try:
-        status = asyncio.run(_watch(args, key, sys.stdout))
+        watch.check()
+        status = asyncio.run(watch.run())
+    except CommandError as exc:
+        printer.interrupt()
+        print(f"{PROG}: {exc.message}{watch.resume_hint()}", file=sys.stderr)
+        return exc.exit_code
     except StreamError as exc:
-        print(f"\ntidings watch: {exc.message}", file=sys.stderr)
-        return 2 if exc.close_code in _USAGE_CODES else 1
+        printer.interrupt()
+        refused = exc.close_code in _REFUSED_CODES
+        hint = "" if refused else watch.resume_hint()
+        print(f"{PROG}: {exc.message}{hint}", file=sys.stderr)
+        return EXIT_REFUSED if refused else EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        printer.interrupt()
+        print(f"{PROG}: interrupted{watch.resume_hint()}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if status is None:
-        print("\ntidings watch: the stream ended before the run did", file=sys.stderr)
-        return 1
-    return 0 if status == RunState.COMPLETED else 1
+        print(f"{PROG}: the stream ended before the run did{watch.resume_hint()}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return EXIT_OK if status == RunState.COMPLETED else EXIT_RUN_FAILED
 
 
-async def _watch(args: argparse.Namespace, key: str, out: TextIO) -> str | None:
-    printer = Printer(out, as_json=args.json)
-    async with subscribe(args.gateway, args.run_id, key) as sub:
-        async for event in sub:
-            history = not sub.caught_up
-            if history and event.type == EventType.STEP_TOKEN and not args.from_start:
-                continue
-            printer.show(event)
-        printer.finish(sub.status)
-        return sub.status
+class Watch:
+    def __init__(self, args: argparse.Namespace, key: str, printer: Printer) -> None:
+        self.args = args
+        self.key = key
+        self.printer = printer
+        self.cursor: str | None = args.from_cursor  # of the last event shown
+
+    def check(self) -> None:
+        """Fail fast, with the gateway's own words, on an unreachable gateway, a
+        bad key or an unknown run, before opening the stream (which would retry
+        an unreachable gateway with backoff)."""
+        args = self.args
+        if args.from_cursor is not None and not _CURSOR.match(args.from_cursor):
+            raise CommandError(f"--from {args.from_cursor[:40]!r} is not a cursor (like 0:42)")
+        run = quote(args.run_id, safe="")
+        with client(args) as http:
+            try:
+                call(http, "GET", f"/v1/runs/{run}")
+            except CommandError as exc:
+                # A gateway serving only the stream has no REST route (a 404
+                # without our error body): let the stream itself answer.
+                if not exc.message.startswith("HTTP 404"):
+                    raise
+                return
+            if args.from_cursor is not None and not args.json:
+                # Started mid-run: the run's first event names its steps (the total).
+                self.printer.progress.mid_run = True
+                page = call(http, "GET", f"/v1/runs/{run}/events", params={"limit": 1}).json()
+                for item in page["events"]:
+                    self.printer.progress.plan(item["event"])
+
+    async def run(self) -> str | None:
+        args = self.args
+        skip_history_tokens = not args.from_start and args.from_cursor is None
+        # Acks are sent before closing; the close handshake itself need not hold the terminal.
+        options: dict[str, Any] = {
+            "from_start": True,
+            "close_timeout": CLOSE_TIMEOUT,
+            "max_attempts": RECONNECT_ATTEMPTS,
+        }
+        if args.from_cursor is not None:
+            options["after"] = args.from_cursor
+        async with subscribe(args.gateway, args.run_id, self.key, **options) as sub:
+            reconnects = 0
+            async for event in sub:
+                self.cursor = sub.cursor
+                if sub.reconnects != reconnects:
+                    reconnects = sub.reconnects
+                    self.printer.note(f"connection dropped; resumed ({reconnects})")
+                if skip_history_tokens and not sub.caught_up and event.type == EventType.STEP_TOKEN:
+                    continue
+                self.printer.show(event)
+            self.printer.finish(sub.status)
+            return sub.status
+
+    def resume_hint(self) -> str:
+        if self.cursor is None:
+            return ""
+        return f"; pick up with: tidings watch {self.args.run_id} --from {self.cursor}"
+
+
+# -- progress ------------------------------------------------------------------
+
+
+def base_step(name: str) -> str:
+    """``search[2]`` -> ``search``; ``draft.fallback`` -> ``draft``."""
+    return _BRANCH.sub("", name.removesuffix(".fallback"))
+
+
+@dataclass
+class Progress:
+    """Steps done out of the total, from the events alone.
+
+    ``run.started`` names the steps and stages (older runs do not: the total
+    is then unknown). A plain step is done at its ``step.completed``; a
+    fan-out step (``search[0]``, ``search[1]`` ...) and a skipped step are
+    known done once a later stage starts, or the run completes.
+    """
+
+    stages: list[list[str]] = field(default_factory=list)
+    started: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    branches: dict[str, int] = field(default_factory=dict)
+    running: list[str] = field(default_factory=list)
+    # Watching from a cursor: steps of stages before the first one seen were
+    # done before it, not skipped.
+    mid_run: bool = False
+
+    @property
+    def total(self) -> int | None:
+        return sum(len(stage) for stage in self.stages) or None
+
+    def plan(self, event: dict[str, Any] | Event) -> None:
+        data = event.data if isinstance(event, Event) else event.get("data") or {}
+        kind = event.type if isinstance(event, Event) else event.get("type")
+        stages = data.get("stages") if kind == EventType.RUN_STARTED else None
+        if isinstance(stages, list) and all(isinstance(stage, list) for stage in stages):
+            self.stages = [[str(name) for name in stage] for stage in stages]
+
+    def count(self) -> str:
+        total = self.total
+        return f"{len(self.done)}/{total}" if total else f"{len(self.done)}"
+
+    def update(self, event: Event) -> list[tuple[str, str]]:
+        """Steps this event shows to be finished without an event of their own:
+        ``(step, "completed" | "skipped")``."""
+        if event.type == EventType.RUN_STARTED:
+            self.plan(event)
+            return []
+        if event.type == EventType.RUN_COMPLETED:
+            return self._close(len(self.stages))
+        if event.step is None:
+            return []
+        base = base_step(event.step)
+        if self.mid_run:
+            self.mid_run = False
+            self._close(self._stage_of(base))
+        inferred = self._close(self._stage_of(base))
+        if event.type == EventType.STEP_STARTED:
+            self.started.add(base)
+            if event.step != base and not event.step.endswith(".fallback"):
+                self.branches[base] = self.branches.get(base, 0) + 1
+            if base not in self.running and base not in self.done:
+                self.running.append(base)
+        elif event.type == EventType.STEP_COMPLETED and base not in self.branches:
+            self._finish(base)
+        elif event.type == EventType.STEP_FAILED and base in self.running:
+            self.running.remove(base)
+        return inferred
+
+    def _stage_of(self, step: str) -> int:
+        for index, stage in enumerate(self.stages):
+            if step in stage:
+                return index
+        return -1
+
+    def _close(self, before: int) -> list[tuple[str, str]]:
+        closed = []
+        for stage in self.stages[: max(before, 0)]:
+            for step in stage:
+                if step not in self.done:
+                    closed.append((step, "completed" if step in self.started else "skipped"))
+                    self._finish(step)
+        return closed
+
+    def _finish(self, step: str) -> None:
+        self.done.add(step)
+        if step in self.running:
+            self.running.remove(step)
+
+
+# -- output --------------------------------------------------------------------
+
+
+_STEP_STATES = {
+    EventType.STEP_STARTED: "started",
+    EventType.STEP_COMPLETED: "completed",
+    EventType.STEP_RETRYING: "retrying",
+    EventType.STEP_FAILED: "failed",
+    EventType.STEP_REQUESTED: "handed to an agent service",
+}
+_COLORS = {"completed": "32", "failed": "31", "retrying": "33", "skipped": "2"}
+_BAR_WIDTH = 24
 
 
 class Printer:
-    def __init__(self, out: TextIO, *, as_json: bool) -> None:
+    def __init__(
+        self, out: TextIO, *, as_json: bool, tty: bool = False, color: bool = False
+    ) -> None:
         self._out = out
         self._json = as_json
+        self._tty = tty
+        self._color = color
         self._inline: str | None = None  # the step whose tokens are mid-line
+        self._bar = False  # a progress bar is drawn on the current line
+        self._final: str | None = None  # the terminal run event's line
+        self.progress = Progress()
 
     def show(self, event: Event) -> None:
         if self._json:
             self._write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
             return
+        inferred = self.progress.update(event)
         if event.type == EventType.STEP_TOKEN:
-            text = str(event.data.get("text", ""))
+            self._clear_bar()
             if self._inline != event.step:
                 self._newline()
                 self._write(f"  {event.step} | ")
                 self._inline = event.step
-            self._write(text)
+            self._write(str(event.data.get("text", "")))
             return
         self._newline()
-        self._write(_line(event) + "\n")
+        self._clear_bar()
+        for step, state in inferred:
+            self._line(f"step {step} {self._paint(state)}{self._suffix(step)}")
+        if event.type in _TERMINAL:
+            self._final = _run_line(event)
+        else:
+            text = _line(event)
+            if event.step is not None and event.type == EventType.STEP_COMPLETED:
+                text += self._suffix(base_step(event.step), event.step)
+            self._line(text)
+        self._draw_bar()
+
+    def note(self, text: str) -> None:
+        """A side remark (on stderr, so stdout stays the run's output)."""
+        if not self._json:
+            print(f"{PROG}: {text}", file=sys.stderr, flush=True)
 
     def finish(self, status: str | None) -> None:
+        if self._json:
+            return
+        self._newline()
+        self._clear_bar()
+        final = self._final or f"run {status.lower() if status else 'stream ended'}"
+        total = self.progress.total
+        counted = f" [{self.progress.count()} steps]" if total else ""
+        self._write(f"{final}{counted}\n")
+
+    def interrupt(self) -> None:
+        """Leave the terminal tidy before an error line."""
         if not self._json:
             self._newline()
-            self._write(f"run {status.lower() if status else 'stream ended'}\n")
+            self._clear_bar()
+
+    def _suffix(self, step: str, name: str | None = None) -> str:
+        if step not in self.progress.done:
+            return ""
+        if name is not None and name != step and not name.endswith(".fallback"):
+            return ""  # one branch of a fan-out: the step is not done yet
+        return f" [{self.progress.count()}]"
+
+    def _paint(self, state: str) -> str:
+        code = _COLORS.get(state)
+        return f"\x1b[{code}m{state}\x1b[0m" if self._color and code else state
+
+    def _line(self, text: str) -> None:
+        if self._color:
+            for state in ("completed", "failed", "retrying"):
+                text = text.replace(f" {state}", f" {self._paint(state)}", 1)
+        self._write(text + "\n")
+
+    def _draw_bar(self) -> None:
+        if not self._tty:
+            return
+        progress = self.progress
+        total = progress.total
+        if total:
+            filled = round(_BAR_WIDTH * len(progress.done) / total)
+            bar = "[" + "#" * filled + "." * (_BAR_WIDTH - filled) + "]"
+        else:
+            bar = "[steps done]"
+        running = f"  {', '.join(progress.running)}" if progress.running else ""
+        self._write(f"\x1b[2K\r{bar} {progress.count()}{running}")
+        self._bar = True
+
+    def _clear_bar(self) -> None:
+        if self._bar:
+            self._write("\r\x1b[2K")
+            self._bar = False
 
     def _newline(self) -> None:
         if self._inline is not None:
@@ -111,26 +388,51 @@ class Printer:
         self._out.flush()
 
 
-_STEP_STATES = {
-    EventType.STEP_STARTED: "started",
-    EventType.STEP_COMPLETED: "completed",
-    EventType.STEP_RETRYING: "retrying",
-    EventType.STEP_FAILED: "failed",
-    EventType.STEP_REQUESTED: "handed to an agent service",
-    EventType.STEP_PROGRESS: "progress",
-}
-
-
 def _line(event: Event) -> str:
     data: dict[str, Any] = event.data
+    if event.type == EventType.RUN_STARTED:
+        steps = data.get("steps")
+        count = f", {len(steps)} steps" if isinstance(steps, list) else ""
+        pipeline = data.get("pipeline")
+        return f"run started: {pipeline}{count}" if pipeline else "run started"
     if event.step is not None and event.type in _STEP_STATES:
         state = _STEP_STATES[event.type]
-        detail = data.get("error") or data.get("message") or ""
+        detail = data.get("error") or data.get("reason") or data.get("message") or ""
         suffix = f": {detail}" if detail else ""
+        if event.type == EventType.STEP_RETRYING:
+            suffix += "; its output is discarded" if "discard_attempt" in data else ""
         return f"step {event.step} {state} (attempt {event.attempt}){suffix}"
+    if event.type == EventType.STEP_PROGRESS:
+        shown = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+        shown = shown if len(shown) <= 100 else shown[:97] + "..."
+        return f"step {event.step} progress (attempt {event.attempt}): {shown}"
     if event.type == EventType.RUN_WAITING:
-        return f"run waiting for {data.get('signal') or data.get('waiting_for') or 'a signal'}"
-    if event.type in (EventType.RUN_FAILED, EventType.RUN_CANCELLED):
-        detail = data.get("error") or data.get("reason") or ""
-        return f"{event.type}{': ' + str(detail) if detail else ''}"
+        step = data.get("step") or "a step"
+        signals = " or ".join(data.get("signals") or ["a signal"])
+        return f"run waiting: {step} needs {signals}"
+    if event.type == EventType.RUN_CONTINUED:
+        return f"run continued as new (from stage {data.get('next_stage', '?')})"
+    if event.type == EventType.ALERT_HOT_LOOP:
+        return f"alert: step {event.step} is retrying in a hot loop"
     return event.type if not event.step else f"{event.type} {event.step}"
+
+
+def _run_line(event: Event) -> str:
+    state = _TERMINAL[event.type].lower()
+    data = event.data
+    if event.type == EventType.RUN_FAILED:
+        where = f"step {data['step']}: " if data.get("step") else ""
+        detail = data.get("error") or ""
+        return f"run {state}: {where}{detail}" if (where or detail) else f"run {state}"
+    return f"run {state}"
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def _color_ok() -> bool:
+    return "NO_COLOR" not in os.environ

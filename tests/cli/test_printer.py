@@ -1,0 +1,107 @@
+"""How ``tidings watch`` renders a run: plain lines off a terminal, a redrawn
+progress bar on one, steps done inferred for fan-outs and skipped steps."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tidings.commands.watch import Printer, Progress, base_step
+from tidings.events import Event
+
+pytestmark = pytest.mark.unit
+
+RUN = "t-run"
+STAGES = [["plan"], ["search"], ["draft"], ["review"], ["final"]]
+
+
+def run_events() -> list[Event]:
+    def ev(type_: str, step: str | None = None, seq: int = 0, **data: object) -> Event:
+        return Event(type_, "t", RUN, step, 1, seq, dict(data))
+
+    return [
+        ev("run.started", pipeline="research", steps=[s[0] for s in STAGES], stages=STAGES),
+        ev("step.started", "plan"),
+        ev("step.completed", "plan", 1),
+        ev("step.started", "search[0]"),
+        ev("step.started", "search[1]"),
+        ev("step.completed", "search[1]", 1),
+        ev("step.completed", "search[0]", 1),
+        ev("step.started", "draft"),
+        ev("step.token", "draft", 1, text="Hello "),
+        ev("step.token", "draft", 2, text="world."),
+        ev("step.completed", "draft", 3),
+        ev("step.started", "final"),
+        ev("step.completed", "final", 1),
+        ev("run.completed", seq=1),
+    ]
+
+
+def test_plain_lines_off_a_terminal() -> None:
+    out = io.StringIO()
+    printer = Printer(out, as_json=False)
+    for event in run_events():
+        printer.show(event)
+    printer.finish("COMPLETED")
+    assert out.getvalue().splitlines() == [
+        "run started: research, 5 steps",
+        "step plan started (attempt 1)",
+        "step plan completed (attempt 1) [1/5]",
+        "step search[0] started (attempt 1)",
+        "step search[1] started (attempt 1)",
+        "step search[1] completed (attempt 1)",
+        "step search[0] completed (attempt 1)",
+        "step search completed [2/5]",
+        "step draft started (attempt 1)",
+        "  draft | Hello world.",
+        "step draft completed (attempt 1) [3/5]",
+        "step review skipped [4/5]",
+        "step final started (attempt 1)",
+        "step final completed (attempt 1) [5/5]",
+        "run completed [5/5 steps]",
+    ]
+
+
+def test_a_terminal_gets_a_bar_that_never_mixes_with_tokens() -> None:
+    out = io.StringIO()
+    printer = Printer(out, as_json=False, tty=True, color=True)
+    events = run_events()
+    for event in events[:8]:
+        printer.show(event)
+    drawn = out.getvalue()
+    # The bar is the last line, redrawn in place: 2 of 5 done, draft running.
+    assert drawn.endswith("\x1b[2K\r[" + "#" * 10 + "." * 14 + "] 2/5  draft")
+    printer.show(events[8])  # a token: the bar is wiped first, the text goes inline
+    assert out.getvalue()[len(drawn) :] == "\r\x1b[2K  draft | Hello "
+    for event in events[9:]:
+        printer.show(event)
+    printer.finish("COMPLETED")
+    text = out.getvalue()
+    assert "\x1b[32mcompleted\x1b[0m" in text and "\x1b[2mskipped\x1b[0m" in text
+    assert text.endswith("\r\x1b[2Krun completed [5/5 steps]\n")
+
+
+def test_json_is_one_envelope_per_line() -> None:
+    out = io.StringIO()
+    printer = Printer(out, as_json=True, tty=True)
+    for event in run_events():
+        printer.show(event)
+    printer.finish("COMPLETED")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == len(run_events())
+    assert all(line.startswith('{"schema": 1') for line in lines)
+
+
+def test_progress_without_a_plan_counts_what_it_sees() -> None:
+    progress = Progress()
+    progress.update(Event("step.started", "t", RUN, "a", 1, 0))
+    progress.update(Event("step.completed", "t", RUN, "a", 1, 1))
+    assert progress.total is None and progress.count() == "1"
+
+
+def test_base_step() -> None:
+    assert base_step("search[12]") == "search"
+    assert base_step("draft.fallback") == "draft"
+    assert base_step("search[0].fallback") == "search"
+    assert base_step("plain") == "plain"
