@@ -24,7 +24,7 @@ from fastapi import APIRouter, FastAPI
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from gateway import errors, health, metrics, runs
+from gateway import deps, errors, health, metrics, runs
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.deps import Services, services_of
 from gateway.kafka import KafkaFactory
@@ -39,7 +39,7 @@ from tidings.settings import Settings
 log = logging.getLogger(__name__)
 
 # Redis must never hang a request: a dead Redis is a fast 503, not a stall.
-REDIS_TIMEOUT_SECONDS = 5.0
+REDIS_TIMEOUT_SECONDS = deps.REDIS_TIMEOUT_SECONDS
 
 
 class Extension(Protocol):
@@ -66,12 +66,9 @@ async def connect_temporal(settings: Settings) -> Client:
 
 
 def connect_redis(settings: Settings) -> aioredis.Redis:
-    # Connections are made on first use, so this is safe outside a running loop.
-    return aioredis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    )
+    # A blocking pool: a burst of socket opens waits for a connection instead
+    # of failing with "Too many connections" (see gateway.deps.connect_redis).
+    return deps.connect_redis(settings)
 
 
 def _native_telemetry_off() -> dict[str, Any]:

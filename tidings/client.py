@@ -12,6 +12,9 @@ one; processed cursors are acked every ``ack_every`` events or
 ``ack_interval`` seconds. Events re-sent after a reconnect (sent but not yet
 acked) are dropped by id. Nothing is dropped silently: a refusal that a retry
 cannot fix (bad key, unknown run, expired token) raises :class:`StreamError`.
+A gateway at the tenant's socket quota closes with 1013 (Try Again Later): the
+subscription waits at least ``try_later_delay`` (jittered) and tries the next
+gateway, within the same bounded number of attempts.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ FATAL_CLOSE_CODES = frozenset(
         CloseCode.MESSAGE_TOO_BIG,
     }
 )
+# Close codes of a gateway at a limit (1013: the tenant's socket quota on that
+# replica): retry, on the next gateway, after at least ``try_later_delay``.
+RETRY_LATER_CLOSE_CODES = frozenset({CloseCode.TRY_AGAIN_LATER})
 _ABNORMAL = 1006
 
 
@@ -73,6 +79,7 @@ class Subscription:
         api_key: str,
         *,
         from_start: bool = True,
+        after: str | None = None,
         resume_token: str | None = None,
         ack_every: int = 50,
         ack_interval: float = 1.0,
@@ -80,10 +87,13 @@ class Subscription:
         backoff_initial: float = 0.1,
         backoff_max: float = 10.0,
         open_timeout: float = 10.0,
+        close_timeout: float = 10.0,
+        try_later_delay: float = 1.0,
     ) -> None:
         """``gateways``: one base URL, or several tried in turn on reconnect.
         ``from_start``: replay the run from its first event (else live from now);
-        ignored when resuming with ``resume_token``."""
+        ``after``: a cursor (from an event frame or ``GET /events``): start with
+        the event after it instead. Both are ignored when resuming with ``resume_token``."""
         urls = [gateways] if isinstance(gateways, str) else list(gateways)
         if not urls:
             raise ValueError("at least one gateway URL is needed")
@@ -91,16 +101,21 @@ class Subscription:
         self.token = resume_token
         self.status: str | None = None  # the run's final status, after the end frame
         self.caught_up = False
+        self.cursor: str | None = None  # of the last event yielded (for from=<cursor> later)
         self.reconnects = 0
         self._urls = [stream_url(url, run_id) for url in urls]
         self._url_index = 0
         self._api_key = api_key
-        self._from = "start" if from_start else "now"
+        self._from = after if after is not None else "start" if from_start else "now"
         self._ack_every = ack_every
         self._ack_interval = ack_interval
         self._max_attempts = max_attempts
         self._backoff = (backoff_initial, backoff_max)
         self._open_timeout = open_timeout
+        self._close_timeout = close_timeout  # waiting for the gateway's close frame
+        self._try_later_delay = try_later_delay
+        self._floor = 0.0  # least wait before the next attempt (after a 1013)
+        self._refusal: tuple[int, str] | None = None  # the last retryable refusal
         self._ws: ClientConnection | None = None
         self._attempts = 0
         self._connections = 0
@@ -167,10 +182,12 @@ class Subscription:
                 return None
             self._seen.add(event.id)
             self._yielded = (self._connections, cursor)
+            self.cursor = cursor
             return event
         if kind == "token":
             self.token = str(frame["token"])
             self._attempts = 0  # the gateway accepted us: reset the backoff
+            self._refusal = None
         elif kind == "caught_up":
             self.caught_up = True
         elif kind == "end":
@@ -211,22 +228,30 @@ class Subscription:
         self.reconnects += 1
         self._url_index += 1
         detail = error[1] if error else ""
+        if code in RETRY_LATER_CLOSE_CODES:
+            self._floor = self._try_later_delay
+            self._refusal = (code, detail)
         log.info("stream of %s closed (%s %s); resuming", self.run_id, code, detail)
 
     async def _connect(self) -> None:
         last: BaseException | None = None
         while self._attempts < self._max_attempts:
-            if self._attempts:
+            if self._attempts or self._floor:
                 initial, ceiling = self._backoff
-                await asyncio.sleep(random.uniform(0, min(ceiling, initial * 2**self._attempts)))
+                delay = random.uniform(0, min(ceiling, initial * 2**self._attempts))
+                if self._floor:
+                    # The gateway asked us to come back later: never sooner than the floor.
+                    delay, self._floor = max(delay, random.uniform(0.5, 1.0) * self._floor), 0.0
+                await asyncio.sleep(delay)
             self._attempts += 1
             url = self._urls[self._url_index % len(self._urls)]
-            query = f"resume={quote(self.token)}" if self.token else f"from={self._from}"
+            query = f"resume={quote(self.token)}" if self.token else f"from={quote(self._from)}"
             try:
                 self._ws = await connect(
                     f"{url}?{query}",
                     additional_headers={"Authorization": f"Bearer {self._api_key}"},
                     open_timeout=self._open_timeout,
+                    close_timeout=self._close_timeout,
                     compression=None,
                     max_size=2**24,
                 )
@@ -242,6 +267,13 @@ class Subscription:
                 self._ackable, self._acked, self._unacked = None, None, 0
                 return
             self._url_index += 1
+        if self._refusal is not None:
+            code, reason = self._refusal
+            raise StreamError(
+                f"gateways kept refusing the stream ({code}) after {self._attempts} attempts: "
+                f"{reason}",
+                close_code=code,
+            )
         raise StreamError(f"could not reach a gateway after {self._attempts} attempts: {last}")
 
 

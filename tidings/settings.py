@@ -73,6 +73,9 @@ class RedisSettings(BaseSettings):
     model_config = _config("TIDINGS_REDIS_")
 
     url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    # The gateway's pool blocks (up to its timeout) when all are busy, so a
+    # burst of socket opens waits for a connection instead of failing.
+    max_connections: int = Field(default=256, ge=1, le=100_000)
 
 
 class TenantSettings(BaseSettings):
@@ -133,6 +136,19 @@ class GatewaySettings(BaseSettings):
     max_frame_bytes: int = Field(default=64 * 1024, ge=256)
     send_queue_max_events: int = Field(default=1_000, ge=1)
     send_queue_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Bytes queued for one tenant's sockets on this gateway (summed over the
+    # sockets; a frame shared by n sockets counts n times). Above high the
+    # tenant's live tail pauses its Kafka partitions; below low it resumes.
+    buffer_high_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    buffer_low_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+
+    @model_validator(mode="after")
+    def _watermarks(self) -> GatewaySettings:
+        if self.buffer_low_bytes >= self.buffer_high_bytes:
+            raise ValueError(
+                "TIDINGS_GATEWAY_BUFFER_LOW_BYTES must be below TIDINGS_GATEWAY_BUFFER_HIGH_BYTES"
+            )
+        return self
 
     @field_validator("token_secrets_previous", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -23,8 +23,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from tidings.errors import CloseCode
 from tidings.settings import GatewaySettings, KafkaSettings
 
+from .cursor import Cursor, CursorError
 from .directory import RunDirectory, RunInfo
-from .errors import StreamClosed
+from .errors import StreamClosed, try_again_later
 from .frames import end_frame, error_frame, parse_ack, token_frame
 from .hub import TailHub
 from .metrics import StreamMetrics
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 # start so clock skew between hosts cannot hide its first events.
 _CLOCK_SKEW_MS = 60_000
 _CLOSE_TIMEOUT = 10.0
+# A send the kernel accepts at once never suspends, so a writer with a long
+# queue would keep the event loop until its queue is empty while every other
+# socket (other tenants' too) waits: a writer yields after this long.
+_WRITE_SLICE_SECONDS = 0.0005
 
 
 @dataclass
@@ -55,6 +60,10 @@ class StreamContext:
     replay_slots: asyncio.Semaphore
     subscribers: set[Subscriber]
     stall_seconds: float
+    # TIDINGS_TENANTS_MAX_SOCKETS: sockets per tenant on this gateway, counted
+    # from authentication to release (handshakes in progress included).
+    max_sockets: int = 10_000
+    open_sockets: dict[str, int] = field(default_factory=dict)
 
 
 async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
@@ -95,6 +104,7 @@ class StreamSocket:
         self.sub: Subscriber | None = None
         self.tail: TenantTail | None = None
         self.claims: Claims | None = None
+        self.admitted: str | None = None  # the tenant whose socket count this one holds
 
     async def run(self) -> None:
         sub, info = await self._open()
@@ -118,6 +128,13 @@ class StreamSocket:
             task.result()  # re-raises the StreamClosed that ended the socket
 
     def release(self) -> None:
+        if self.admitted is not None:
+            left = self.ctx.open_sockets.get(self.admitted, 0) - 1
+            if left > 0:
+                self.ctx.open_sockets[self.admitted] = left
+            else:
+                self.ctx.open_sockets.pop(self.admitted, None)
+            self.admitted = None
         if self.sub is not None:
             self.sub.fail(StreamClosed(CloseCode.NORMAL, "closed"))
             self.ctx.subscribers.discard(self.sub)
@@ -127,12 +144,20 @@ class StreamSocket:
     async def _open(self) -> tuple[Subscriber, RunInfo]:
         ctx = self.ctx
         tenant = self._authenticate()
+        self._admit(tenant)
         token = self.ws.query_params.get("resume")
         start = self.ws.query_params.get("from")
         if token is not None and start is not None:
             raise StreamClosed(CloseCode.BAD_FRAME, "use either resume= or from=, not both")
+        after: Cursor | None = None
         if start not in (None, "start", "now"):
-            raise StreamClosed(CloseCode.BAD_FRAME, "from= must be 'start' or 'now'")
+            # (extension) from=<cursor>: re-watch a run from any position of its log.
+            try:
+                after = Cursor.decode(start)
+            except CursorError:
+                raise StreamClosed(
+                    CloseCode.BAD_FRAME, "from= must be 'start', 'now' or a cursor of this run"
+                ) from None
         session: Session | None = None
         if token is not None:
             claims = ctx.signer.verify(token)
@@ -155,6 +180,7 @@ class StreamSocket:
             max_events=ctx.gateway.send_queue_max_events,
             max_bytes=ctx.gateway.send_queue_max_bytes,
             final_state=info.state if info.finished else None,
+            level=tail.level,
         )
         # Registered before any offset is sampled: see the hand-over proof in replay.py.
         tail.add(sub)
@@ -170,6 +196,10 @@ class StreamSocket:
             sid = session.sid
             await ctx.sessions.touch(sid)
             ctx.metrics.resumes.labels(tenant).inc()
+        elif after is not None:
+            sub.next_offset = _after_cursor(after, partition, earliest, end)
+            sid = new_session_id()
+            await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
         else:
             sub.next_offset = await self._first_offset(tail, info, partition, earliest, end, start)
             sid = new_session_id()
@@ -177,6 +207,15 @@ class StreamSocket:
         text, self.claims = ctx.signer.issue(tenant, self.run_id, sid)
         sub.push_control(token_frame(text))
         return sub, info
+
+    def _admit(self, tenant: str) -> None:
+        """Hold one of the tenant's sockets on this gateway, or refuse with 1013."""
+        count = self.ctx.open_sockets.get(tenant, 0)
+        if count >= self.ctx.max_sockets:
+            self.ctx.metrics.quota_refusals.labels(tenant).inc()
+            raise try_again_later(self.ctx.max_sockets)
+        self.ctx.open_sockets[tenant] = count + 1
+        self.admitted = tenant
 
     def _authenticate(self) -> str:
         header = self.ws.headers.get("authorization", "")
@@ -231,19 +270,27 @@ class StreamSocket:
     async def _write(self, sub: Subscriber) -> None:
         write_seconds = self.ctx.metrics.write_seconds.labels(sub.tenant)
         delivered = self.ctx.metrics.delivered.labels(sub.tenant)
+        slice_began = time.perf_counter()
         while True:
+            waited = not sub.depth  # an empty queue: next_item lets the loop run others
             item = await sub.next_item()
             began = time.perf_counter()
+            if waited:
+                slice_began = began
             await self.ws.send_text(item.text)
-            write_seconds.observe(time.perf_counter() - began)
+            sent = time.perf_counter()
+            write_seconds.observe(sent - began)
             if item.offset >= 0:
-                sub.sent_max = item.offset
+                sub.sent_max = item.offset  # before any yield: an ack may follow at once
                 delivered.inc()
             if item.end_status is not None:
                 await self.ws.send_text(end_frame(item.end_status))
             if item.end_status is not None or item.last:
                 self.ended = True
                 return
+            if sent - slice_began > _WRITE_SLICE_SECONDS:
+                await asyncio.sleep(0)
+                slice_began = time.perf_counter()
 
     async def _read(self, sub: Subscriber) -> None:
         ctx = self.ctx
@@ -268,6 +315,19 @@ class StreamSocket:
             if ctx.signer.due_for_refresh(self.claims):
                 text, self.claims = ctx.signer.issue(sub.tenant, sub.run_id, self.claims.sid)
                 sub.push_control(token_frame(text))
+
+
+def _after_cursor(after: Cursor, partition: int, earliest: int, end: int) -> int:
+    """The first offset of a ``from=<cursor>`` stream: the event after ``after``."""
+    if after.partition != partition or after.offset >= end:
+        # Another run's partition, or a position the log never had.
+        raise StreamClosed(CloseCode.BAD_FRAME, f"not a cursor of this run: {after}")
+    if after.offset + 1 < earliest:
+        raise StreamClosed(
+            CloseCode.TOKEN_EXPIRED,
+            "events after your cursor are past Kafka retention; subscribe with from=start",
+        )
+    return after.offset + 1
 
 
 def _too_big(limit: int) -> StreamClosed:

@@ -24,6 +24,7 @@ _ERROR_CODES: dict[int, str] = {
     CloseCode.MESSAGE_TOO_BIG: ErrorCode.PAYLOAD_TOO_LARGE,
     CloseCode.INTERNAL_ERROR: ErrorCode.INTERNAL,
     CloseCode.GOING_AWAY: GOING_AWAY,
+    CloseCode.TRY_AGAIN_LATER: ErrorCode.RATE_LIMITED,
 }
 
 # RFC 6455 caps a close reason at 123 bytes.
@@ -51,6 +52,13 @@ class StreamClosed(Exception):
 def too_slow() -> StreamClosed:
     return StreamClosed(
         CloseCode.TOO_SLOW, "too slow: reconnect with your resume token, nothing is lost"
+    )
+
+
+def try_again_later(limit: int) -> StreamClosed:
+    return StreamClosed(
+        CloseCode.TRY_AGAIN_LATER,
+        f"your tenant has {limit} streams open on this gateway, its maximum; retry later",
     )
 
 

@@ -1,19 +1,27 @@
-"""Live tails by tenant: started on a tenant's first socket, reaped when idle."""
+"""Live tails by tenant: started on a tenant's first socket, reaped when idle.
+
+Each tail gets its tenant's buffer marks, and a :class:`gateway.lag.LagPublisher`
+that writes its lag under this gateway's id (``gateway.lag.gateway_id`` of
+the port it serves, passed down from the settings).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
+from gateway.lag import HashWriter, LagPublisher
 from tidings.settings import KafkaSettings
 from tidings.topics import events_topic
 
 from .errors import StreamClosed
 from .metrics import StreamMetrics
 from .tail import TenantTail
+from .watermarks import Watermarks
 
 
 class Offsets:
@@ -54,6 +62,11 @@ class Offsets:
     async def end(self, topic: str, partition: int) -> int:
         return (await self.bounds(topic, partition))[1]
 
+    async def ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """End offsets of several partitions in one request (a tail's lag)."""
+        consumer = await self._ready()
+        return {tp: int(o) for tp, o in (await consumer.end_offsets(partitions)).items()}
+
     async def first_at_or_after(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
         consumer, tp = await self._ready(), TopicPartition(topic, partition)
         found = (await consumer.offsets_for_times({tp: timestamp_ms})).get(tp)
@@ -67,11 +80,26 @@ class Offsets:
 
 class TailHub:
     def __init__(
-        self, kafka: KafkaSettings, metrics: StreamMetrics, *, idle_seconds: float = 60.0
+        self,
+        kafka: KafkaSettings,
+        metrics: StreamMetrics,
+        *,
+        idle_seconds: float = 60.0,
+        buffer_high_bytes: int = 64 << 20,
+        buffer_low_bytes: int = 32 << 20,
+        stall_seconds: float = 30.0,
+        lag_redis: HashWriter | None = None,
+        gateway_id: str = "",
     ) -> None:
+        """``lag_redis``: where tails publish their lag (None: they do not), in
+        the field ``gateway_id``."""
         self._kafka = kafka
         self._metrics = metrics
         self._idle_seconds = idle_seconds
+        self._marks = (buffer_high_bytes, buffer_low_bytes)
+        self._stall_seconds = stall_seconds
+        self._lag_redis = lag_redis
+        self._gateway_id = gateway_id
         self._tails: dict[str, TenantTail] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._stopping: set[asyncio.Task[None]] = set()
@@ -88,6 +116,11 @@ class TailHub:
                 self._retire(tenant, tail)
                 tail = None
             if tail is None:
+                lag = None
+                if self._lag_redis is not None:
+                    lag = LagPublisher(
+                        self._lag_redis, self._kafka.topic_prefix, tenant, self._gateway_id
+                    )
                 tail = TenantTail(
                     tenant,
                     self.topic(tenant),
@@ -95,10 +128,19 @@ class TailHub:
                     self._metrics,
                     idle_seconds=self._idle_seconds,
                     request_timeout_ms=self._kafka.request_timeout_ms,
+                    level=Watermarks(*self._marks),
+                    lag=lag,
+                    end_offsets=self.offsets.ends,
+                    stall_seconds=self._stall_seconds,
                 )
                 await tail.start()
                 self._tails[tenant] = tail
             return tail
+
+    def levels(self) -> Iterator[tuple[str, int, int]]:
+        """(tenant, bytes buffered, peak) of every running tail, for the metrics."""
+        for tenant, tail in list(self._tails.items()):
+            yield tenant, tail.level.bytes, tail.level.peak
 
     def partition_for(self, tail: TenantTail, run_id: str) -> int:
         # Kafka's default partitioner (murmur2 of the key, as in the Java client

@@ -3,7 +3,8 @@
 They live in the registry the app passes in (or a private one), so two
 services in one process (tests run two gateways) do not collide in the global
 registry. Together they give the per-tenant latency chain: Kafka lag ->
-send queue -> socket write.
+send queue -> socket write, and the backpressure state: bytes buffered for
+each tenant's sockets and the partitions paused because of them.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ class StreamMetrics:
         self,
         sockets: Callable[[], Iterable[tuple[str, int]]],
         registry: CollectorRegistry | None = None,
+        tails: Callable[[], Iterable[tuple[str, int, int]]] | None = None,
     ) -> None:
-        """``sockets`` yields (tenant, queued frames) for every open socket."""
+        """``sockets`` yields (tenant, queued frames) for every open socket;
+        ``tails`` (tenant, buffered bytes, peak buffered bytes) for every live tail."""
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         r.register(SocketGauges(sockets))
+        r.register(TailGauges(tails or (lambda: ())))
         self.write_seconds = Histogram(
             "tidings_stream_socket_write_seconds",
             "Time to hand one frame to the socket (includes waiting for the peer to drain)",
@@ -54,6 +58,24 @@ class StreamMetrics:
         self.replayed = Counter(
             "tidings_stream_replayed_events",
             "Event frames queued from a catch-up read rather than the live tail",
+            ["tenant"],
+            registry=r,
+        )
+        self.paused_partitions = Gauge(
+            "tidings_stream_paused_partitions",
+            "Partitions the tenant's live tail has paused because its sockets' buffers are full",
+            ["tenant"],
+            registry=r,
+        )
+        self.pauses = Counter(
+            "tidings_stream_tail_pauses",
+            "Times the tenant's live tail paused its partitions (buffers past the high mark)",
+            ["tenant"],
+            registry=r,
+        )
+        self.quota_refusals = Counter(
+            "tidings_stream_socket_quota_refusals",
+            "Sockets refused with 1013 because the tenant had its maximum open on this gateway",
             ["tenant"],
             registry=r,
         )
@@ -94,3 +116,31 @@ class SocketGauges:
             queue.add_metric([tenant], depth[tenant])
         yield open_
         yield queue
+
+
+class TailGauges:
+    """Bytes buffered for each tenant's sockets (and the most ever at once since
+    its tail started), read from the tails at scrape time."""
+
+    def __init__(self, source: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
+        self._source = source
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        now = GaugeMetricFamily(
+            "tidings_stream_buffer_bytes",
+            "Bytes queued for the tenant's sockets on this gateway (a frame counts once a socket)",
+            labels=["tenant"],
+        )
+        peak = GaugeMetricFamily(
+            "tidings_stream_buffer_peak_bytes",
+            "The most bytes ever queued at once for the tenant's sockets since its tail started",
+            labels=["tenant"],
+        )
+        for tenant, buffered, most in self._source():
+            now.add_metric([tenant], buffered)
+            peak.add_metric([tenant], most)
+        yield now
+        yield peak

@@ -18,6 +18,7 @@ from fastapi import APIRouter, WebSocket
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from gateway.lag import gateway_id as lag_field
 from tidings.settings import Settings
 
 from .connection import StreamContext, serve
@@ -42,15 +43,28 @@ class StreamService:
         max_concurrent_replays: int = 32,
         stall_seconds: float = 30.0,
         tail_idle_seconds: float = 60.0,
+        gateway_id: str | None = None,
     ) -> None:
         """``authenticate`` maps an API key to its tenant (default: the REST
         engineer's ``gateway.auth.tenant_from_key`` if present, else the
-        settings' key table). ``stall_seconds``: how long a catching-up client
-        may leave its full queue undrained before it is closed with 4408."""
+        settings' key table). ``stall_seconds``: how long a client may leave
+        its queue undrained while its reader waits (catch-up) or its tenant's
+        tail is paused, before it is closed with 4408. ``gateway_id``: this
+        replica's field in the Redis lag hashes (default: host and
+        ``settings.gateway.port``)."""
         gateway = settings.gateway
         self.subscribers: set[Subscriber] = set()
-        self.metrics = StreamMetrics(self._socket_depths, registry)
-        self._hub = TailHub(settings.kafka, self.metrics, idle_seconds=tail_idle_seconds)
+        self.metrics = StreamMetrics(self._socket_depths, registry, tails=self._tail_levels)
+        self._hub = TailHub(
+            settings.kafka,
+            self.metrics,
+            idle_seconds=tail_idle_seconds,
+            buffer_high_bytes=gateway.buffer_high_bytes,
+            buffer_low_bytes=gateway.buffer_low_bytes,
+            stall_seconds=stall_seconds,
+            lag_redis=redis,
+            gateway_id=gateway_id if gateway_id is not None else lag_field(gateway.port),
+        )
         self._ctx = StreamContext(
             gateway=gateway,
             kafka=settings.kafka,
@@ -67,6 +81,7 @@ class StreamService:
             replay_slots=asyncio.Semaphore(max_concurrent_replays),
             subscribers=self.subscribers,
             stall_seconds=stall_seconds,
+            max_sockets=settings.tenants.max_sockets,
         )
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()
@@ -96,6 +111,9 @@ class StreamService:
     def _socket_depths(self) -> Iterator[tuple[str, int]]:
         for sub in list(self.subscribers):
             yield sub.tenant, sub.depth
+
+    def _tail_levels(self) -> Iterator[tuple[str, int, int]]:
+        return self._hub.levels()
 
 
 def _default_authenticate(settings: Settings) -> Callable[[str], str | None]:

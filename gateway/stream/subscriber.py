@@ -7,16 +7,22 @@ further). Once live, a record that does not fit the queue closes the socket
 with 4408 instead of growing memory: the client's acked cursor is in Redis,
 so it resumes with nothing lost. ``next_offset`` makes hand-over gap- and
 duplicate-free: anything below it was already queued and is dropped.
+
+Every byte queued or buffered is also counted on the tail's
+:class:`~gateway.stream.watermarks.Watermarks`, which pauses the tail when the
+tenant's sockets together hold too much.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
 
 from .errors import StreamClosed, too_slow
 from .frames import CAUGHT_UP, EventFrame, end_frame
+from .watermarks import Watermarks
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +43,7 @@ class Subscriber:
         max_events: int,
         max_bytes: int,
         final_state: str | None = None,
+        level: Watermarks | None = None,
     ) -> None:
         self.tenant = tenant
         self.run_id = run_id
@@ -55,6 +62,10 @@ class Subscriber:
         self._bytes = 0
         self._pending: list[EventFrame] | None = []
         self._pending_bytes = 0
+        self._level = level
+        # When the writer last took a frame: a paused tail cuts sockets whose
+        # queue has not moved for a while (tail.py).
+        self.last_drain = time.monotonic()
         self._readable = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -66,6 +77,11 @@ class Subscriber:
     def depth(self) -> int:
         return len(self._queue)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Queued plus buffered-while-catching-up bytes (what the tail's level counts)."""
+        return self._bytes + self._pending_bytes
+
     # -- the live tail -------------------------------------------------------
     def offer(self, frame: EventFrame) -> None:
         if self.failure is not None or self.ended:
@@ -74,8 +90,9 @@ class Subscriber:
             if self._pending is not None:
                 self._pending.append(frame)
                 self._pending_bytes += len(frame.text)
+                self._account(len(frame.text))
                 if len(self._pending) > self._max_events or self._pending_bytes > self._max_bytes:
-                    self._pending = None
+                    self._drop_pending()
             return
         if frame.offset < self.next_offset:
             return
@@ -102,12 +119,14 @@ class Subscriber:
     def take_pending(self) -> list[EventFrame] | None:
         """What the tail buffered since the last call (None: it overflowed), and
         restart buffering."""
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        pending = self._pending
+        self._drop_pending()
+        self._pending = []
         return pending
 
     def go_live(self) -> None:
         self.live = True
-        self._pending = None
+        self._drop_pending()
         self.push_control(CAUGHT_UP)
         if self._final_state is not None and not self.ended:
             self.ended = True
@@ -126,7 +145,11 @@ class Subscriber:
         if self.failure is not None:
             raise self.failure
         item = self._queue.popleft()
-        self._bytes -= len(item.text)
+        size = len(item.text)
+        self._bytes -= size
+        if self._level is not None:
+            self._level.remove(size)
+        self.last_drain = time.monotonic()
         self._room.set()
         return item
 
@@ -135,8 +158,9 @@ class Subscriber:
             self.failure = error
         self.failed.set()
         self._queue.clear()
+        self._account(-self._bytes)
         self._bytes = 0
-        self._pending = None
+        self._drop_pending()
         self._readable.set()
         self._room.set()
 
@@ -153,6 +177,22 @@ class Subscriber:
         self._push(Item(frame.text, frame.offset, frame.end_status))
 
     def _push(self, item: Item) -> None:
+        if self.failure is not None:
+            return  # never sent (next_item raises first), so never counted
         self._queue.append(item)
-        self._bytes += len(item.text)
+        size = len(item.text)
+        self._bytes += size
+        if self._level is not None:
+            self._level.add(size)
         self._readable.set()
+
+    def _drop_pending(self) -> None:
+        self._account(-self._pending_bytes)
+        self._pending, self._pending_bytes = None, 0
+
+    def _account(self, delta: int) -> None:
+        if self._level is not None and delta:
+            if delta > 0:
+                self._level.add(delta)
+            else:
+                self._level.remove(-delta)

@@ -5,8 +5,25 @@ The consumer has no group: it is assigned every partition of the topic and
 starts at the end, because a gateway keeps no state of its own; sockets that
 need older records read them through :mod:`replay`. For each record the tail
 looks up the sockets following its run (the record key), builds the frame
-once, and offers the same string to each. A tail with no sockets for a while
-stops itself, so idle tenants cost nothing.
+once, and offers the same string to each, inside one ``ws.fanout`` span that
+continues the record's trace (its ``traceparent`` header; see ``tracing.py``,
+one span per record, not per socket). A tail with no
+sockets for a while stops itself, so idle tenants cost nothing.
+
+Backpressure: every byte queued for the tail's sockets is counted on its
+:class:`~gateway.stream.watermarks.Watermarks`. Past the high mark the tail
+pauses all its partitions and dispatches nothing more until the sockets have
+drained to the low mark, then resumes. Records fetched but not yet dispatched
+wait in the tail (one fetch at most), so the sum never exceeds the high mark
+by more than one record's fan-out. A socket whose queue does not move for
+``stall_seconds`` while the tail is paused is closed with 4408, so sockets
+that stopped reading cannot hold the tenant's stream paused. Individual slow
+sockets are still cut by their own queue bound (``subscriber.py``).
+
+Lag: about once a second (in the background, never holding up dispatch) the
+tail publishes how far behind it is (``gateway.lag``): broker end offsets,
+asked on the hub's offsets connection, minus the tail's positions. This stays
+true while the tail is paused, which is when producers need to hear it.
 """
 
 from __future__ import annotations
@@ -15,19 +32,56 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
 
-from .errors import StreamClosed
+from .errors import StreamClosed, too_slow
 from .frames import event_frame
 from .metrics import StreamMetrics
 from .subscriber import Subscriber
+from .tracing import FanoutSpans
+from .watermarks import Watermarks
 
 log = logging.getLogger(__name__)
+
+EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+
+# Dispatch time between two yields to the event loop: a fetched batch of
+# 2,000 records must not keep every socket writer, and every other tenant's
+# tail, waiting until all of it is queued.
+_DISPATCH_SLICE_SECONDS = 0.0005
+# How often a paused tail wakes to publish its lag and look for stalled sockets.
+_HOLD_WAKEUP_SECONDS = 1.0
+_LAG_CLOSE_SECONDS = 2.0
+
+
+class TailPositions:
+    """What :func:`gateway.lag.measure` asks of a tail: log ends from the broker
+    through ``end_offsets`` (the hub's offsets consumer; the tail's own
+    connection would answer only after its long poll) and positions from the
+    tail's consumer, which knows them locally."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, end_offsets: EndOffsets | None) -> None:
+        self._consumer = consumer
+        self._end_offsets = end_offsets
+        self.ends: dict[TopicPartition, int] | None = None
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if self._end_offsets is not None:
+            ends = await self._end_offsets(partitions)
+        else:
+            ends = {tp: int(o) for tp, o in (await self._consumer.end_offsets(partitions)).items()}
+        self.ends = ends
+        return ends
+
+    async def position(self, partition: TopicPartition) -> int:
+        return int(await self._consumer.position(partition))
 
 
 class TenantTail:
@@ -40,16 +94,26 @@ class TenantTail:
         *,
         idle_seconds: float,
         request_timeout_ms: int,
+        level: Watermarks | None = None,
+        lag: LagPublisher | None = None,
+        end_offsets: EndOffsets | None = None,
+        stall_seconds: float = 30.0,
     ) -> None:
         self.tenant = tenant
         self.topic = topic
         self.partitions: list[int] = []
         self.closing = False
+        # Without marks of its own a tail never pauses (the limits are far away).
+        self.level = level if level is not None else Watermarks(1 << 62, 1 << 61)
         self._subs: dict[str, set[Subscriber]] = {}
         self._metrics = metrics
         self._idle_seconds = idle_seconds
         self._idle_since = time.monotonic()
+        self._stall_seconds = stall_seconds
         self._task: asyncio.Task[None] | None = None
+        self._tps: list[TopicPartition] = []
+        self._lag = lag
+        self._lag_task: asyncio.Task[None] | None = None
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
             group_id=None,
@@ -57,6 +121,8 @@ class TenantTail:
             auto_offset_reset="latest",
             request_timeout_ms=request_timeout_ms,
         )
+        self._positions = TailPositions(self._consumer, end_offsets)
+        self._spans = FanoutSpans(tenant)
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -70,7 +136,7 @@ class TenantTail:
                     CloseCode.INTERNAL_ERROR, "the tenant's event topic does not exist yet"
                 )
             self.partitions = sorted(partitions)
-            tps = [TopicPartition(self.topic, p) for p in self.partitions]
+            self._tps = tps = [TopicPartition(self.topic, p) for p in self.partitions]
             self._consumer.assign(tps)
             await self._consumer.seek_to_end(*tps)
             # Resolve positions now: the hand-over proof in replay.py needs the
@@ -84,11 +150,18 @@ class TenantTail:
 
     async def stop(self, error: StreamClosed | None = None) -> None:
         self.closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._lag_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._fail_all(error)
+        self._metrics.paused_partitions.labels(self.tenant).set(0)
+        if self._lag is not None:
+            # This gateway no longer tails the tenant: it no longer lags.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_LAG_CLOSE_SECONDS):
+                    await self._lag.close()
         await self._consumer.stop()
 
     def add(self, sub: Subscriber) -> None:
@@ -107,15 +180,31 @@ class TenantTail:
     def idle(self) -> bool:
         return not self._subs and time.monotonic() - self._idle_since > self._idle_seconds
 
+    @property
+    def paused(self) -> bool:
+        return bool(self._consumer.paused())
+
     async def _run(self) -> None:
         try:
             while not self.closing:
+                if self.level.over:
+                    await self._hold()
+                    continue
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+                slice_began = time.perf_counter()
                 for tp, records in batches.items():
                     for record in records:
+                        if self.level.over:
+                            await self._hold()
+                            if self.closing:
+                                return
                         self._dispatch(tp.partition, record)
+                        if time.perf_counter() - slice_began > _DISPATCH_SLICE_SECONDS:
+                            await asyncio.sleep(0)
+                            slice_began = time.perf_counter()
                     if records:
                         self._report_lag(tp, records[-1].offset + 1)
+                self._tick_lag()
                 if self.idle:
                     self.closing = True
         except asyncio.CancelledError:
@@ -127,26 +216,87 @@ class TenantTail:
                 StreamClosed(CloseCode.INTERNAL_ERROR, "gateway lost its event feed; resume")
             )
 
-    def _dispatch(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> None:
-        if record.key is None or record.value is None:
+    async def _hold(self) -> None:
+        """Pause every partition until the sockets have drained to the low mark."""
+        tps = self._tps
+        self._consumer.pause(*tps)
+        self._metrics.paused_partitions.labels(self.tenant).set(len(tps))
+        self._metrics.pauses.labels(self.tenant).inc()
+        log.debug("tail of %s paused: %d bytes queued", self.topic, self.level.bytes)
+        held_since = time.monotonic()
+        try:
+            while not await self.level.drained(_HOLD_WAKEUP_SECONDS):
+                self._tick_lag()
+                self._cut_stalled(held_since)
+                if self.closing:
+                    return
+        finally:
+            # Records the consumer had prefetched for a paused partition are
+            # dropped and fetched again: its position never moved past them.
+            self._consumer.resume(*tps)
+            self._metrics.paused_partitions.labels(self.tenant).set(0)
+
+    def _cut_stalled(self, held_since: float) -> None:
+        now = time.monotonic()
+        if now - held_since < self._stall_seconds:
             return
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
+                if sub.queued_bytes and now - sub.last_drain > self._stall_seconds:
+                    sub.fail(too_slow())
+
+    def _dispatch(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> int:
+        """Offer one record to the sockets of its run; returns how many."""
+        if record.key is None or record.value is None:
+            return 0
         subs = self._subs.get(record.key.decode(errors="replace"))
         if not subs:
-            return
+            return 0
         try:
-            frame = event_frame(partition, record.offset, record.value, record.key.decode())
+            run_id = record.key.decode()
+            frame = event_frame(partition, record.offset, record.value, run_id)
         except (EnvelopeError, UnicodeDecodeError) as exc:
             self._metrics.bad_records.labels(self.tenant).inc()
             log.warning("skipping unreadable record %s@%s: %s", self.topic, record.offset, exc)
-            return
-        for sub in list(subs):
-            sub.offer(frame)
+            return 0
+        # One span per record, not per socket: the sends themselves are the
+        # writers' (connection.py), and a span each would cost per-socket CPU.
+        span = self._spans.start(record.headers, run_id, len(subs))
+        try:
+            for sub in list(subs):
+                sub.offer(frame)
+        finally:
+            span.end()
+        return len(subs)
 
     def _report_lag(self, tp: TopicPartition, position: int) -> None:
         highwater = self._consumer.highwater(tp)
         if highwater is not None:
             lag = max(0, highwater - position)
             self._metrics.consumer_lag.labels(self.tenant, str(tp.partition)).set(lag)
+
+    def _tick_lag(self) -> None:
+        """Publish the lag in the background (the publisher keeps to once a second)."""
+        if self._lag is None or (self._lag_task is not None and not self._lag_task.done()):
+            return
+        self._lag_task = asyncio.create_task(self._publish_lag(self._lag))
+
+    async def _publish_lag(self, lag: LagPublisher) -> None:
+        self._positions.ends = None
+        try:
+            await lag.tick(self._positions, self._tps)
+            ends = self._positions.ends
+            if ends is None:
+                return  # not due yet
+            # The per-partition gauge from broker end offsets: unlike the fetch
+            # high-water mark it keeps moving while the partition is paused.
+            for tp in self._tps:
+                behind = max(0, ends.get(tp, 0) - await self._consumer.position(tp))
+                self._metrics.consumer_lag.labels(self.tenant, str(tp.partition)).set(behind)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis or Kafka trouble: lag is advisory
+            log.warning("cannot publish the lag of %s: %s", self.topic, exc)
 
     def _fail_all(self, error: StreamClosed | None) -> None:
         for subs in list(self._subs.values()):

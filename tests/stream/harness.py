@@ -28,7 +28,7 @@ from tests.stream.app import build_app, listening_socket, server_config
 from tests.support import free_port, wait_for
 from tidings.events import Event
 from tidings.runs import PIPELINE_WORKFLOW
-from tidings.settings import Settings
+from tidings.settings import GatewaySettings, Settings
 from tidings.topics import events_topic
 
 __all__ = ["free_port", "wait_for"]
@@ -46,9 +46,10 @@ class Gateway:
 @asynccontextmanager
 async def gateway(settings: Settings, *, send_buffer: int | None = None) -> AsyncIterator[Gateway]:
     """A gateway in this process, in real uvicorn on a free port."""
+    port = free_port()
+    settings = with_port(settings, port)
     app, service = build_app(settings)
     server = uvicorn.Server(server_config(app, settings))
-    port = free_port()
     task = asyncio.create_task(server.serve(sockets=[listening_socket(port, send_buffer)]))
     try:
         await wait_for(lambda: server.started or task.done(), 15, "uvicorn to start")
@@ -71,6 +72,8 @@ async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> Async
         "TIDINGS_REDIS_URL": settings.redis.url.get_secret_value(),
         "TIDINGS_TENANTS_API_KEYS": json.dumps(api_keys),
         "TIDINGS_GATEWAY_TOKEN_SECRET": settings.gateway.token_secret.get_secret_value(),
+        # Its identity in the lag hashes (gateway.lag.gateway_id).
+        "TIDINGS_GATEWAY_PORT": str(port),
     }
     process = subprocess.Popen(  # noqa: ASYNC220 (started once, not waited on here)
         [sys.executable, "-m", "tests.stream.app", str(port)], cwd=ROOT, env=env
@@ -83,6 +86,22 @@ async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> Async
         if process.poll() is None:
             process.terminate()
         await asyncio.to_thread(process.wait, 20)
+
+
+def with_port(settings: Settings, port: int) -> Settings:
+    """``settings`` for a gateway serving ``port`` (its identity in the lag hashes)."""
+    gateway = GatewaySettings(**{**settings.gateway.model_dump(), "port": port})
+    return Settings(
+        runtime=settings.runtime,
+        temporal=settings.temporal,
+        kafka=settings.kafka,
+        redis=settings.redis,
+        tenants=settings.tenants,
+        gateway=gateway,
+        worker=settings.worker,
+        model=settings.model,
+        tracing=settings.tracing,
+    )
 
 
 def _accepts(port: int) -> bool:
