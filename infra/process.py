@@ -14,8 +14,10 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,13 +130,18 @@ def spawn(
 ) -> Spawned:
     """Start ``argv`` in its own session, detached from our terminal, output to ``log``.
 
-    ``die_with_parent`` (for test stacks) has the kernel SIGTERM the process when the
-    thread that started it exits, so a killed test run leaves no servers behind.
+    ``die_with_parent`` (for test stacks) has the kernel SIGTERM the process when this
+    process exits, so a killed test run leaves no servers behind. The kernel's
+    parent-death signal follows the *thread* that forked the child, so such children
+    are forked from the main thread or from one thread kept for the life of the
+    process (:func:`_on_lasting_thread`), never from a short-lived one: a restart run
+    through ``asyncio.to_thread`` must not die when that executor thread does.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
-        try:
-            popen = subprocess.Popen(
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -144,12 +151,31 @@ def spawn(
                 start_new_session=True,  # Ctrl-C in the shell that ran `up` must not reach it
                 preexec_fn=_parent_death_signal if die_with_parent else None,
             )
+
+        try:
+            popen = _on_lasting_thread(start) if die_with_parent else start()
         except OSError as exc:
             raise StackError(f"cannot start {service} ({argv[0]}): {exc.strerror}") from None
     start_time = proc_start_time(popen.pid) or 0
     record = ProcessRecord(service, popen.pid, start_time, tuple(argv), str(log))
     record.dump(pid_file)
     return Spawned(record, popen)
+
+
+_forker: ThreadPoolExecutor | None = None
+_forker_lock = threading.Lock()
+
+
+def _on_lasting_thread(start: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run ``start`` on a thread that lives as long as the process: the main thread,
+    or one idle worker thread kept until interpreter exit."""
+    global _forker
+    if threading.current_thread() is threading.main_thread():
+        return start()
+    with _forker_lock:
+        if _forker is None:
+            _forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tidings-forker")
+    return _forker.submit(start).result()
 
 
 def _parent_death_signal() -> None:
