@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import logging
 import re
 from datetime import timedelta
@@ -163,9 +165,9 @@ def _visibility_status(state: str) -> str:
 
 
 async def list_runs(
-    client: Client, tenant: str, *, limit: int, page: str | None, query: str
+    client: Client, tenant: str, *, limit: int, page: str | None, query: str, key: bytes
 ) -> tuple[list[RunSummary], str | None]:
-    token = _decode_page(page)
+    token = _decode_page(page, key, tenant, query)
     listing = client.list_workflows(query, page_size=limit, next_page_token=token)
     try:
         await listing.fetch_next_page(page_size=limit)
@@ -176,22 +178,39 @@ async def list_runs(
     runs = [summary_of(execution) for execution in listing.current_page or []]
     # Belt and braces: the query already filters by tenant.
     runs = [run for run in runs if tenant_of_run(run.run_id) == tenant]
-    return runs, _encode_page(listing.next_page_token)
+    return runs, _encode_page(listing.next_page_token, key, tenant, query)
 
 
-def _encode_page(token: bytes | None) -> str | None:
-    return base64.urlsafe_b64encode(token).decode().rstrip("=") if token else None
+# Page cursors are Temporal's page tokens, signed: Temporal answers a forged
+# token with an opaque internal error, and an unsigned one could be replayed
+# under another tenant's or another filter's query.
+_PAGE_MAC_BYTES = 16
 
 
-def _decode_page(page: str | None) -> bytes | None:
+def _page_mac(key: bytes, tenant: str, query: str, token: bytes) -> bytes:
+    material = b"\x1f".join((b"page", tenant.encode(), query.encode(), token))
+    return hmac.new(key, material, hashlib.sha256).digest()[:_PAGE_MAC_BYTES]
+
+
+def _encode_page(token: bytes | None, key: bytes, tenant: str, query: str) -> str | None:
+    if not token:
+        return None
+    signed = _page_mac(key, tenant, query, token) + token
+    return base64.urlsafe_b64encode(signed).decode().rstrip("=")
+
+
+def _decode_page(page: str | None, key: bytes, tenant: str, query: str) -> bytes | None:
     if not page:
         return None
     try:
-        token = base64.b64decode(page + "=" * (-len(page) % 4), altchars=b"-_", validate=True)
+        signed = base64.b64decode(page + "=" * (-len(page) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
-        token = b""
-    if not token:
-        raise BadRequest("invalid page cursor (use next_page from a previous page)")
+        signed = b""
+    mac, token = signed[:_PAGE_MAC_BYTES], signed[_PAGE_MAC_BYTES:]
+    if not token or not hmac.compare_digest(mac, _page_mac(key, tenant, query, token)):
+        raise BadRequest(
+            "invalid page cursor (use next_page from a previous page with the same filters)"
+        )
     return token
 
 

@@ -118,13 +118,17 @@ async def start_run(
 async def list_runs(
     tenant: Tenant,
     temporal: TemporalDep,
+    settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     page: Annotated[str | None, Query(max_length=4096, description="A previous next_page.")] = None,
     pipeline: Annotated[str | None, Query(pattern=PIPELINE_PATTERN)] = None,
     status: RunStateName | None = None,
 ) -> RunList:
     query = run_ops.list_query(tenant, pipeline=pipeline, status=status)
-    runs, next_page = await run_ops.list_runs(temporal, tenant, limit=limit, page=page, query=query)
+    key = settings.gateway.token_secret.get_secret_value().encode()
+    runs, next_page = await run_ops.list_runs(
+        temporal, tenant, limit=limit, page=page, query=query, key=key
+    )
     return RunList(runs=runs, next_page=next_page)
 
 

@@ -126,6 +126,18 @@ async def test_list_is_tenant_scoped_and_pages(
     second = (await demo.get("/v1/runs", params={"limit": 2, "page": first["next_page"]})).json()
     assert {r["run_id"] for r in first["runs"]}.isdisjoint(r["run_id"] for r in second["runs"])
 
+    # A page cursor only works for the tenant and the filters that produced it.
+    page = first["next_page"]
+    tampered = page[:-2] + ("AA" if page[-2:] != "AA" else "BB")
+    for client, params in [
+        (acme, {"limit": 2, "page": page}),
+        (demo, {"limit": 2, "page": page, "pipeline": "echo"}),
+        (demo, {"limit": 2, "page": tampered}),
+    ]:
+        refused = await client.get("/v1/runs", params=params)
+        assert refused.status_code == 400, (params, refused.text)
+        assert refused.json()["error"]["code"] == "bad_request"
+
     only_echo = (await demo.get("/v1/runs", params={"pipeline": "echo", "limit": 500})).json()
     assert only_echo["runs"] and all(run["pipeline"] == "echo" for run in only_echo["runs"])
     done = (await demo.get("/v1/runs", params={"status": "COMPLETED", "limit": 500})).json()

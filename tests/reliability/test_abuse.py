@@ -161,18 +161,6 @@ async def healthy(url: str) -> None:
 # --------------------------------------------------------------- the fuzzers --
 
 
-KNOWN_BAD_PAGE = "500 on GET /v1/runs with an undecodable page token"
-
-
-def known_bad_page(label: str, query: Any, status: int) -> bool:
-    return status == 500 and label == "GET /v1/runs" and bool((query or {}).get("page"))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/run_ops.py list_runs re-raises Temporal's error for a page token it "
-    "cannot decode (not INVALID_ARGUMENT), so the gateway answers 500; see docs/reliability.md",
-)
 async def test_list_with_an_undecodable_page_token_is_a_400(abuse: Abuse) -> None:
     """Found by the schemathesis run: ``GET /v1/runs?page=uST`` (valid base64url,
     not a Temporal page token) must be a 400 ``bad_request``, not a 500."""
@@ -198,7 +186,6 @@ def test_openapi_fuzz_no_5xx_no_schema_violation(abuse: Abuse) -> None:
     assert len(operations) >= 8, [op.label for op in operations]
     calls: dict[str, int] = {}
     statuses: dict[int, int] = {}
-    known: dict[str, int] = {}
     auth = {"Authorization": f"Bearer {abuse.key}"}
     for operation in operations:
 
@@ -214,9 +201,6 @@ def test_openapi_fuzz_no_5xx_no_schema_violation(abuse: Abuse) -> None:
             response = case.call(base_url=abuse.url, headers=auth, timeout=15)
             calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-            if known_bad_page(case.operation.label, case.query, response.status_code):
-                known[KNOWN_BAD_PAGE] = known.get(KNOWN_BAD_PAGE, 0) + 1
-                return  # filed: test_list_with_an_undecodable_page_token_is_a_400
             case.validate_response(
                 response,
                 checks=[
@@ -235,9 +219,8 @@ def test_openapi_fuzz_no_5xx_no_schema_violation(abuse: Abuse) -> None:
         requests=sum(calls.values()),
         statuses={str(k): v for k, v in sorted(statuses.items())},
         server_errors=sum(v for k, v in statuses.items() if k >= 500),
-        known_bug_hits=known,
     )
-    assert sum(v for k, v in statuses.items() if k >= 500) == sum(known.values()), statuses
+    assert sum(v for k, v in statuses.items() if k >= 500) == 0, statuses
 
 
 _FRAMES = st.one_of(
