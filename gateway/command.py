@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from gateway import redaction
 from gateway.app import create_app
+from gateway.http_protocol import guarded_http_protocol
 from gateway.starter import default_starter
 from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import GatewaySettings, Settings
@@ -56,6 +57,9 @@ def server_config(settings: Settings) -> uvicorn.Config:
         factory=True,
         host=settings.gateway.host,
         port=settings.gateway.port,
+        # httptools with a request-header timeout (408) and size limit (431),
+        # which uvicorn lacks: slowloris sockets and huge heads are refused.
+        http=guarded_http_protocol(settings.gateway),
         ws=websocket_implementation(),
         # Browsers offer permessage-deflate and servers accept it by default;
         # DESIGN.md measured it cutting throughput 3-4x and raising memory.

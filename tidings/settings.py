@@ -134,6 +134,11 @@ class GatewaySettings(BaseSettings):
     token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_frame_bytes: int = Field(default=64 * 1024, ge=256)
+    # The request head (request line and headers): a client that has not sent
+    # all of it within the timeout gets 408 and is closed (slowloris); one
+    # larger than the limit gets 431 (gateway/http_protocol.py).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     send_queue_max_events: int = Field(default=1_000, ge=1)
     send_queue_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Bytes queued for one tenant's sockets on this gateway (summed over the

@@ -1,0 +1,255 @@
+"""The gateway's HTTP protocol (gateway/http_protocol.py) over raw sockets: a
+request head that is not complete within the header timeout is answered 408
+and closed (slowloris), one over the size limit is answered 431; normal
+requests, keep-alive, bodies larger than the head limit and WebSocket upgrades
+are unaffected.
+
+A small app served by uvicorn exactly as ``tidings gateway`` configures the
+protocol (no stack needed), with a 1 s timeout and a 4 KiB head limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request, WebSocket
+from websockets.sync.client import connect
+
+from gateway.command import server_config, websocket_implementation
+from gateway.http_protocol import GuardedHttpToolsProtocol, guarded_http_protocol
+from tests.support import free_port
+from tidings.settings import GatewaySettings, Settings
+
+pytestmark = pytest.mark.unit
+
+TIMEOUT = 1.0
+MARGIN = 2.0
+LIMIT = 4096
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    @app.post("/echo-size")
+    async def echo_size(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    @app.websocket("/ws")
+    async def echo(socket: WebSocket) -> None:
+        await socket.accept()
+        while True:
+            await socket.send_text(await socket.receive_text())
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def port() -> Iterator[int]:
+    chosen = free_port()
+    settings = GatewaySettings(header_timeout_seconds=TIMEOUT, max_header_bytes=LIMIT)
+    config = uvicorn.Config(
+        _app(),
+        host="127.0.0.1",
+        port=chosen,
+        http=guarded_http_protocol(settings),
+        ws=websocket_implementation(),
+        ws_per_message_deflate=False,
+        log_level="warning",
+        lifespan="off",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn-guards", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)  # a poll interval
+    try:
+        yield chosen
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+def _read_until_closed(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sends until it closes; fails if it is still open after ``within``."""
+    deadline = time.monotonic() + within
+    chunks: list[bytes] = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"connection still open after {within}s; got {chunks!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return b"".join(chunks)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _read_response(sock: socket.socket, within: float = 5.0) -> bytes:
+    """One response with a Content-Length body, leaving the connection open."""
+    deadline = time.monotonic() + within
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            if len(body) >= length:
+                return data
+        sock.settimeout(max(deadline - time.monotonic(), 0.01))
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a full response: {data!r}"
+        data += chunk
+
+
+def _status(response: bytes) -> int:
+    return int(response.split(b" ", 2)[1])
+
+
+def _error_code(response: bytes) -> str:
+    code: str = json.loads(response.partition(b"\r\n\r\n")[2])["error"]["code"]
+    return code
+
+
+def _request(port: int, head: bytes, body: bytes = b"") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        # Refused mid-send: the answer may still be readable.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(head + body)
+        return _read_until_closed(sock, 5 + MARGIN)
+
+
+def test_half_sent_head_gets_408_and_is_closed(port: int) -> None:
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        answer = _read_until_closed(sock, TIMEOUT + MARGIN)
+    took = time.monotonic() - began
+    assert _status(answer) == 408, answer
+    assert _error_code(answer) == "request_timeout"
+    assert b"connection: close" in answer.lower()
+    assert TIMEOUT * 0.9 <= took <= TIMEOUT + MARGIN, took
+
+
+def test_trickled_head_does_not_extend_the_timeout(port: int) -> None:
+    """Slowloris proper: a byte of header every 0.2 s still gets cut at the timeout."""
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        chunks: list[bytes] = []
+        deadline = began + TIMEOUT + MARGIN
+        while time.monotonic() < deadline:
+            sock.settimeout(0.2)  # also the trickle's pace
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                try:
+                    sock.sendall(b"a")
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                continue
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            raise AssertionError("a trickling client was not closed")
+    assert time.monotonic() - began <= TIMEOUT + MARGIN
+    assert _status(b"".join(chunks)) == 408
+
+
+def test_silent_connection_is_closed_quietly(port: int) -> None:
+    began = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        answer = _read_until_closed(sock, TIMEOUT + MARGIN)
+    assert answer == b""  # no request began: nothing to answer
+    assert TIMEOUT * 0.9 <= time.monotonic() - began <= TIMEOUT + MARGIN
+
+
+def test_keep_alive_rearms_the_timeout_for_each_request(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        for _ in range(3):
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = _read_response(sock)
+            assert _status(first) == 200, first
+        # The next request on the same connection is half-sent: cut at its own timeout.
+        began = time.monotonic()
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
+        answer = _read_until_closed(sock, TIMEOUT + MARGIN)
+    assert _status(answer) == 408, answer
+    assert time.monotonic() - began <= TIMEOUT + MARGIN
+
+
+def test_oversized_head_gets_431(port: int) -> None:
+    huge = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
+    answer = _request(port, huge)
+    assert _status(answer) == 431, answer[:300]
+    assert _error_code(answer) == "headers_too_large"
+
+
+def test_head_just_over_the_limit_in_one_piece_gets_431(port: int) -> None:
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(45))  # ~4.9 KB
+    answer = _request(port, b"GET /ping HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert _status(answer) == 431, answer[:300]
+
+
+def test_normal_requests_and_large_bodies_are_served(port: int) -> None:
+    headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(25))  # ~2.7 KB
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        answer = _read_response(sock)
+        assert _status(answer) == 200, answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"pong": "yes"}
+        # A body far over the head limit, in the same write as its head.
+        body = b"b" * 200_000
+        sock.sendall(
+            b"POST /echo-size HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        answer = _read_response(sock)
+        assert _status(answer) == 200, answer
+        assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"size": len(body)}
+
+
+def test_websocket_upgrade_outlives_the_header_timeout(port: int) -> None:
+    with connect(f"ws://127.0.0.1:{port}/ws", compression=None, open_timeout=5) as ws:
+        opened = time.monotonic()
+        sent = 0
+        while time.monotonic() - opened < TIMEOUT * 2:
+            ws.send(f"m{sent}")
+            assert ws.recv(timeout=5) == f"m{sent}"
+            sent += 1
+        ws.send("last")
+        assert ws.recv(timeout=5) == "last"
+
+
+def test_tidings_gateway_serves_with_the_guarded_protocol() -> None:
+    settings = Settings(
+        gateway=GatewaySettings(header_timeout_seconds=3.5, max_header_bytes=8192),
+    )
+    protocol = server_config(settings).http
+    assert isinstance(protocol, type) and issubclass(protocol, GuardedHttpToolsProtocol)
+    assert protocol.header_timeout == 3.5
+    assert protocol.max_header_bytes == 8192
