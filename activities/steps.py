@@ -3,7 +3,7 @@
 A user adds a step by subclassing :class:`StepActivities`, decorating a method
 with :func:`step`, and registering an instance with the worker. The decorator
 does everything every step must do the same way: attempt-tagged
-``step.started`` / ``step.completed``, ``step.retrying`` for the attempt a
+``step.started`` / ``step.completed``, ``step.retrying`` for every attempt a
 retry replaces, the hot-loop alert, heartbeats, and error details the
 workflow reads to know which attempt failed last.
 """
@@ -217,16 +217,21 @@ async def run_step(
 
 
 async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info) -> None:
-    previous = info.attempt - 1
-    # Tagged with the attempt it replaces, so clients drop that attempt's output.
-    await ctx.send(
-        ctx.event(
-            EventType.STEP_RETRYING,
-            {"discard_attempt": previous, "next_attempt": info.attempt},
-            seq=CLOSING_SEQ,
-            attempt=previous,
+    # Every earlier attempt, not only the previous one: an attempt that died
+    # before its first emit never announced its own predecessor. Each event is
+    # tagged with the attempt it discards (clients drop that attempt's output),
+    # and its id and data depend on that attempt only, so a later attempt's
+    # repeat is the same event and clients drop it by id. Oldest first: the
+    # last one names the attempt that runs now.
+    for earlier in range(1, info.attempt):
+        await ctx.send(
+            ctx.event(
+                EventType.STEP_RETRYING,
+                {"discard_attempt": earlier, "next_attempt": earlier + 1},
+                seq=CLOSING_SEQ,
+                attempt=earlier,
+            )
         )
-    )
     retries = info.attempt - 1
     window = (info.current_attempt_scheduled_time - info.scheduled_time).total_seconds()
     # Backoff only grows, so the first time the count is crossed is the tightest window.

@@ -11,6 +11,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from tests.orchestration.harness import (
     Harness,
     assert_well_formed,
+    logical,
     read_records,
     run_events,
     types_of,
@@ -37,7 +38,14 @@ async def test_exhausted_step_fails_the_run_with_a_dlq_record_and_a_hot_loop_ale
     started = [e.attempt for e in explode if e.type == EventType.STEP_STARTED]
     assert started == [1, 2, 3, 4]
     retrying = [e.attempt for e in explode if e.type == EventType.STEP_RETRYING]
-    assert retrying == [1, 2, 3], "each retry marks the attempt it replaces"
+    # Each attempt re-announces every earlier one (oldest first), so one that died
+    # before its first emit still gets its predecessor discarded; repeats are the
+    # same event (assert_well_formed: same id, same content) and dedup away.
+    assert retrying == [1, 1, 2, 1, 2, 3], "each retry marks every attempt before it"
+    unique = [e for e in logical(explode) if e.type == EventType.STEP_RETRYING]
+    assert [(e.attempt, e.data) for e in unique] == [
+        (k, {"discard_attempt": k, "next_attempt": k + 1}) for k in (1, 2, 3)
+    ]
     (failed,) = [e for e in explode if e.type == EventType.STEP_FAILED]
     assert failed.attempt == 4 and "boom on attempt 4" in failed.data["error"]
     (alert,) = [e for e in explode if e.type == EventType.ALERT_HOT_LOOP]

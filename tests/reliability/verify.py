@@ -308,21 +308,19 @@ def check(
                 f"({len(records)} records): {len(missing)} lost, {dupes} duplicated"
             )
         if results is not None:
-            got = draft_text([e for _, e in watch.seen])
-            stale = undiscarded_attempts([e for _, e in watch.seen])
-            if (
-                got != results.get(watch.run_id)
-                and stale
-                and (completing_text([e for _, e in watch.seen]) == results.get(watch.run_id))
-            ):
-                # The known orchestration defect (tests/reliability/test_discard.py): an
-                # attempt that died before its first emit left its predecessor undiscarded.
+            seen = [e for _, e in watch.seen]
+            got = draft_text(seen)
+            if got != results.get(watch.run_id):
+                # An attempt left undiscarded (no step.retrying named it) is counted
+                # as such, and fails like any other difference: every attempt a
+                # retry replaced is announced (activities/steps.py, _announce_retry).
+                stale = undiscarded_attempts(seen)
                 tally.undiscarded_attempts += len(stale)
-            elif got != results.get(watch.run_id):
                 tally.text_mismatches += 1
                 where = dump_run(watch.run_id, records, got, results.get(watch.run_id, ""))
+                left = f"; attempts left undiscarded: {stale}" if stale else ""
                 tally.problems.append(
-                    f"{short}: assembled draft differs from the run's answer (see {where})"
+                    f"{short}: assembled draft differs from the run's answer{left} (see {where})"
                 )
     return tally
 

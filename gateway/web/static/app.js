@@ -311,7 +311,9 @@ class RunView {
   constructor(runId) {
     this.runId = runId;
     this.steps = new Map(); // name -> {row, state, attempt, parts}
-    this.streams = new Map(); // step -> {box, text, attempts: Map<attempt, span>, discarded: Set}
+    this.streams = new Map(); // step -> {box, text, attempts: Map<attempt, span>}
+    // step -> Set of attempts a step.retrying replaced, also before the step streams any text.
+    this.discarded = new Map();
     this.waitingStep = null;
     this.finalStatus = null; // set by the stream's end frame
     this.logCount = 0;
@@ -402,15 +404,15 @@ class RunView {
       text.setAttribute('aria-live', 'off');
       box.append(heading, note, text);
       $('streams').append(box);
-      stream = { box, note, text, attempts: new Map(), discarded: new Set() };
+      stream = { box, note, text, attempts: new Map() };
       this.streams.set(name, stream);
     }
     return stream;
   }
 
   token(name, attempt, text) {
+    if (this.discarded.get(name)?.has(attempt)) return; // a late token of a replaced attempt
     const stream = this.textOf(name);
-    if (stream.discarded.has(attempt)) return; // a late token of a replaced attempt
     let span = stream.attempts.get(attempt);
     if (!span) {
       span = el('span');
@@ -422,10 +424,12 @@ class RunView {
     stream.text.classList.add('streaming');
   }
 
+  // Idempotent: attempt N re-announces every earlier attempt (repeats are also dropped by id).
   discard(name, attempt, nextAttempt) {
+    if (!this.discarded.has(name)) this.discarded.set(name, new Set());
+    this.discarded.get(name).add(attempt);
     const stream = this.streams.get(name);
     if (!stream) return;
-    stream.discarded.add(attempt);
     const span = stream.attempts.get(attempt);
     if (span) span.remove();
     stream.attempts.delete(attempt);
