@@ -14,6 +14,7 @@ import pytest
 from tests.observability.conftest import KEY, TENANT, Obs
 from tests.observability.records import run_records
 from tests.observability.scrape import names, scrape, value
+from tests.support import wait_for
 from tidings.observability import JsonFormatter, RedactingFilter
 
 pytestmark = pytest.mark.integration
@@ -45,7 +46,17 @@ async def test_worker_metrics_move_under_load(obs: Obs) -> None:
     before = await scrape(obs.worker_metrics_url)
     for _ in range(3):
         await run(obs, "obs-speak", {"count": 50})
-    after = await scrape(obs.worker_metrics_url)
+    # A run's last event is on Kafka a moment before its workflow completes:
+    # wait for the SDK to count the third completion rather than race it.
+    floor = value(before, "temporal_workflow_completed_total") + 3
+
+    async def completed_all() -> bool:
+        nonlocal after
+        after = await scrape(obs.worker_metrics_url)
+        return value(after, "temporal_workflow_completed_total") >= floor
+
+    after = before
+    await wait_for(completed_all, 20, "the SDK to count three completed workflows")
 
     emitted = value(after, "tidings_worker_events_emitted_total", tenant=TENANT, type="step.token")
     assert (
@@ -64,8 +75,7 @@ async def test_worker_metrics_move_under_load(obs: Obs) -> None:
         "temporal_workflow_completed_total",
     ):
         assert name in sdk, sorted(sdk)
-    completed = value(after, "temporal_workflow_completed_total")
-    assert completed >= value(before, "temporal_workflow_completed_total") + 3
+    assert value(after, "temporal_workflow_completed_total") >= floor
     print(f"worker /metrics: {len(names(after))} series names, {len(sdk)} from the SDK")
 
 
