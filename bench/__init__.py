@@ -1,3 +1,4 @@
-"""Benchmarks: each workload runs against Tidings and, in the same run, the
-baseline it is compared with; figures are printed side by side and written to
-a JSON file. Client load runs in separate processes from the server under test."""
+"""Benchmarks: ``python -m bench`` runs every workload against Tidings and the
+systems it is compared with (bench.systems, bench.peers), in one run, and
+prints the figures side by side; see docs/benchmarks.md. Servers, client load
+(bench.loadgen) and publishers (bench.publish) are separate processes."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 
 import uvicorn
@@ -17,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from bench.messages import peer_message
 
 SOCKETS: set[WebSocket] = set()
 
@@ -34,22 +35,35 @@ async def stream(websocket: WebSocket) -> None:
 
 
 async def broadcast(request: Request) -> JSONResponse:
+    """``count`` messages per socket. ``mode=all``: each message is serialised
+    once and sent to every socket (1 run x N subscribers); ``mode=each``: every
+    socket gets messages of its own (N runs x 1 subscriber). ``rate``: messages
+    per second in total (0 = as fast as possible)."""
     count = int(request.query_params.get("count", "100"))
-    size = int(request.query_params.get("size", "300"))
     rate = float(request.query_params.get("rate", "0"))
+    each = request.query_params.get("mode", "all") == "each"
+    targets = list(SOCKETS)
+    total = count * len(targets) if each else count
     started = time.monotonic()
-    for seq in range(count):
-        # One serialisation per message, shared by every socket.
-        head = json.dumps({"kind": "event", "seq": seq, "t_ns": time.monotonic_ns()})
-        frame = head[:-1] + ',"pad":"' + "x" * max(0, size - len(head) - 10) + '"}'
-        for websocket in list(SOCKETS):
+    first = time.monotonic_ns()
+    for i in range(total):
+        if each:
+            sockets_ = [targets[i % len(targets)]]
+            frame = peer_message("floor", i // len(targets))
+        else:
+            sockets_ = targets
+            # One serialisation per message, shared by every socket.
+            frame = peer_message("floor", i)
+        for websocket in sockets_:
             try:
                 await websocket.send_text(frame)
             except (WebSocketDisconnect, RuntimeError):
                 SOCKETS.discard(websocket)
         if rate:
-            await asyncio.sleep(max(0.0, started + (seq + 1) / rate - time.monotonic()))
-    return JSONResponse({"sockets": len(SOCKETS), "count": count})
+            await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+    return JSONResponse(
+        {"sockets": len(targets), "sent": total, "t0_ns": first, "t1_ns": time.monotonic_ns()}
+    )
 
 
 async def sockets(_: Request) -> JSONResponse:

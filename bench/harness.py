@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 PYTHON = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -24,14 +28,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def raise_fd_limit(want: int = 65536) -> None:
+    """As high as allowed: root may raise the hard limit itself."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(want, hard), max(want, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def rss_kb(pid: int) -> int:
@@ -43,31 +58,80 @@ def rss_kb(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
+    """User + system CPU of a process and its threads (not its children)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def pid_listening(port: int) -> int | None:
+    """The pid of the process listening on 127.0.0.1:port (ours to measure, not to stop)."""
+    try:
+        out = subprocess.run(
+            ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, timeout=5
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    marker = "pid="
+    at = out.find(marker)
+    if at < 0:
+        return None
+    digits = out[at + len(marker) :].split(",", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
 @contextmanager
-def server(argv: Sequence[str], port: int, env: dict[str, str] | None = None) -> Iterator[int]:
+def server(
+    argv: Sequence[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    *,
+    timeout: float = 60.0,
+    log: Path | None = None,
+) -> Iterator[Server]:
+    out: IO[bytes] | int = subprocess.DEVNULL
+    if log is not None:
+        out = open(log, "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         list(argv),
         env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=out,
+        stderr=out,
         start_new_session=True,
+        cwd=ROOT,
+        preexec_fn=raise_fd_limit,
     )
     try:
-        wait_port(port)
-        yield proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(10)
+            wait_port(port, timeout, proc)
+        except RuntimeError as exc:
+            tail = log.read_text(errors="replace")[-1500:] if log is not None else ""
+            raise RuntimeError(f"{exc}: {tail}") from None
+        yield Server(proc, port)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+        if not isinstance(out, int):
+            out.close()
 
 
 @dataclass
@@ -78,46 +142,88 @@ class LoadProcess:
         stdout: IO[str] | None = self.proc.stdout
         assert stdout is not None
         deadline = time.monotonic() + timeout
+        # readline blocks; the load process always answers or exits, and the
+        # select below bounds the wait.
+        import select
+
+        buffer = ""
         while time.monotonic() < deadline:
-            line = stdout.readline()
-            if line:
-                parsed: dict[str, Any] = json.loads(line)
-                return parsed
+            ready, _, _ = select.select([stdout], [], [], 0.2)
+            if ready:
+                buffer += stdout.readline()
+                if buffer.endswith("\n"):
+                    parsed: dict[str, Any] = json.loads(buffer)
+                    return parsed
             if self.proc.poll() is not None:
                 raise RuntimeError(f"load process exited with {self.proc.returncode}")
         raise TimeoutError("load process said nothing in time")
 
-    def ready(self, timeout: float = 120.0) -> dict[str, Any]:
+    def send(self, **command: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def ready(self, timeout: float = 180.0) -> dict[str, Any]:
         return self._line(timeout)
 
-    def done(self, timeout: float = 120.0) -> dict[str, Any]:
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        return self._line(timeout)
+    def measure_start(self, expect: int, timeout: float, since_ns: int = 0) -> None:
+        self.send(cmd="measure", expect=expect, timeout=timeout, since_ns=since_ns)
+
+    def measure_result(self, timeout: float) -> dict[str, Any]:
+        return self._line(timeout + 30)
+
+    def close_sockets(self) -> dict[str, Any]:
+        self.send(cmd="close")
+        return self._line(30)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
         self.proc.wait(10)
 
 
+def write_targets(targets: Sequence[tuple[str, str | None]]) -> str:
+    """Write loadgen targets to a temporary JSON file (argv is too small for 1,000)."""
+    handle, path = tempfile.mkstemp(prefix="bench-targets-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump([list(t) for t in targets], file)
+    return path
+
+
 @contextmanager
-def load(processes: int, **options: Any) -> Iterator[list[LoadProcess]]:
-    """Spawn `processes` load generators; options become --flags of bench.loadgen."""
-    argv = [PYTHON, "-m", "bench.loadgen"]
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is True:
-            argv.append(flag)
-        elif value is not False and value is not None:
-            argv += [flag, str(value)]
-    procs = [
-        LoadProcess(
-            subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        )
-        for _ in range(processes)
-    ]
+def load(processes: int, clients: int, **options: Any) -> Iterator[list[LoadProcess]]:
+    """Spawn ``processes`` load generators sharing ``clients`` sockets; options
+    become --flags of bench.loadgen. Each gets a slice of the targets."""
+    procs: list[LoadProcess] = []
     try:
+        per, extra = divmod(clients, processes)
+        offset = 0
+        for i in range(processes):
+            count = per + (1 if i < extra else 0)
+            argv = [PYTHON, "-m", "bench.loadgen", "--clients", str(count), "--offset", str(offset)]
+            offset += count
+            for key, value in options.items():
+                flag = "--" + key.replace("_", "-")
+                if value is True:
+                    argv.append(flag)
+                elif value is not False and value is not None:
+                    argv += [flag, str(value)]
+            procs.append(
+                LoadProcess(
+                    subprocess.Popen(
+                        argv,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        text=True,
+                        cwd=ROOT,
+                    )
+                )
+            )
         yield procs
     finally:
         for proc in procs:

