@@ -83,17 +83,7 @@ def main(args: argparse.Namespace) -> int:
     overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value}
     if overrides:
         gateway = GatewaySettings(**{**settings.gateway.model_dump(), **overrides})
-        settings = Settings(
-            runtime=settings.runtime,
-            temporal=settings.temporal,
-            kafka=settings.kafka,
-            redis=settings.redis,
-            tenants=settings.tenants,
-            gateway=gateway,
-            worker=settings.worker,
-            model=settings.model,
-            tracing=settings.tracing,
-        )
+        settings = settings.replace(gateway=gateway)
     setup_logging(settings)
     setup_tracing(settings.tracing, "tidings-gateway")
     config = server_config(settings)  # configures uvicorn's logging ...

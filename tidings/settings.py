@@ -260,6 +260,23 @@ class Settings:
         self._refuse_dev_credentials()
         self._check_resume_window()
 
+    _PARTS = (
+        "runtime",
+        "temporal",
+        "kafka",
+        "redis",
+        "tenants",
+        "gateway",
+        "worker",
+        "model",
+        "tracing",
+    )
+
+    def replace(self, **parts: BaseSettings) -> Settings:
+        """These settings with some parts swapped, validated together again."""
+        kept = {name: getattr(self, name) for name in self._PARTS}
+        return Settings(**{**kept, **parts})
+
     def _check_resume_window(self) -> None:
         # A token that outlives the events it points at would promise a resume
         # that Kafka retention has already made impossible.

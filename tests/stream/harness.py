@@ -91,17 +91,7 @@ async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> Async
 def with_port(settings: Settings, port: int) -> Settings:
     """``settings`` for a gateway serving ``port`` (its identity in the lag hashes)."""
     gateway = GatewaySettings(**{**settings.gateway.model_dump(), "port": port})
-    return Settings(
-        runtime=settings.runtime,
-        temporal=settings.temporal,
-        kafka=settings.kafka,
-        redis=settings.redis,
-        tenants=settings.tenants,
-        gateway=gateway,
-        worker=settings.worker,
-        model=settings.model,
-        tracing=settings.tracing,
-    )
+    return settings.replace(gateway=gateway)
 
 
 def _accepts(port: int) -> bool:

@@ -110,3 +110,13 @@ def test_previous_token_secrets_are_a_comma_list(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TIDINGS_GATEWAY_TOKEN_SECRETS_PREVIOUS", "old-one,,old-two")
     secrets = load(GatewaySettings).token_secrets_previous
     assert [secret.get_secret_value() for secret in secrets] == ["old-one", "old-two"]
+
+
+def test_replace_swaps_one_part_and_validates_again() -> None:
+    from tidings.settings import GatewaySettings, KafkaSettings, Settings
+
+    base = Settings()
+    moved = base.replace(gateway=GatewaySettings(port=8123))
+    assert moved.gateway.port == 8123 and moved.kafka is base.kafka
+    with pytest.raises(ConfigError, match="TOKEN_TTL"):
+        base.replace(kafka=KafkaSettings(retention_ms=60_000))
