@@ -49,7 +49,8 @@ async def stream(websocket: WebSocket) -> None:
         with contextlib.suppress(BaseException):
             await task
         with contextlib.suppress(Exception):
-            await pubsub.aclose()
+            # redis-py 8 leaves PubSub.aclose unannotated.
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 app = Starlette(routes=[WebSocketRoute("/ws/{channel}", stream)])
