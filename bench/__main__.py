@@ -30,12 +30,12 @@ from bench.systems import (
     RedisPubSub,
     System,
     Tidings,
-    TidingsFixed,
+    TidingsAsgi,
     centrifugo_binary,
 )
 from bench.workloads import FULL, QUICK, WORKLOADS, Scale
 
-SYSTEMS = ["tidings", "tidings-fixed", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+SYSTEMS = ["tidings", "tidings-asgi", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
 
 
 def say(message: str) -> None:
@@ -98,9 +98,9 @@ def main() -> int:
             if name == "tidings":
                 assert ends is not None
                 systems.append(Tidings(work, ends))
-            elif name == "tidings-fixed":
+            elif name == "tidings-asgi":
                 assert ends is not None
-                fix = TidingsFixed(work, ends)
+                fix = TidingsAsgi(work, ends)
                 owner = next((s for s in systems if isinstance(s, Tidings)), None)
                 if owner is not None:
                     fix.borrow(owner)

@@ -322,11 +322,9 @@ class Tidings(System):
     ready_marker = "caught_up"
     workloads = ALL_WORKLOADS
     partitions = 6
-    # As shipped, the gateway's Redis pool fails past 100 concurrent users
-    # (see bench.gateway_variant), so steady-state workloads open sockets at
-    # most 2 x 40 at a time; the burst workload (F) does not hold back.
-    connect_concurrency = 40
-    launcher: tuple[str, ...] = ()
+    # Steady-state workloads open sockets 2 x 200 at a time; the burst
+    # workload (F) does not hold back.
+    connect_concurrency = 200
 
     def __init__(self, work: Path, endpoints: Endpoints) -> None:
         super().__init__(work)
@@ -460,10 +458,7 @@ class Tidings(System):
     def running(self) -> Iterator[Server]:
         self._ensure_topic()
         self.port = free_port()
-        if self.launcher:
-            argv = [*self.launcher, "--port", str(self.port)]
-        else:
-            argv = [str(Path(PYTHON).parent / "tidings"), "gateway", "--port", str(self.port)]
+        argv = [str(Path(PYTHON).parent / "tidings"), "gateway", "--port", str(self.port)]
         with server(argv, self.port, self.gateway_env(), log=self.work / "gateway.log") as srv:
             self.server = srv
             yield srv
@@ -544,17 +539,17 @@ class Tidings(System):
         return asyncio.run(go())
 
 
-class TidingsFixed(Tidings):
-    """Tidings with the gateway changes the report recommends, applied from
-    outside by bench.gateway_variant (blocking Redis pool, catch-up reader
-    made on demand, coalesced offset lookups, cached run lookups, lighter
-    record checks, GC thresholds)."""
+class TidingsAsgi(Tidings):
+    """The same gateway with its direct sink off (TIDINGS_GATEWAY_DIRECT_FRAMES
+    =false): every frame goes through the ASGI send and is framed per socket,
+    as under any other server. The baseline for what the sink is worth."""
 
-    name = "tidings-fixed"
-    title = "Tidings + recommended gateway fixes"
-    workloads = frozenset({"A", "B", "C", "E2", "F", "G"})
-    connect_concurrency = 200
-    launcher = (PYTHON, "-m", "bench.gateway_variant")
+    name = "tidings-asgi"
+    title = "Tidings, frames through ASGI"
+    workloads = frozenset({"A", "B", "C", "E1", "E2", "F", "G"})
+
+    def gateway_env(self) -> dict[str, str]:
+        return {**super().gateway_env(), "TIDINGS_GATEWAY_DIRECT_FRAMES": "false"}
 
 
 # --------------------------------------------------------------------------
@@ -612,6 +607,22 @@ class Centrifugo(System):
         self.token = hs256_jwt(self.secret, {"sub": "bench", "exp": int(time.time()) + 7200})
 
     def config(self) -> dict[str, Any]:
+        # What bounds a recovery in Centrifugo v6 (centrifuge v0.38: client.go,
+        # node.go, writer.go), each set so that D's 10,000 missed messages can
+        # come back, as a user who needs that would configure it:
+        # - channel history_size / history_ttl: the stream kept per channel;
+        #   a gap older or longer than it cannot be recovered.
+        # - client.recovery_max_publication_limit (default 300): recovery is
+        #   all or nothing, so a gap longer than the limit gives
+        #   ``recovered: false`` and no publications at all.
+        # - client.queue_max_size (default 1 MiB): the recovered publications
+        #   travel in the one subscribe reply (10,000 x ~300 B = ~3 MB here),
+        #   and a client whose write queue holds more than this is closed
+        #   with 3008 "slow" without flushing. Whether the writer had drained
+        #   the reply first is a race: on an idle box it usually has, on a
+        #   loaded one the socket closes and nothing arrives (the 10,000
+        #   missing at full scale; 2,000 = ~0.6 MB fit). 16 MiB holds the
+        #   reply with room; it only bounds memory for clients that lag.
         return {
             "log": {"level": "error"},
             "usage_stats": {"disabled": True},
@@ -620,6 +631,7 @@ class Centrifugo(System):
                 "token": {"hmac_secret_key": self.secret},
                 "allowed_origins": ["*"],
                 "recovery_max_publication_limit": 100_000,
+                "queue_max_size": 16 * 1024 * 1024,
             },
             "http_api": {"key": self.api_secret},
             "channel": {
@@ -710,24 +722,91 @@ class Centrifugo(System):
                 "offset": reply.get("offset", 0),
             }
             sent = await asyncio.to_thread(self.publish, [channel], events, 0, timeout)
-            payloads, seconds = await _collect(
-                self.port,
-                "/connection/websocket",
-                hello=self.hello(channel, position),
-                ready_marker=None,
-                until=b"",
-                expect=events,
-                limit_s=timeout,
+            payloads, seconds, close_code = await self._recover(
+                self.hello(channel, position), events, timeout
             )
-            recovered = any(b'"recovered":true' in p for p in payloads)
-            return {
-                **count_numbers(payloads, events),
+            counted = count_numbers(payloads, events)
+            out: dict[str, Any] = {
+                **counted,
                 "seconds": seconds,
                 "sent": sent["sent"],
-                "recovered_flag": recovered,
+                "recovered_flag": any(b'"recovered":true' in p for p in payloads),
+                "close_code": close_code,
             }
+            if counted["missing"]:
+                # Not a time to compare: say what stopped the recovery instead.
+                out["seconds"] = None
+                out["why"] = self._why_not(payloads, close_code, timeout)
+            return out
 
         return asyncio.run(go())
+
+    async def _recover(
+        self, hello: str, expect: int, limit_s: float
+    ) -> tuple[list[bytes], float, int | None]:
+        """Like ``_collect``, but the wait also ends when the subscribe reply
+        is in (recovered publications travel inside it, so nothing recovered
+        comes later) or when the server closes the socket (a 3008 "slow" close
+        would otherwise cost the whole timeout); the close code is returned."""
+        payloads: list[bytes] = []
+        numbered = 0
+        done = asyncio.Event()
+        finished_at = 0.0
+
+        def keep(payload: bytes, _now: int) -> None:
+            nonlocal numbered, finished_at
+            payloads.append(payload)
+            numbered += payload.count(b'"t_ns"')
+            replied = payload.startswith(b'{"id":2') or b'\n{"id":2' in payload
+            if (numbered >= expect or replied) and not done.is_set():
+                finished_at = time.monotonic()
+                done.set()
+
+        started = time.monotonic()
+        client = await connect(
+            "127.0.0.1",
+            self.port,
+            "/connection/websocket",
+            None,
+            keep,
+            open_timeout=limit_s,
+            hello=hello,
+            empty_ping=True,
+        )
+        arrived = asyncio.ensure_future(done.wait())
+        ends: set[asyncio.Future[Any]] = {arrived, client.closed}
+        await asyncio.wait(
+            ends,
+            timeout=max(0.01, started + limit_s - time.monotonic()),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        arrived.cancel()
+        client.close()
+        return payloads, (finished_at or time.monotonic()) - started, client.close_code
+
+    @staticmethod
+    def _why_not(payloads: list[bytes], close_code: int | None, timeout: float) -> str:
+        reply = next(
+            (line for p in payloads for line in p.split(b"\n") if line.startswith(b'{"id":2')),
+            None,
+        )
+        if reply is None:
+            if close_code == 3008:
+                return (
+                    "no subscribe reply: closed with 3008 slow, the recovery reply outgrew "
+                    "client.queue_max_size"
+                )
+            if close_code is not None:
+                return f"no subscribe reply: the server closed the socket with {close_code}"
+            return f"no subscribe reply within {timeout:g} s"
+        if reply.startswith(b'{"id":2,"error"'):
+            return "subscribe failed: " + reply[:300].decode(errors="replace")
+        if b'"recovered":true' not in reply:
+            return (
+                "recovered: false: the gap is not all in the channel history "
+                "(history_size, history_ttl, recovery_max_publication_limit) or its epoch changed"
+            )
+        return f"recovered, but the socket ended early (close code {close_code})"
 
 
 __all__ = [

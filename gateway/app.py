@@ -110,16 +110,16 @@ def create_app(
         return services_of(app).temporal
 
     parts: list[Extension] = []
+    stream_service: StreamService | None = None
     if stream:
         # The stream's metrics land in this app's registry, so /metrics shows them.
-        parts.append(
-            StreamService(
-                settings,
-                redis,
-                runs=OwnedRunDirectory(temporal),
-                registry=metrics_.registry,
-            )
+        stream_service = StreamService(
+            settings,
+            redis,
+            runs=OwnedRunDirectory(temporal),
+            registry=metrics_.registry,
         )
+        parts.append(stream_service)
     parts.extend(extensions)
 
     @asynccontextmanager
@@ -156,6 +156,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics_
+    # What gateway.fast_path.StreamFirst hands stream sockets to.
+    app.state.stream = stream_service
     errors.install(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

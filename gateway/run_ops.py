@@ -91,6 +91,11 @@ def summary_of(execution: WorkflowExecution) -> RunSummary:
     )
 
 
+def is_run_id(text: str) -> bool:
+    """Shaped like a run id: safe to quote in a visibility query."""
+    return _RUN_ID.match(text) is not None
+
+
 def _not_found() -> NotFound:
     return NotFound("run not found")
 

@@ -146,6 +146,10 @@ class GatewaySettings(BaseSettings):
     # tenant's live tail pauses its Kafka partitions; below low it resumes.
     buffer_high_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
     buffer_low_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    # Stream sockets write each event's frame, encoded once, straight to their
+    # transports (gateway/ws_protocol.py); false sends every frame through
+    # ASGI instead, as any other server would.
+    direct_frames: bool = True
 
     @model_validator(mode="after")
     def _watermarks(self) -> GatewaySettings:

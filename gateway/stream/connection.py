@@ -2,10 +2,12 @@
 
 Opening: authenticate, check the resume token and its session, ask the run
 directory, register with the tenant's live tail, fix the first offset, then
-queue the token frame first. Running: a writer (queue -> socket), a reader
-(acks from the client) and a catch-up task; whichever of reader and writer
-ends first cancels the rest. Every refusal is a :class:`StreamClosed`, turned
-into an ``error`` frame and a close code in one place (:func:`serve`).
+send the token frame first. Running: a reader (acks from the client), a
+catch-up task, and a writer for what could not go straight to the socket
+(``subscriber.py``); whichever of reader and writer ends first, or the
+subscriber failing or sending ``end``, cancels the rest. Every refusal is a
+:class:`StreamClosed`, turned into an ``error`` frame and a close code in one
+place (:func:`serve`).
 """
 
 from __future__ import annotations
@@ -14,23 +16,26 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
+from prometheus_client import Counter, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from tidings.errors import CloseCode
 from tidings.settings import GatewaySettings, KafkaSettings
 
 from .cursor import Cursor, CursorError
-from .directory import RunDirectory, RunInfo
+from .directory import CachedRunDirectory, RunInfo
 from .errors import StreamClosed, try_again_later
-from .frames import end_frame, error_frame, parse_ack, token_frame
+from .frames import error_frame, parse_ack, token_frame
 from .hub import TailHub
 from .metrics import StreamMetrics
 from .replay import PartitionReader, catch_up
 from .sessions import Session, SessionStore
+from .sink import FrameSink, sink_of
 from .subscriber import Subscriber
 from .tail import TenantTail
 from .tokens import Claims, TokenSigner, new_session_id
@@ -54,7 +59,7 @@ class StreamContext:
     authenticate: Callable[[str], str | None]
     signer: TokenSigner
     sessions: SessionStore
-    runs: RunDirectory
+    runs: CachedRunDirectory
     hub: TailHub
     metrics: StreamMetrics
     replay_slots: asyncio.Semaphore
@@ -68,7 +73,7 @@ class StreamContext:
 
 async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
     await ws.accept()
-    socket = StreamSocket(ws, run_id, ctx)
+    socket = StreamSocket(ws, run_id, ctx, sink_of(ws))
     try:
         await socket.run()
         code: StreamClosed | None = None
@@ -88,7 +93,11 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 await ws.send_text(error_frame(code.error_code, code.reason))
                 await ws.close(int(code.code), code.close_reason)
-    elif socket.ended and ws.application_state is WebSocketState.CONNECTED:
+    elif (
+        socket.sub is not None
+        and socket.sub.done
+        and ws.application_state is WebSocketState.CONNECTED
+    ):
         ctx.metrics.closes.labels(str(int(CloseCode.NORMAL))).inc()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_CLOSE_TIMEOUT):
@@ -96,36 +105,103 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
 
 
 class StreamSocket:
-    def __init__(self, ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
+    def __init__(
+        self, ws: WebSocket, run_id: str, ctx: StreamContext, sink: FrameSink | None = None
+    ) -> None:
         self.ws = ws
         self.run_id = run_id
         self.ctx = ctx
-        self.ended = False
+        self.sink = sink
         self.sub: Subscriber | None = None
         self.tail: TenantTail | None = None
         self.claims: Claims | None = None
         self.admitted: str | None = None  # the tenant whose socket count this one holds
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writer: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self._reading = False
+        self._interrupted = False
 
     async def run(self) -> None:
-        sub, info = await self._open()
-        tasks = [
-            asyncio.create_task(self._write(sub)),
-            asyncio.create_task(self._read(sub)),
-            asyncio.create_task(sub.failed.wait()),
-        ]
-        catching_up = asyncio.create_task(self._catch_up(sub, info))
+        """Open, then read acks until the client leaves or the subscriber is
+        over (failed, or ``end`` sent), and raise what ended the socket.
+
+        The socket's own task is the reader: an idle socket costs no other
+        task. The subscriber interrupts the read when it is over; the writer
+        is started only when frames queue (the sink takes the rest)."""
+        ctx = self.ctx
+        opened_at = ctx.runs.clock()
+        sub, info, end, token = await self._open()
+        reader = asyncio.current_task()
+        assert reader is not None and self.tail is not None
+        sub.on_over = partial(self._interrupt, reader)
+        sub.on_queued = self._start_writer
+        # The token and, when nothing needs reading, caught_up: one write.
+        cork = self.tail.cork
+        cork.open = True
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            sub.push_control(token_frame(token))
+            handed = sub.hand_over_now() if sub.next_offset >= end else None
         finally:
-            for task in (*tasks, catching_up):
+            cork.flush()
+        if handed is None:
+            self._spawn(self._catch_up(sub, end))
+        elif handed:
+            ctx.metrics.delivered.labels(sub.tenant).inc(handed)
+        if info.cached and not info.finished:
+            ctx.runs.watch(sub.tenant, sub.run_id, opened_at, self._finished)
+        try:
+            if not sub.over:
+                self._reading = True
+                await self._read(sub)
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
+            reader.uncancel()
+        finally:
+            self._reading = False
+            for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, catching_up, return_exceptions=True)
-        if sub.failure is not None and not any(t.exception() for t in done):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if sub.failure is not None:
             if sub.failure.code == CloseCode.TOO_SLOW:
-                self.ctx.metrics.slow_closes.labels(sub.tenant).inc()
+                ctx.metrics.slow_closes.labels(sub.tenant).inc()
             raise sub.failure
-        for task in done:
-            task.result()  # re-raises the StreamClosed that ended the socket
+        if self._error is not None:
+            raise self._error
+
+    def _interrupt(self, reader: asyncio.Task[None]) -> None:
+        if self._reading and not self._interrupted:
+            self._interrupted = True
+            reader.cancel()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None and self._error is None:
+            # A writer that lost its socket, or a bug: end the socket with it.
+            self._error = task.exception()
+            if self.sub is not None:
+                self._interrupt_reader()
+
+    def _interrupt_reader(self) -> None:
+        on_over = self.sub.on_over if self.sub is not None else None
+        if on_over is not None:
+            on_over()
+
+    def _start_writer(self) -> None:
+        if self._writer is None and self.sub is not None and not self.sub.over:
+            self._writer = self._spawn(self._write(self.sub))
+
+    def _finished(self, info: RunInfo) -> None:
+        """The directory found the run finished after this socket opened."""
+        if self.sub is not None and not self.sub.over:
+            self._spawn(self._end_when_out(self.sub, info.state))
 
     def release(self) -> None:
         if self.admitted is not None:
@@ -141,7 +217,9 @@ class StreamSocket:
             if self.tail is not None:
                 self.tail.remove(self.sub)
 
-    async def _open(self) -> tuple[Subscriber, RunInfo]:
+    async def _open(self) -> tuple[Subscriber, RunInfo, int, str]:
+        """The subscriber, its run, its partition's end offset sampled after
+        it registered with the tail, and its resume token."""
         ctx = self.ctx
         tenant = self._authenticate()
         self._admit(tenant)
@@ -181,11 +259,18 @@ class StreamSocket:
             max_bytes=ctx.gateway.send_queue_max_bytes,
             final_state=info.state if info.finished else None,
             level=tail.level,
+            sink=self.sink,
+            cork=tail.cork,
         )
         # Registered before any offset is sampled: see the hand-over proof in replay.py.
         tail.add(sub)
         ctx.subscribers.add(sub)
-        earliest, end = await ctx.hub.offsets.bounds(tail.topic, partition)
+        if start == "now" and session is None:
+            # Live only: the retention start is of no use, so it is not asked.
+            end = await ctx.hub.offsets.end(tail.topic, partition)
+            earliest = end
+        else:
+            earliest, end = await ctx.hub.offsets.bounds(tail.topic, partition)
         if session is not None:
             sub.next_offset = session.next_offset
             if session.next_offset < earliest:
@@ -205,8 +290,7 @@ class StreamSocket:
             sid = new_session_id()
             await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
         text, self.claims = ctx.signer.issue(tenant, self.run_id, sid)
-        sub.push_control(token_frame(text))
-        return sub, info
+        return sub, info, end, text
 
     def _admit(self, tenant: str) -> None:
         """Hold one of the tenant's sockets on this gateway, or refuse with 1013."""
@@ -246,51 +330,100 @@ class StreamSocket:
         found = await self.ctx.hub.offsets.first_at_or_after(tail.topic, partition, since)
         return end if found is None else max(found, earliest)
 
-    async def _catch_up(self, sub: Subscriber, info: RunInfo) -> None:
+    async def _catch_up(self, sub: Subscriber, end: int) -> None:
         ctx = self.ctx
+        topic = ctx.hub.topic(sub.tenant)
         try:
-            async with (
-                ctx.replay_slots,
-                PartitionReader(
-                    ctx.kafka.bootstrap_servers,
-                    ctx.hub.topic(sub.tenant),
-                    sub.partition,
-                    sub.run_id,
-                    request_timeout_ms=ctx.kafka.request_timeout_ms,
-                ) as reader,
-            ):
-                end = partial(ctx.hub.offsets.end, ctx.hub.topic(sub.tenant), sub.partition)
-                await catch_up(sub, reader, end, ctx.metrics, stall_seconds=ctx.stall_seconds)
+            async with PartitionReader(
+                ctx.kafka.bootstrap_servers,
+                topic,
+                sub.partition,
+                sub.run_id,
+                request_timeout_ms=ctx.kafka.request_timeout_ms,
+                slots=ctx.replay_slots,
+            ) as reader:
+                await catch_up(
+                    sub,
+                    reader,
+                    partial(ctx.hub.offsets.end, topic, sub.partition),
+                    ctx.metrics,
+                    stall_seconds=ctx.stall_seconds,
+                    first_end=end,
+                )
         except StreamClosed as exc:
             sub.fail(exc)
         except Exception:
             log.exception("catch-up of %s failed", sub.run_id)
             sub.fail(StreamClosed(CloseCode.INTERNAL_ERROR, "catch-up failed; resume"))
 
+    async def _end_when_out(self, sub: Subscriber, state: str) -> None:
+        """End ``sub`` once the records written before its run finished are out."""
+        if self.tail is None:
+            return
+        try:
+            end = await self.ctx.hub.offsets.end(self.tail.topic, sub.partition)
+        except Exception as exc:  # Kafka trouble: the next socket asks again
+            log.warning("cannot end the stream of finished run %s: %s", sub.run_id, exc)
+            return
+        self.tail.finish_at(sub, end, state)
+
     async def _write(self, sub: Subscriber) -> None:
-        write_seconds = self.ctx.metrics.write_seconds.labels(sub.tenant)
-        delivered = self.ctx.metrics.delivered.labels(sub.tenant)
-        slice_began = time.perf_counter()
-        while True:
-            waited = not sub.depth  # an empty queue: next_item lets the loop run others
-            item = await sub.next_item()
+        """Send what the subscriber queued (frames that found the socket busy),
+        then stop: the subscriber starts another writer when frames queue
+        again (``on_queued``)."""
+        metrics = self.ctx.metrics
+        write_seconds = metrics.write_seconds.labels(sub.tenant)
+        delivered = metrics.delivered.labels(sub.tenant)
+        sink = self.sink
+        try:
+            await self._drain(sub, sink, write_seconds, delivered)
+        finally:
+            # Before any other task runs: a frame queued from now on finds no
+            # writer and starts one.
+            if self._writer is asyncio.current_task():
+                self._writer = None
+
+    async def _drain(
+        self,
+        sub: Subscriber,
+        sink: FrameSink | None,
+        write_seconds: Histogram,
+        delivered: Counter,
+    ) -> None:
+        while sub.depth and not sub.done:
+            await sub.readable()
             began = time.perf_counter()
-            if waited:
-                slice_began = began
-            await self.ws.send_text(item.text)
-            sent = time.perf_counter()
-            write_seconds.observe(sent - began)
-            if item.offset >= 0:
-                sub.sent_max = item.offset  # before any yield: an ack may follow at once
-                delivered.inc()
-            if item.end_status is not None:
-                await self.ws.send_text(end_frame(item.end_status))
-            if item.end_status is not None or item.last:
-                self.ended = True
-                return
-            if sent - slice_began > _WRITE_SLICE_SECONDS:
-                await asyncio.sleep(0)
-                slice_began = time.perf_counter()
+            if sink is None:
+                frame = sub.pop()
+                await self.ws.send({"type": "websocket.send", "text": frame.text})
+                sub.sent(frame)
+                write_seconds.observe(time.perf_counter() - began)
+                delivered.inc(frame.offset >= 0)
+                continue
+            await sink.drained()
+            if not sink.writable:
+                raise WebSocketDisconnect(1006)  # drained because it closed
+            # Nothing awaits from here to the last write: the tail writes
+            # directly only to a socket with an empty queue, so frames it
+            # offers meanwhile queue up behind these, in order.
+            flushing = time.perf_counter()
+            sent = events = 0
+            while sub.depth and sink.writable:
+                frame = sub.pop()
+                if not sink.write(frame.wire):
+                    raise WebSocketDisconnect(1006)
+                sub.sent(frame)
+                sent += 1
+                events += frame.offset >= 0
+                if time.perf_counter() - flushing > _WRITE_SLICE_SECONDS:
+                    break
+            if sent:
+                # One observation per batch: the wait for the socket to drain
+                # and the writes (a queued frame's cost is mostly the wait).
+                write_seconds.observe(time.perf_counter() - began)
+                delivered.inc(events)
+            # A long queue must not keep the loop from every other socket.
+            await asyncio.sleep(0)
 
     async def _read(self, sub: Subscriber) -> None:
         ctx = self.ctx

@@ -1,22 +1,25 @@
 """Server frames and the one client frame, as on the wire (DESIGN.md).
 
-An event frame is built once per Kafka record and the same ``str`` is sent to
-every socket that follows the run: the envelope is spliced in as the producer
-wrote it, never decoded and re-encoded per socket.
+An event frame is built once per Kafka record, and the same bytes go to every
+socket that follows the run: the envelope is spliced in as the producer wrote
+it, never decoded and re-encoded per socket. Server-to-client WebSocket frames
+are not masked (RFC 6455 section 5.1), so without an extension the frame on
+the wire, header included, is the same for every socket; :class:`Frame` keeps
+exactly those bytes, and a socket with a direct sink (``sink.py``) writes them
+to its transport as they are.
 """
 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 
 from tidings.errors import CloseCode
-from tidings.events import EnvelopeError, Event, EventType
+from tidings.events import SUPPORTED_SCHEMAS, EnvelopeError, EventType
 
 from .cursor import Cursor, CursorError
 from .errors import StreamClosed
-
-CAUGHT_UP = '{"kind":"caught_up"}'
 
 _END_STATUS = {
     EventType.RUN_COMPLETED: "COMPLETED",
@@ -24,37 +27,89 @@ _END_STATUS = {
     EventType.RUN_CANCELLED: "CANCELLED",
 }
 
+_TEXT_FIN = 0x81  # FIN + opcode 1 (text), no RSV bits: no extension in use
+
+
+def wire_text(payload: bytes) -> bytes:
+    """``payload`` (UTF-8 JSON) as an unmasked, unfragmented text frame."""
+    size = len(payload)
+    if size < 126:
+        return bytes((_TEXT_FIN, size)) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", _TEXT_FIN, 126, size) + payload
+    return struct.pack("!BBQ", _TEXT_FIN, 127, size) + payload
+
 
 @dataclass(frozen=True, slots=True)
-class EventFrame:
-    offset: int
-    text: str
-    # The run's final status if this event ends it: the socket sends ``end`` after it.
-    end_status: str | None
+class Frame:
+    wire: bytes  # the whole WebSocket frame: header and payload
+    offset: int = -1  # the record's offset; -1 for control frames
+    # The run's final status if this event ends it: ``end`` follows it.
+    end_status: str | None = None
+    # Close normally once this frame is sent (``end``).
+    last: bool = False
+
+    @property
+    def text(self) -> str:
+        """The payload, for a socket without a direct sink."""
+        length = self.wire[1] & 0x7F
+        start = 2 if length < 126 else 4 if length == 126 else 10
+        return self.wire[start:].decode()
+
+
+def control(text: str, *, last: bool = False) -> Frame:
+    return Frame(wire_text(text.encode()), last=last)
+
+
+def _json(value: dict[str, str]) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+CAUGHT_UP = _json({"kind": "caught_up"})
 
 
 def token_frame(token: str) -> str:
-    return json.dumps({"kind": "token", "token": token}, separators=(",", ":"))
+    return _json({"kind": "token", "token": token})
 
 
 def end_frame(status: str) -> str:
-    return json.dumps({"kind": "end", "status": status}, separators=(",", ":"))
+    return _json({"kind": "end", "status": status})
 
 
 def error_frame(code: str, message: str) -> str:
-    return json.dumps({"kind": "error", "code": code, "message": message}, separators=(",", ":"))
+    return _json({"kind": "error", "code": code, "message": message})
 
 
-def event_frame(partition: int, offset: int, value: bytes, run_id: str) -> EventFrame:
+def event_frame(partition: int, offset: int, value: bytes, run_id: str) -> Frame:
     """The frame for one record; raises :class:`EnvelopeError` for a record that
-    is not a readable envelope of ``run_id`` (it must not reach clients: a
-    spliced non-JSON value would corrupt the frame)."""
-    event = Event.from_bytes(value)
-    if event.run_id != run_id:
-        raise EnvelopeError(f"record keyed {run_id!r} carries run {event.run_id!r}")
-    cursor = Cursor(partition, offset).encode()
-    text = '{"kind":"event","cursor":"' + cursor + '","event":' + value.decode() + "}"
-    return EventFrame(offset, text, _END_STATUS.get(event.type))
+    is not a readable envelope of ``run_id``.
+
+    It must not reach clients: a spliced non-JSON value would corrupt the
+    frame. Checked once per record, not per socket, but with one subscriber per
+    run that is once per delivery, so the check is what the splice needs (JSON,
+    an object of this run, a supported schema, a string type), not the full
+    :class:`tidings.events.Event` validation, which costs several times more.
+    """
+    try:
+        raw = json.loads(value)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike
+        raise EnvelopeError(f"not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise EnvelopeError("the envelope is not a JSON object")
+    if raw.get("run_id") != run_id:
+        raise EnvelopeError(f"record keyed {run_id!r} carries run {raw.get('run_id')!r}")
+    if raw.get("schema") not in SUPPORTED_SCHEMAS:
+        raise EnvelopeError(f"unsupported envelope schema {raw.get('schema')!r}")
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise EnvelopeError("the envelope has no type")
+    try:
+        value.decode()  # json.loads also reads UTF-16 and UTF-32; frames are UTF-8
+    except UnicodeDecodeError:
+        raise EnvelopeError("the envelope is not UTF-8") from None
+    cursor = Cursor(partition, offset).encode().encode()
+    payload = b'{"kind":"event","cursor":"' + cursor + b'","event":' + value + b"}"
+    return Frame(wire_text(payload), offset, _END_STATUS.get(kind))
 
 
 def parse_ack(text: str) -> Cursor:

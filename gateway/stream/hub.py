@@ -18,6 +18,7 @@ from gateway.lag import HashWriter, LagPublisher
 from tidings.settings import KafkaSettings
 from tidings.topics import events_topic
 
+from .batching import Batcher
 from .errors import StreamClosed
 from .metrics import StreamMetrics
 from .tail import TenantTail
@@ -29,6 +30,12 @@ class Offsets:
 
     A broker answers one connection's requests in order, so asking the tail's
     consumer would queue behind its long-polling fetch (up to 500 ms).
+
+    Retention starts and ends are asked in batches (``batching.py``): a burst
+    of N sockets costs one ListOffsets request per kind and loop turn instead
+    of N round trips queued on one connection. Each request goes out after its
+    callers asked, and so after they registered with the tail: the hand-over
+    proof in replay.py holds for every one of them.
     """
 
     def __init__(self, kafka: KafkaSettings) -> None:
@@ -37,6 +44,8 @@ class Offsets:
         # is constructed by a synchronous create_app.
         self._consumer: AIOKafkaConsumer | None = None
         self._lock = asyncio.Lock()
+        self._earliest: Batcher[TopicPartition, int] = Batcher(self._beginnings)
+        self._ends: Batcher[TopicPartition, int] = Batcher(self.ends)
 
     async def _ready(self) -> AIOKafkaConsumer:
         async with self._lock:
@@ -53,19 +62,22 @@ class Offsets:
 
     async def bounds(self, topic: str, partition: int) -> tuple[int, int]:
         """(earliest retained offset, end offset) of one partition."""
-        consumer, tp = await self._ready(), TopicPartition(topic, partition)
-        earliest, end = await asyncio.gather(
-            consumer.beginning_offsets([tp]), consumer.end_offsets([tp])
-        )
-        return int(earliest[tp]), int(end[tp])
+        tp = TopicPartition(topic, partition)
+        earliest, end = await asyncio.gather(self._earliest.ask(tp), self._ends.ask(tp))
+        return earliest, end
 
     async def end(self, topic: str, partition: int) -> int:
-        return (await self.bounds(topic, partition))[1]
+        return await self._ends.ask(TopicPartition(topic, partition))
 
     async def ends(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """End offsets of several partitions in one request (a tail's lag)."""
         consumer = await self._ready()
         return {tp: int(o) for tp, o in (await consumer.end_offsets(partitions)).items()}
+
+    async def _beginnings(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        consumer = await self._ready()
+        found = await consumer.beginning_offsets(partitions)
+        return {tp: int(o) for tp, o in found.items()}
 
     async def first_at_or_after(self, topic: str, partition: int, timestamp_ms: int) -> int | None:
         consumer, tp = await self._ready(), TopicPartition(topic, partition)
@@ -73,6 +85,7 @@ class Offsets:
         return None if found is None else int(found.offset)
 
     async def stop(self) -> None:
+        await asyncio.gather(self._earliest.close(), self._ends.close())
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -3,8 +3,11 @@
 Wiring (``create_app``): build it with the app's settings, its Redis client
 and a :class:`RunDirectory`, ``include_router(service.router)``, and await
 :meth:`StreamService.start` / :meth:`StreamService.stop` in the lifespan.
-Serve with ``ws_per_message_deflate=False`` (deflate costs 3-4x throughput)
-and ``ws_max_size`` near ``GatewaySettings.max_frame_bytes``.
+Serve with ``ws_per_message_deflate=False`` (deflate costs 3-4x throughput),
+``ws_max_size`` near ``GatewaySettings.max_frame_bytes``, and
+``ws=gateway.ws_protocol.DirectFramesProtocol`` so sockets write shared frames
+straight to their transports (``sink.py``); under other servers they send
+through ASGI.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from gateway.lag import gateway_id as lag_field
 from tidings.settings import Settings
 
 from .connection import StreamContext, serve
-from .directory import RunDirectory
+from .directory import CachedRunDirectory, RunDirectory
 from .errors import going_away
 from .hub import TailHub
 from .metrics import StreamMetrics
@@ -75,7 +78,7 @@ class StreamService:
                 ttl_seconds=gateway.token_ttl_seconds,
             ),
             sessions=SessionStore(redis, ttl_seconds=gateway.token_ttl_seconds),
-            runs=runs,
+            runs=CachedRunDirectory(runs),
             hub=self._hub,
             metrics=self.metrics,
             replay_slots=asyncio.Semaphore(max_concurrent_replays),
@@ -85,7 +88,7 @@ class StreamService:
         )
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()
-        self.router.add_api_websocket_route("/v1/runs/{run_id}/stream", self._stream)
+        self.router.add_api_websocket_route("/v1/runs/{run_id}/stream", self.serve)
 
     async def start(self) -> None:
         self._janitor = asyncio.create_task(self._reap_idle_tails())
@@ -100,7 +103,9 @@ class StreamService:
             sub.fail(going_away())
         await self._hub.stop(going_away())
 
-    async def _stream(self, websocket: WebSocket, run_id: str) -> None:
+    async def serve(self, websocket: WebSocket, run_id: str) -> None:
+        """Serve one stream socket (what the route calls; ``gateway.fast_path``
+        calls it without the route)."""
         await serve(websocket, run_id, self._ctx)
 
     async def _reap_idle_tails(self) -> None:

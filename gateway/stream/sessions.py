@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from .batching import Batcher
+
 _PREFIX = "tidings:stream:session:"
 
 # Acks from two sockets of one session may race; ``next`` must only move forward.
@@ -41,21 +43,30 @@ class SessionStore:
         self._redis = redis
         self._ttl = ttl_seconds
         self._advance = redis.register_script(_ADVANCE)
+        # Sockets opened in one loop turn write their sessions together.
+        self._creating: Batcher[Session, None] = Batcher(self._create, max_batch=500)
 
     async def create(self, session: Session) -> None:
-        key = _PREFIX + session.sid
+        await self._creating.ask(session)
+
+    async def _create(self, sessions: list[Session]) -> dict[Session, None]:
+        # One transaction for every session of the batch: none is left
+        # without its expiry, and a burst pays one round trip.
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    "tenant": session.tenant,
-                    "run": session.run_id,
-                    "partition": session.partition,
-                    "next": session.next_offset,
-                },
-            )
-            pipe.expire(key, self._ttl)
+            for session in sessions:
+                key = _PREFIX + session.sid
+                pipe.hset(
+                    key,
+                    mapping={
+                        "tenant": session.tenant,
+                        "run": session.run_id,
+                        "partition": session.partition,
+                        "next": session.next_offset,
+                    },
+                )
+                pipe.expire(key, self._ttl)
             await pipe.execute()
+        return dict.fromkeys(sessions)
 
     async def load(self, sid: str) -> Session | None:
         raw = await self._redis.hgetall(_PREFIX + sid)

@@ -41,6 +41,7 @@ from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
 
+from .cork import Cork
 from .errors import StreamClosed, too_slow
 from .frames import event_frame
 from .metrics import StreamMetrics
@@ -123,6 +124,16 @@ class TenantTail:
         )
         self._positions = TailPositions(self._consumer, end_offsets)
         self._spans = FanoutSpans(tenant)
+        self._delivered = metrics.delivered.labels(tenant)
+        self._write_seconds = metrics.write_seconds.labels(tenant)
+        # Subscribers of this tail hold their direct writes while it dispatches.
+        self.cork = Cork()
+        self._slice_sent = 0
+        self._slice_seconds = 0.0
+        # Per partition: the next offset to dispatch, and sockets to end once
+        # it reaches a given offset (finish_at).
+        self._next: dict[int, int] = {}
+        self._endings: dict[int, list[tuple[int, Subscriber, str]]] = {}
 
     async def start(self) -> None:
         await self._consumer.start()
@@ -142,7 +153,7 @@ class TenantTail:
             # Resolve positions now: the hand-over proof in replay.py needs the
             # tail's position fixed before any socket samples the end offset.
             for tp in tps:
-                await self._consumer.position(tp)
+                self._next[tp.partition] = int(await self._consumer.position(tp))
         except BaseException:
             await self._consumer.stop()
             raise
@@ -168,6 +179,9 @@ class TenantTail:
         self._subs.setdefault(sub.run_id, set()).add(sub)
 
     def remove(self, sub: Subscriber) -> None:
+        endings = self._endings.get(sub.partition)
+        if endings:
+            self._endings[sub.partition] = [e for e in endings if e[1] is not sub]
         subs = self._subs.get(sub.run_id)
         if subs is not None:
             subs.discard(sub)
@@ -175,6 +189,15 @@ class TenantTail:
                 del self._subs[sub.run_id]
         if not self._subs:
             self._idle_since = time.monotonic()
+
+    def finish_at(self, sub: Subscriber, offset: int, state: str) -> None:
+        """End ``sub``'s run (``state``) once every record of its partition
+        below ``offset`` has been offered to it: its last events may still be
+        on their way through this tail when Temporal reports it finished."""
+        if self._next.get(sub.partition, 0) >= offset:
+            sub.finish(state)
+        else:
+            self._endings.setdefault(sub.partition, []).append((offset, sub, state))
 
     @property
     def idle(self) -> bool:
@@ -191,19 +214,24 @@ class TenantTail:
                     await self._hold()
                     continue
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
-                slice_began = time.perf_counter()
+                slice_began = self._open_slice()
                 for tp, records in batches.items():
                     for record in records:
                         if self.level.over:
+                            self._close_slice()
                             await self._hold()
                             if self.closing:
                                 return
+                            slice_began = self._open_slice()
                         self._dispatch(tp.partition, record)
                         if time.perf_counter() - slice_began > _DISPATCH_SLICE_SECONDS:
+                            self._close_slice()
                             await asyncio.sleep(0)
-                            slice_began = time.perf_counter()
+                            slice_began = self._open_slice()
                     if records:
+                        self._advanced(tp.partition, records[-1].offset + 1)
                         self._report_lag(tp, records[-1].offset + 1)
+                self._close_slice()
                 self._tick_lag()
                 if self.idle:
                     self.closing = True
@@ -215,6 +243,8 @@ class TenantTail:
             self._fail_all(
                 StreamClosed(CloseCode.INTERNAL_ERROR, "gateway lost its event feed; resume")
             )
+        finally:
+            self.cork.flush()  # never leave writes held (a dispatch may have raised)
 
     async def _hold(self) -> None:
         """Pause every partition until the sockets have drained to the low mark."""
@@ -245,28 +275,62 @@ class TenantTail:
                 if sub.queued_bytes and now - sub.last_drain > self._stall_seconds:
                     sub.fail(too_slow())
 
+    def _open_slice(self) -> float:
+        self.cork.open = True
+        return time.perf_counter()
+
+    def _close_slice(self) -> None:
+        """Send what the slice held; must run before the tail awaits anything."""
+        began = time.perf_counter()
+        self.cork.flush()
+        if self._slice_sent:
+            # One observation per slice: the mean cost of a direct write
+            # (queued frames are timed by their writers, waits included).
+            spent = self._slice_seconds + time.perf_counter() - began
+            self._write_seconds.observe(spent / self._slice_sent)
+            self._delivered.inc(self._slice_sent)
+            self._slice_sent, self._slice_seconds = 0, 0.0
+
+    def _advanced(self, partition: int, next_offset: int) -> None:
+        self._next[partition] = next_offset
+        endings = self._endings.get(partition)
+        if endings:
+            due = [e for e in endings if e[0] <= next_offset]
+            if due:
+                self._endings[partition] = [e for e in endings if e[0] > next_offset]
+                for _, sub, state in due:
+                    sub.finish(state)
+
     def _dispatch(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> int:
         """Offer one record to the sockets of its run; returns how many."""
         if record.key is None or record.value is None:
             return 0
-        subs = self._subs.get(record.key.decode(errors="replace"))
+        try:
+            run_id = record.key.decode()
+        except UnicodeDecodeError:
+            return 0  # no socket follows a run whose id is not text
+        subs = self._subs.get(run_id)
         if not subs:
             return 0
         try:
-            run_id = record.key.decode()
             frame = event_frame(partition, record.offset, record.value, run_id)
-        except (EnvelopeError, UnicodeDecodeError) as exc:
+        except EnvelopeError as exc:
             self._metrics.bad_records.labels(self.tenant).inc()
             log.warning("skipping unreadable record %s@%s: %s", self.topic, record.offset, exc)
             return 0
-        # One span per record, not per socket: the sends themselves are the
-        # writers' (connection.py), and a span each would cost per-socket CPU.
+        # One span per record, not per socket (a span each would cost
+        # per-socket CPU); likewise the metrics, once per record.
         span = self._spans.start(record.headers, run_id, len(subs))
+        began = time.perf_counter()
+        direct = 0
         try:
-            for sub in list(subs):
-                sub.offer(frame)
+            for sub in tuple(subs):
+                direct += sub.offer(frame)
         finally:
             span.end()
+        if direct:
+            self._slice_sent += direct
+            self._slice_seconds += time.perf_counter() - began
         return len(subs)
 
     def _report_lag(self, tp: TopicPartition, position: int) -> None:
@@ -299,6 +363,7 @@ class TenantTail:
             log.warning("cannot publish the lag of %s: %s", self.topic, exc)
 
     def _fail_all(self, error: StreamClosed | None) -> None:
+        self._endings.clear()
         for subs in list(self._subs.values()):
             for sub in list(subs):
                 if error is not None:

@@ -13,6 +13,10 @@ counts at tens of thousands of records a second:
 - the span is not made current: nothing inside a fan-out logs or opens spans
   (offers only queue), so the two context attach/detach pairs are saved.
 
+- a record that carries no sampled trace (no ``traceparent``, or one whose
+  sampled flag is off) gets no span at all: a root span per record would be
+  noise, and its cost is paid by every record of a bulk producer.
+
 Measured on the 2-core test machine, per record: 41 us with
 ``span_from_headers`` and the SDK's provider (no exporter), 15.5 us here;
 with tracing off, 17 us and 1.3 us.
@@ -38,7 +42,8 @@ class FanoutSpans:
         self._tenant = tenant
         # A proxy until the process installs its provider, then that provider's.
         self._tracer = tracer or default_tracer()
-        self._parents: dict[tuple[bytes | str | None, ...], Context] = {}
+        # None: the record's trace is absent or not sampled.
+        self._parents: dict[tuple[bytes | str | None, ...], Context | None] = {}
 
     def start(self, headers: Headers, run_id: str, sockets: int) -> trace.Span:
         """A started span for one record's fan-out; the caller ends it."""
@@ -47,9 +52,12 @@ class FanoutSpans:
             name = key.lower()
             if name in _HEADERS:
                 found[name] = value
+        if found.get("traceparent") is None:
+            return trace.INVALID_SPAN
         cache_key = (found.get("traceparent"), found.get("tracestate"))
-        parent = self._parents.get(cache_key)
-        if parent is None:
+        if cache_key in self._parents:
+            parent = self._parents[cache_key]
+        else:
             if len(self._parents) >= _MAX_PARENTS:
                 self._parents.clear()  # old traces' records are not coming back
             carrier = {
@@ -57,7 +65,12 @@ class FanoutSpans:
                 for k, v in found.items()
                 if v is not None
             }
-            parent = self._parents[cache_key] = propagate.extract(carrier)
+            parent = propagate.extract(carrier)
+            if not trace.get_current_span(parent).get_span_context().trace_flags.sampled:
+                parent = None
+            self._parents[cache_key] = parent
+        if parent is None:
+            return trace.INVALID_SPAN
         return self._tracer.start_span(
             "ws.fanout",
             context=parent,

@@ -133,7 +133,7 @@ def test_subscribers_count_what_they_hold_and_give_it_back() -> None:
     sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, level=level)
     frames = [event_frame(0, i, record("acme-1", i).value or b"", "acme-1") for i in range(3)]
     sub.offer(frames[0])  # catching up: buffered, and counted
-    assert level.bytes == len(frames[0].text) == sub.queued_bytes
+    assert level.bytes == len(frames[0].wire) == sub.queued_bytes
     pending = sub.take_pending()
     assert pending == [frames[0]] and level.bytes == 0
     sub.go_live()  # queues caught_up
@@ -147,7 +147,7 @@ def test_subscribers_count_what_they_hold_and_give_it_back() -> None:
 
 
 async def test_a_tail_pauses_above_the_high_mark_and_resumes_below_the_low() -> None:
-    frame_size = len(event_frame(0, 0, record("acme-1", 0, 900).value or b"", "acme-1").text)
+    frame_size = len(event_frame(0, 0, record("acme-1", 0, 900).value or b"", "acme-1").wire)
     level = Watermarks(high=10 * frame_size, low=4 * frame_size)
     async with running_tail(level) as (tail, consumer, metrics):
         sub = live_sub(level)

@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 from redis.asyncio import BlockingConnectionPool, Redis
 from temporalio.client import Client
 
+from gateway.command import websocket_implementation
 from gateway.stream import RunInfo, StreamService, TemporalRunDirectory
 from tidings.settings import Settings
 
@@ -76,7 +77,9 @@ def build_app(settings: Settings) -> tuple[FastAPI, StreamService]:
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        ws="websockets-sansio",
+        # What ``tidings gateway`` serves with: the direct sink unless the
+        # settings turn it off (then frames go through ASGI).
+        ws=websocket_implementation(settings.gateway.direct_frames),
         ws_per_message_deflate=False,
         ws_max_size=settings.gateway.max_frame_bytes * 4,
         log_level="warning",

@@ -74,6 +74,7 @@ async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> Async
         "TIDINGS_GATEWAY_TOKEN_SECRET": settings.gateway.token_secret.get_secret_value(),
         # Its identity in the lag hashes (gateway.lag.gateway_id).
         "TIDINGS_GATEWAY_PORT": str(port),
+        "TIDINGS_GATEWAY_DIRECT_FRAMES": str(settings.gateway.direct_frames).lower(),
     }
     process = subprocess.Popen(  # noqa: ASYNC220 (started once, not waited on here)
         [sys.executable, "-m", "tests.stream.app", str(port)], cwd=ROOT, env=env
@@ -90,7 +91,11 @@ async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> Async
 
 def with_port(settings: Settings, port: int) -> Settings:
     """``settings`` for a gateway serving ``port`` (its identity in the lag hashes)."""
-    gateway = GatewaySettings(**{**settings.gateway.model_dump(), "port": port})
+    return with_gateway(settings, port=port)
+
+
+def with_gateway(settings: Settings, **changes: object) -> Settings:
+    gateway = GatewaySettings(**{**settings.gateway.model_dump(), **changes})
     return settings.replace(gateway=gateway)
 
 

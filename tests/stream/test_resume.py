@@ -12,7 +12,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stream.conftest import StreamEnv
-from tests.stream.harness import emitter, gateway, gateway_process, script, temporal_run
+from tests.stream.harness import (
+    emitter,
+    gateway,
+    gateway_process,
+    script,
+    temporal_run,
+    with_gateway,
+)
 from tidings.client import Subscription, subscribe
 from tidings.events import Event
 
@@ -40,7 +47,9 @@ async def test_fifty_clients_resume_exactly_once_across_a_gateway_kill(
     key = env.key(env.tenant)
     rng = random.Random(4)
     async with (
-        gateway_process(settings, env.keys) as doomed,
+        # The replica that dies sends through ASGI, the survivor writes frames
+        # directly: each client crosses both delivery paths.
+        gateway_process(with_gateway(settings, direct_frames=False), env.keys) as doomed,
         gateway(settings) as survivor,
         emitter(settings) as em,
         temporal_run(env.temporal, env.tenant) as run_id,

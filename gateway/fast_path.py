@@ -1,0 +1,39 @@
+"""The gateway's ASGI entry: stream sockets straight to the stream service.
+
+A WebSocket that FastAPI routes passes a dozen layers first (the middleware
+stack, the router trying each route, dependency solving), and each layer's
+coroutine frame stays alive for as long as the socket is open. For a stream
+socket that is most of an open's CPU and several kilobytes of every idle
+socket's memory, for nothing: no middleware acts on WebSockets (metrics and
+body limits are HTTP-only) and the stream answers every refusal itself. So
+sockets on ``/v1/runs/{run_id}/stream`` go to the service directly; anything
+else, the lifespan included, goes to the app. The route stays registered on
+the app too, so the app alone (in a test client, say) still serves it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from gateway.stream import StreamService
+
+# The route's own pattern: a path parameter matches one segment.
+_STREAM_PATH = re.compile(r"/v1/runs/([^/]+)/stream")
+
+
+class StreamFirst:
+    def __init__(self, app: FastAPI, stream: StreamService | None) -> None:
+        self.app = app
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self._stream is not None:
+            match = _STREAM_PATH.fullmatch(scope["path"])
+            if match is not None:
+                await self._stream.serve(WebSocket(scope, receive, send), match[1])
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,167 @@
+"""uvicorn's websockets-sansio protocol, offering the stream a direct sink.
+
+The ``tidings.frames`` scope extension (``gateway.stream.sink``) carries a
+:class:`DirectSink`: the stream writes frames it encoded once per record
+straight to this connection's transport, skipping the ASGI send and the
+per-socket framing. Everything else (handshake, reads, pings, close) is
+uvicorn's.
+
+Also lighter per connection, because at ten thousand idle sockets each
+kilobyte kept is ten megabytes: the handshake's request and response are
+dropped once the socket is accepted (nothing reads them again), and the
+receive queue and the writable flag, an ``asyncio.Queue`` (three deques) and
+an ``asyncio.Event`` (one) in uvicorn, are replaced by :class:`Inbox` and
+:class:`Flag`, which allocate nothing until a task waits on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Generic, TypeVar
+
+from uvicorn.config import Config
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.http11 import Request
+from websockets.protocol import State
+
+from gateway.stream.sink import EXTENSION
+
+T = TypeVar("T")
+
+
+class Inbox(Generic[T]):
+    """What uvicorn uses of ``asyncio.Queue`` for received messages, for its
+    single consumer (the app's ``receive``)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[T] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: T) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> T:
+        while not self._items:
+            waiter = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items)
+
+
+class Flag:
+    """What uvicorn uses of ``asyncio.Event`` for its writable state."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        return True
+
+
+class DirectSink:
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: DirectFramesProtocol) -> None:
+        self._protocol = protocol
+
+    def _open(self) -> bool:
+        p = self._protocol
+        return (
+            p.handshake_complete
+            and not p.close_sent
+            and not p.disconnected
+            and p.conn.state is State.OPEN
+            and not p.transport.is_closing()
+        )
+
+    @property
+    def writable(self) -> bool:
+        return self._protocol.writable.is_set() and self._open()
+
+    def write(self, wire: bytes) -> bool:
+        if not self._open():
+            return False
+        self._protocol.transport.write(wire)
+        return True
+
+    def write_many(self, wires: list[bytes]) -> bool:
+        if not self._open():
+            return False
+        self._protocol.transport.writelines(wires)
+        return True
+
+    async def drained(self) -> None:
+        # connection_lost sets it too, so a dead peer never leaves this waiting.
+        await self._protocol.writable.wait()
+
+
+class DirectFramesProtocol(WebSocketsSansIOProtocol):
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.queue = Inbox()  # type: ignore[assignment]
+        writable = Flag()
+        writable.set()
+        self.writable = writable  # type: ignore[assignment]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            # The app's task is created but has not run yet: it sees this.
+            scope["extensions"][EXTENSION] = {"sink": DirectSink(self)}
+
+    async def send(self, message: object) -> None:
+        accepting = not self.handshake_complete
+        await super().send(message)  # type: ignore[arg-type]
+        if accepting and self.handshake_complete:
+            # Read only while answering the handshake; a rejected handshake
+            # (403, HTTP response) never gets here with the socket open.
+            self.request = None  # type: ignore[assignment]
+            self.response = None  # type: ignore[assignment]
