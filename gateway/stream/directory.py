@@ -116,7 +116,8 @@ class CachedRunDirectory:
         key = (tenant, run_id)
         known = self._runs.get(key)
         if known is None:
-            return await self.asked_since(tenant, run_id, self.clock())
+            # Any answer will do, one in flight included: a burst asks once.
+            return await self.asked_since(tenant, run_id, float("-inf"))
         self._runs.move_to_end(key)
         info = known[1]
         return info if info.finished else replace(info, cached=True)

@@ -32,7 +32,10 @@ class StreamMetrics:
         r.register(TailGauges(tails or (lambda: ())))
         self.write_seconds = Histogram(
             "tidings_stream_socket_write_seconds",
-            "Time to hand one frame to the socket (includes waiting for the peer to drain)",
+            "Time to hand a frame to its socket: for frames written straight to a"
+            " transport, one sample per dispatch slice (the mean per frame); for"
+            " queued frames, one per batch a writer sends (waiting for the peer"
+            " to drain included)",
             ["tenant"],
             buckets=_WRITE_BUCKETS,
             registry=r,

