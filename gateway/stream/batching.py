@@ -6,7 +6,7 @@ round trip costs far more client CPU than the item it carries (a Temporal
 describe about 350 us, a Redis transaction about 200 us, on the 2-core test
 machine), and handshakes arrive one per loop turn, so batching by loop turn
 alone gains nothing. :class:`Batcher` is group commit: at most
-``max_in_flight`` requests are out at once, and every caller that asks
+``max_in_flight`` requests are out at once (one by default), and every caller that asks
 meanwhile joins the next one (up to ``max_batch`` keys). An idle service is
 asked at once; a busy one gets fewer, larger requests as the load grows. Each
 caller gets its own answer, or the request's exception.
@@ -37,7 +37,7 @@ class _Batch(Generic[K, R]):
 
 
 class Batcher(Generic[K, R]):
-    def __init__(self, send: Send[K, R], *, max_batch: int = 1000, max_in_flight: int = 2) -> None:
+    def __init__(self, send: Send[K, R], *, max_batch: int = 1000, max_in_flight: int = 1) -> None:
         """``send`` answers a list of distinct keys with a value for each (a
         key it leaves out raises ``KeyError`` in its callers)."""
         self._send = send

@@ -72,7 +72,8 @@ class StreamContext:
 
 
 async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
-    await ws.accept()
+    # Accepted once open (StreamSocket.run), so the 101 and the first frames
+    # leave together; a refusal is accepted here, to carry its close code.
     socket = StreamSocket(ws, run_id, ctx, sink_of(ws))
     try:
         await socket.run()
@@ -91,6 +92,8 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
         with contextlib.suppress(Exception):
             # A slow client may take a while to drain before the close frame fits.
             async with asyncio.timeout(_CLOSE_TIMEOUT):
+                if ws.application_state is WebSocketState.CONNECTING:
+                    await ws.accept()
                 await ws.send_text(error_frame(code.error_code, code.reason))
                 await ws.close(int(code.code), code.close_reason)
     elif (
@@ -136,7 +139,8 @@ class StreamSocket:
         assert reader is not None and self.tail is not None
         sub.on_over = partial(self._interrupt, reader)
         sub.on_queued = self._start_writer
-        # The token and, when nothing needs reading, caught_up: one write.
+        await self.ws.accept()
+        # The 101, the token and, when nothing needs reading, caught_up: one write.
         cork = self.tail.cork
         cork.open = True
         try:

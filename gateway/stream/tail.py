@@ -3,19 +3,20 @@ every socket of that tenant.
 
 The consumer has no group: it is assigned every partition of the topic and
 starts at the end, because a gateway keeps no state of its own; sockets that
-need older records read them through :mod:`replay`. For each record the tail
-looks up the sockets following its run (the record key), builds the frame
-once, and offers the same string to each, inside one ``ws.fanout`` span that
-continues the record's trace (its ``traceparent`` header; see ``tracing.py``,
-one span per record, not per socket). A tail with no
-sockets for a while stops itself, so idle tenants cost nothing.
+need older records read them through :mod:`replay`. For each run in a fetched
+batch the tail looks up the sockets following it (the record key), builds
+each record's frame once, and offers the same frames to each socket in turn,
+each record inside one ``ws.fanout`` span that continues its trace (its
+``traceparent`` header; see ``tracing.py``, one span per record, not per
+socket). A tail with no sockets for a while stops itself, so idle tenants
+cost nothing.
 
 Backpressure: every byte queued for the tail's sockets is counted on its
 :class:`~gateway.stream.watermarks.Watermarks`. Past the high mark the tail
 pauses all its partitions and dispatches nothing more until the sockets have
 drained to the low mark, then resumes. Records fetched but not yet dispatched
-wait in the tail (one fetch at most), so the sum never exceeds the high mark
-by more than one record's fan-out. A socket whose queue does not move for
+wait in the tail (one fetch at most), and the mark is checked before every
+frame offered, so the sum never exceeds the high mark by more than one frame. A socket whose queue does not move for
 ``stall_seconds`` while the tail is paused is closed with 4408, so sockets
 that stopped reading cannot hold the tenant's stream paused. Individual slow
 sockets are still cut by their own queue bound (``subscriber.py``).
@@ -30,12 +31,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator, Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import Span
 
 from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
@@ -43,7 +46,7 @@ from tidings.events import EnvelopeError
 
 from .cork import Cork
 from .errors import StreamClosed, too_slow
-from .frames import event_frame
+from .frames import Frame, event_frame
 from .metrics import StreamMetrics
 from .subscriber import Subscriber
 from .tracing import FanoutSpans
@@ -60,6 +63,22 @@ _DISPATCH_SLICE_SECONDS = 0.0005
 # How often a paused tail wakes to publish its lag and look for stalled sockets.
 _HOLD_WAKEUP_SECONDS = 1.0
 _LAG_CLOSE_SECONDS = 2.0
+
+
+class _Step(enum.Enum):
+    YIELD = "yield"  # the slice is over: flush and let the loop run
+    HOLD = "hold"  # the buffers are past the high mark: flush and pause
+
+
+def _by_run(
+    records: list[ConsumerRecord[bytes, bytes]],
+) -> Iterator[tuple[bytes, list[ConsumerRecord[bytes, bytes]]]]:
+    """A partition's fetched records by run (key), each run's in log order."""
+    runs: dict[bytes, list[ConsumerRecord[bytes, bytes]]] = {}
+    for record in records:
+        if record.key is not None:
+            runs.setdefault(record.key, []).append(record)
+    return iter(runs.items())
 
 
 class TailPositions:
@@ -129,7 +148,7 @@ class TenantTail:
         # Subscribers of this tail hold their direct writes while it dispatches.
         self.cork = Cork()
         self._slice_sent = 0
-        self._slice_seconds = 0.0
+        self._slice_began = 0.0
         # Per partition: the next offset to dispatch, and sockets to end once
         # it reaches a given offset (finish_at).
         self._next: dict[int, int] = {}
@@ -214,20 +233,21 @@ class TenantTail:
                     await self._hold()
                     continue
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
-                slice_began = self._open_slice()
+                self._open_slice()
                 for tp, records in batches.items():
-                    for record in records:
-                        if self.level.over:
-                            self._close_slice()
-                            await self._hold()
-                            if self.closing:
-                                return
-                            slice_began = self._open_slice()
-                        self._dispatch(tp.partition, record)
-                        if time.perf_counter() - slice_began > _DISPATCH_SLICE_SECONDS:
-                            self._close_slice()
-                            await asyncio.sleep(0)
-                            slice_began = self._open_slice()
+                    for run_key, group in _by_run(records):
+                        with contextlib.closing(
+                            self._fan_out(tp.partition, run_key, group)
+                        ) as steps:
+                            for step in steps:
+                                self._close_slice()
+                                if step is _Step.HOLD:
+                                    await self._hold()
+                                    if self.closing:
+                                        return
+                                else:
+                                    await asyncio.sleep(0)
+                                self._open_slice()
                     if records:
                         self._advanced(tp.partition, records[-1].offset + 1)
                         self._report_lag(tp, records[-1].offset + 1)
@@ -275,21 +295,20 @@ class TenantTail:
                 if sub.queued_bytes and now - sub.last_drain > self._stall_seconds:
                     sub.fail(too_slow())
 
-    def _open_slice(self) -> float:
+    def _open_slice(self) -> None:
         self.cork.open = True
-        return time.perf_counter()
+        self._slice_began = time.perf_counter()
 
     def _close_slice(self) -> None:
         """Send what the slice held; must run before the tail awaits anything."""
-        began = time.perf_counter()
         self.cork.flush()
         if self._slice_sent:
             # One observation per slice: the mean cost of a direct write
             # (queued frames are timed by their writers, waits included).
-            spent = self._slice_seconds + time.perf_counter() - began
+            spent = time.perf_counter() - self._slice_began
             self._write_seconds.observe(spent / self._slice_sent)
             self._delivered.inc(self._slice_sent)
-            self._slice_sent, self._slice_seconds = 0, 0.0
+            self._slice_sent = 0
 
     def _advanced(self, partition: int, next_offset: int) -> None:
         self._next[partition] = next_offset
@@ -302,36 +321,61 @@ class TenantTail:
                     sub.finish(state)
 
     def _dispatch(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> int:
-        """Offer one record to the sockets of its run; returns how many."""
-        if record.key is None or record.value is None:
+        """Offer one record to the sockets of its run, never pausing; returns
+        how many sockets follow the run."""
+        if record.key is None:
             return 0
+        with contextlib.closing(self._fan_out(partition, record.key, [record])) as steps:
+            for _ in steps:
+                pass
+        return len(self._subs.get(record.key.decode(errors="replace"), ()))
+
+    def _fan_out(
+        self, partition: int, key: bytes, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> Generator[_Step, None, None]:
+        """Offer one run's records of a fetch to its sockets, socket by socket.
+
+        Socket by socket, not record by record: a socket gets all of its
+        frames of this fetch in one go, held and then written with one system
+        call, where record by record a thousand sockets on a run would take
+        longer than a slice for each record and get a call for every frame.
+        Yields when the slice is over (the caller flushes and lets the loop
+        run) or when the tenant's buffers passed the high mark (the caller
+        pauses until they drain); checked before every frame, so they pass it
+        by one frame at most.
+        """
         try:
-            run_id = record.key.decode()
+            run_id = key.decode()
         except UnicodeDecodeError:
-            return 0  # no socket follows a run whose id is not text
+            return  # no socket follows a run whose id is not text
         subs = self._subs.get(run_id)
         if not subs:
-            return 0
-        try:
-            frame = event_frame(partition, record.offset, record.value, run_id)
-        except EnvelopeError as exc:
-            self._metrics.bad_records.labels(self.tenant).inc()
-            log.warning("skipping unreadable record %s@%s: %s", self.topic, record.offset, exc)
-            return 0
-        # One span per record, not per socket (a span each would cost
-        # per-socket CPU); likewise the metrics, once per record.
-        span = self._spans.start(record.headers, run_id, len(subs))
-        began = time.perf_counter()
-        direct = 0
+            return
+        frames: list[Frame] = []
+        spans: list[Span] = []
+        for record in records:
+            if record.value is None:
+                continue
+            try:
+                frames.append(event_frame(partition, record.offset, record.value, run_id))
+            except EnvelopeError as exc:
+                self._metrics.bad_records.labels(self.tenant).inc()
+                log.warning("skipping unreadable record %s@%s: %s", self.topic, record.offset, exc)
+                continue
+            # One span per record, not per socket (a span each would cost
+            # per-socket CPU); likewise the metrics, once per slice.
+            spans.append(self._spans.start(record.headers, run_id, len(subs)))
         try:
             for sub in tuple(subs):
-                direct += sub.offer(frame)
+                for frame in frames:
+                    if self.level.over:
+                        yield _Step.HOLD
+                    self._slice_sent += sub.offer(frame)
+                if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:
+                    yield _Step.YIELD
         finally:
-            span.end()
-        if direct:
-            self._slice_sent += direct
-            self._slice_seconds += time.perf_counter() - began
-        return len(subs)
+            for span in spans:
+                span.end()
 
     def _report_lag(self, tp: TopicPartition, position: int) -> None:
         highwater = self._consumer.highwater(tp)
