@@ -16,9 +16,10 @@ Backpressure: every byte queued for the tail's sockets is counted on its
 pauses all its partitions and dispatches nothing more until the sockets have
 drained to the low mark, then resumes. Records fetched but not yet dispatched
 wait in the tail (one fetch at most), and the mark is checked before every
-frame offered, so the sum never exceeds the high mark by more than one frame. A socket whose queue does not move for
-``stall_seconds`` while the tail is paused is closed with 4408, so sockets
-that stopped reading cannot hold the tenant's stream paused. Individual slow
+frame offered, so the sum never exceeds the high mark by more than one frame.
+A socket whose queue does not move for ``stall_seconds`` while the tail is
+paused is closed with 4408, so sockets that stopped reading cannot hold the
+tenant's stream paused. Individual slow
 sockets are still cut by their own queue bound (``subscriber.py``).
 
 Lag: about once a second (in the background, never holding up dispatch) the
@@ -333,12 +334,18 @@ class TenantTail:
     def _fan_out(
         self, partition: int, key: bytes, records: list[ConsumerRecord[bytes, bytes]]
     ) -> Generator[_Step, None, None]:
-        """Offer one run's records of a fetch to its sockets, socket by socket.
+        """Offer one run's records of a fetch to its sockets.
 
-        Socket by socket, not record by record: a socket gets all of its
-        frames of this fetch in one go, held and then written with one system
-        call, where record by record a thousand sockets on a run would take
-        longer than a slice for each record and get a call for every frame.
+        First socket by socket: each socket that takes frames straight to its
+        transport gets all of its frames of this fetch in one go, held and
+        written with one system call, where record by record a thousand
+        sockets on a run would take longer than a slice for each record and
+        get a call for every frame. A socket stops there at its first frame
+        that had to queue (or that it buffers, catching up); the rest of the
+        frames go to those sockets record by record, so that slow sockets'
+        queues grow together and the tenant's buffers, not one socket's queue,
+        reach their limit first: the tail pauses rather than cut a socket.
+
         Yields when the slice is over (the caller flushes and lets the loop
         run) or when the tenant's buffers passed the high mark (the caller
         pauses until they drain); checked before every frame, so they pass it
@@ -366,11 +373,25 @@ class TenantTail:
             # per-socket CPU); likewise the metrics, once per slice.
             spans.append(self._spans.start(record.headers, run_id, len(subs)))
         try:
+            behind: list[tuple[Subscriber, int]] = []  # (socket, its next frame)
             for sub in tuple(subs):
-                for frame in frames:
+                for index, frame in enumerate(frames):
                     if self.level.over:
                         yield _Step.HOLD
-                    self._slice_sent += sub.offer(frame)
+                    if not sub.offer(frame):
+                        # Queued, buffered, dropped or refused: the rest in turn.
+                        if index + 1 < len(frames):
+                            behind.append((sub, index + 1))
+                        break
+                    self._slice_sent += 1
+                if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:
+                    yield _Step.YIELD
+            for index, frame in enumerate(frames):
+                for sub, start in behind:
+                    if start <= index:
+                        if self.level.over:
+                            yield _Step.HOLD
+                        self._slice_sent += sub.offer(frame)
                 if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:
                     yield _Step.YIELD
         finally:
