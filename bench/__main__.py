@@ -27,6 +27,7 @@ from bench.systems import (
     Centrifugo,
     Endpoints,
     Floor,
+    KafkaAlone,
     RedisPubSub,
     System,
     Tidings,
@@ -35,7 +36,15 @@ from bench.systems import (
 )
 from bench.workloads import FULL, QUICK, WORKLOADS, Scale
 
-SYSTEMS = ["tidings", "tidings-asgi", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+SYSTEMS = [
+    "tidings",
+    "tidings-asgi",
+    "kafka",
+    "floor",
+    "redis-pubsub",
+    "centrifugo",
+    "temporal-streams",
+]
 
 
 def say(message: str) -> None:
@@ -90,7 +99,7 @@ def main() -> int:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tidings-bench-")))
         ends = (
             stack.enter_context(endpoints(work))
-            if any(n.startswith(("tidings", "temporal")) for n in chosen)
+            if any(n.startswith(("tidings", "temporal", "kafka")) for n in chosen)
             else None
         )
         systems: list[System] = []
@@ -105,6 +114,10 @@ def main() -> int:
                 if owner is not None:
                     fix.borrow(owner)
                 systems.append(fix)
+            elif name == "kafka":
+                assert ends is not None
+                owner = next((s for s in systems if isinstance(s, Tidings)), None)
+                systems.append(KafkaAlone(work, ends, owner))
             elif name == "floor":
                 systems.append(Floor(work))
             elif name == "redis-pubsub":

@@ -196,16 +196,20 @@ def write_targets(targets: Sequence[tuple[str, str | None]]) -> str:
 
 
 @contextmanager
-def load(processes: int, clients: int, **options: Any) -> Iterator[list[LoadProcess]]:
+def load(
+    processes: int, clients: int, module: str = "bench.loadgen", **options: Any
+) -> Iterator[list[LoadProcess]]:
     """Spawn ``processes`` load generators sharing ``clients`` sockets; options
-    become --flags of bench.loadgen. Each gets a slice of the targets."""
+    become --flags of bench.loadgen. Each gets a slice of the targets.
+    ``module``: another program speaking loadgen's protocol, for a system whose
+    clients are not WebSockets (bench/peers/kafka_alone.py)."""
     procs: list[LoadProcess] = []
     try:
         per, extra = divmod(clients, processes)
         offset = 0
         for i in range(processes):
             count = per + (1 if i < extra else 0)
-            argv = [PYTHON, "-m", "bench.loadgen", "--clients", str(count), "--offset", str(offset)]
+            argv = [PYTHON, "-m", module, "--clients", str(count), "--offset", str(offset)]
             offset += count
             for key, value in options.items():
                 flag = "--" + key.replace("_", "-")

@@ -15,16 +15,25 @@ from typing import Any
 
 from bench.workloads import Scale
 
-ORDER = ["tidings", "tidings-asgi", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+ORDER = [
+    "tidings",
+    "tidings-asgi",
+    "kafka",
+    "floor",
+    "redis-pubsub",
+    "centrifugo",
+    "temporal-streams",
+]
 LABELS = {
     "tidings": "Tidings",
     "tidings-asgi": "Tidings via ASGI",
+    "kafka": "Kafka alone",
     "floor": "floor",
     "redis-pubsub": "Redis pub/sub",
     "centrifugo": "Centrifugo",
     "temporal-streams": "Temporal streams",
 }
-PEERS = ["floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+PEERS = ["kafka", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
 
 
 def machine() -> dict[str, Any]:
@@ -268,7 +277,7 @@ def chart(doc: dict[str, Any], path: Path) -> Path | None:
         ("F: new connections/s", "F", "connections_per_s", 1500),
     ]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8))
-    colours = ["#d62728", "#ff9896", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd"]
+    colours = ["#d62728", "#ff9896", "#8c564b", "#7f7f7f", "#1f77b4", "#2ca02c", "#9467bd"]
     for ax, (title, workload, key, target) in zip(axes.flat, panels, strict=True):
         names, values, cols = [], [], []
         for i, system in enumerate(systems):
