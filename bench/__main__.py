@@ -36,15 +36,7 @@ from bench.systems import (
 )
 from bench.workloads import FULL, QUICK, WORKLOADS, Scale
 
-SYSTEMS = [
-    "tidings",
-    "tidings-asgi",
-    "kafka",
-    "floor",
-    "redis-pubsub",
-    "centrifugo",
-    "temporal-streams",
-]
+SYSTEMS = report.ORDER  # every system, in the report's order
 
 
 def say(message: str) -> None:

@@ -67,6 +67,12 @@ def run_publisher(argv: list[str], timeout: float) -> dict[str, Any]:
     return result
 
 
+def with_kafka_broker(pids: dict[str, int], endpoints: Endpoints) -> dict[str, int]:
+    """``pids`` and, as "broker", the process serving the stack's Kafka port."""
+    broker = pid_listening(int(endpoints.kafka.rsplit(":", 1)[1]))
+    return pids if broker is None else {**pids, "broker": broker}
+
+
 class System:
     name = ""
     title = ""
@@ -322,9 +328,6 @@ class Tidings(System):
     ready_marker = "caught_up"
     workloads = ALL_WORKLOADS
     partitions = 6
-    # Steady-state workloads open sockets 2 x 200 at a time; the burst
-    # workload (F) does not hold back.
-    connect_concurrency = 200
 
     def __init__(self, work: Path, endpoints: Endpoints) -> None:
         super().__init__(work)
@@ -464,11 +467,7 @@ class Tidings(System):
             yield srv
 
     def pids(self) -> dict[str, int]:
-        pids = super().pids()
-        broker = pid_listening(int(self.endpoints.kafka.rsplit(":", 1)[1]))
-        if broker is not None:
-            pids["broker"] = broker
-        return pids
+        return with_kafka_broker(super().pids(), self.endpoints)
 
     def stream_path(self, run_id: str, query: str = "from=now") -> str:
         return f"/v1/runs/{run_id}/stream?{query}"
@@ -608,11 +607,7 @@ class KafkaAlone(System):
             yield srv
 
     def pids(self) -> dict[str, int]:
-        pids = super().pids()
-        broker = pid_listening(int(self.endpoints.kafka.rsplit(":", 1)[1]))
-        if broker is not None:
-            pids["broker"] = broker
-        return pids
+        return with_kafka_broker(super().pids(), self.endpoints)
 
     def targets(self, channels: list[str]) -> list[tuple[str, str | None]]:
         return [(run, None) for run in channels]
