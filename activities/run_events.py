@@ -7,7 +7,7 @@ these activities, so a retried emit re-sends the same event id.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 
@@ -26,6 +26,28 @@ from tidings.observability import bind_log_context
 from tidings.topics import completions_topic, dlq_topic, requests_topic
 
 
+class _OfAttempt(Protocol):
+    """What names one attempt of a step (or, with no step, the run)."""
+
+    @property
+    def tenant(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def step(self) -> str | None: ...
+    @property
+    def attempt(self) -> int: ...
+
+
+class _OfStep(_OfAttempt, Protocol):
+    """An attempt of a step together with the pipeline and input it ran with."""
+
+    @property
+    def pipeline(self) -> str: ...
+    @property
+    def input(self) -> dict[str, Any]: ...
+
+
 class RunActivities:
     def __init__(self, emitter: Emitter) -> None:
         self._emitter = emitter
@@ -33,48 +55,25 @@ class RunActivities:
     @activity.defn(name=EMIT_RUN_EVENT)
     async def emit_run_event(self, data: RunEventInput) -> str:
         bind_log_context(run_id=data.run_id, tenant=data.tenant)
-        event = Event(
-            type=data.type,
-            tenant=data.tenant,
-            run_id=data.run_id,
-            step=data.step,
-            attempt=data.attempt,
-            seq=data.seq,
-            data=data.data,
-        )
-        await self._emitter.emit(event)
-        return event.id
+        return await self._emit(data, data.type, data.seq, data.data)
 
     @activity.defn(name=RECORD_STEP_FAILURE)
     async def record_step_failure(self, data: StepFailureInput) -> str:
         bind_log_context(run_id=data.run_id, tenant=data.tenant)
-        failed = Event(
-            type=EventType.STEP_FAILED,
-            tenant=data.tenant,
-            run_id=data.run_id,
-            step=data.step,
-            attempt=data.attempt,
-            # After the attempt's own events and after its step.retrying marker.
-            seq=CLOSING_SEQ + 1,
-            data={"error": data.error, "error_type": data.error_type},
-        )
-        await self._emitter.emit(failed)
+        # After the attempt's own events and after its step.retrying marker.
+        seq = CLOSING_SEQ + 1
+        error = {"error": data.error, "error_type": data.error_type}
+        failed_id = await self._emit(data, EventType.STEP_FAILED, seq, error)
         record: dict[str, Any] = {
             "kind": "step_failed",
             # Same id as the step.failed event: a retried record is recognisable.
-            "id": failed.id,
-            "tenant": data.tenant,
-            "run_id": data.run_id,
-            "pipeline": data.pipeline,
-            "step": data.step,
-            "attempt": data.attempt,
-            "input": data.input,
-            "error": data.error,
-            "error_type": data.error_type,
+            "id": failed_id,
+            **_step_fields(data),
+            **error,
             "ts": utc_now_iso(),
         }
         await self._emitter.publish(dlq_topic(self._emitter.topic_prefix), data.run_id, record)
-        return failed.id
+        return failed_id
 
     @activity.defn(name=REQUEST_EXTERNAL)
     async def request_external(self, data: ExternalRequestInput) -> str:
@@ -86,25 +85,37 @@ class RunActivities:
             {
                 "id": request_id,
                 "idempotency_key": data.idempotency_key,
-                "tenant": data.tenant,
-                "run_id": data.run_id,
-                "pipeline": data.pipeline,
-                "step": data.step,
-                "attempt": data.attempt,
-                "input": data.input,
+                **_step_fields(data),
                 "reply_topic": completions_topic(prefix),
                 "timeout_seconds": data.timeout_seconds,
             },
         )
-        await self._emitter.emit(
-            Event(
-                type=EventType.STEP_REQUESTED,
-                tenant=data.tenant,
-                run_id=data.run_id,
-                step=data.step,
-                attempt=data.attempt,
-                seq=0,
-                data={"idempotency_key": data.idempotency_key, "input": data.input},
-            )
-        )
+        requested = {"idempotency_key": data.idempotency_key, "input": data.input}
+        await self._emit(data, EventType.STEP_REQUESTED, 0, requested)
         return request_id
+
+    async def _emit(self, of: _OfAttempt, type: str, seq: int, data: dict[str, Any]) -> str:
+        """Emit an event of ``of``'s attempt; returns its (deterministic) id."""
+        event = Event(
+            type=type,
+            tenant=of.tenant,
+            run_id=of.run_id,
+            step=of.step,
+            attempt=of.attempt,
+            seq=seq,
+            data=data,
+        )
+        await self._emitter.emit(event)
+        return event.id
+
+
+def _step_fields(of: _OfStep) -> dict[str, Any]:
+    """The attempt as a record on a topic names it: who, which run, step and input."""
+    return {
+        "tenant": of.tenant,
+        "run_id": of.run_id,
+        "pipeline": of.pipeline,
+        "step": of.step,
+        "attempt": of.attempt,
+        "input": of.input,
+    }

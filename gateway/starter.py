@@ -41,14 +41,8 @@ class RunStarter(Protocol):
         ...
 
 
-async def _no_starter(
-    client: Client,
-    settings: Settings,
-    tenant: str,
-    pipeline: str,
-    input: dict[str, Any],
-    idempotency_key: str | None,
-) -> tuple[str, bool]:
+async def _no_starter(*_: object, **__: object) -> tuple[str, bool]:
+    # Refuses whatever it is asked, so it takes any arguments a starter takes.
     raise Unavailable("this gateway has no pipeline registry installed")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -69,31 +70,52 @@ async def start_run(
         run_id=run_id,
         spec=spec.model_dump(mode="json"),
     )
+    return await start_pipeline(
+        client,
+        arg,
+        settings.temporal.task_queue,
+        summary=run_summary(spec, tenant, validated),
+        details=run_details(spec, tenant, validated),
+    )
+
+
+async def start_pipeline(
+    client: Client,
+    arg: PipelineInput,
+    task_queue: str,
+    *,
+    summary: str | None = None,
+    details: str | None = None,
+    execution_timeout: timedelta | None = None,
+) -> tuple[str, bool]:
+    """Start ``PipelineWorkflow`` with id ``arg.run_id`` (input already
+    validated), or find the run that has it; return ``(run_id, created)``."""
     try:
         handle = await client.start_workflow(
             PIPELINE_WORKFLOW,
             arg,
-            id=run_id,
-            task_queue=settings.temporal.task_queue,
+            id=arg.run_id,
+            task_queue=task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A finished run keeps its id: the same key never starts a second run.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            execution_timeout=execution_timeout,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(TENANT_KEY, tenant),
-                    SearchAttributePair(PIPELINE_KEY, pipeline),
+                    SearchAttributePair(TENANT_KEY, arg.tenant),
+                    SearchAttributePair(PIPELINE_KEY, arg.pipeline),
                 ]
             ),
-            static_summary=run_summary(spec, tenant, validated),
-            static_details=run_details(spec, tenant, validated),
+            static_summary=summary,
+            static_details=details,
         )
     except WorkflowAlreadyStartedError:
-        return run_id, False
+        return arg.run_id, False
     # The SDK keeps the server's answer but exposes no accessor for its
     # `started` flag, which is the only way to tell a new run from an existing one.
     response = getattr(handle, "_start_workflow_response", None)
     created = bool(getattr(response, "started", True))
-    return run_id, created
+    return arg.run_id, created
 
 
 def input_excerpt(spec: PipelineSpec, input: dict[str, Any]) -> str | None:

@@ -6,12 +6,8 @@ the ``tidings`` CLI itself run as a child process, as a user runs it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-from tests.support import free_port, wait_for
+from tests.processes import ChildProcess, module_argv, spawn_module
+from tests.services import GatewayProcess, finished_run, service_env
+from tests.support import free_port
+from tests.topics import private_topics
 from tidings.settings import Settings
-from tidings.topics import events_topic
 
-ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 2
 QUESTION = "How do resume tokens survive a gateway restart?"
 
@@ -45,63 +39,14 @@ class Result:
 
 
 @dataclass
-class Service:
-    """One ``tidings <command>`` child process, its output in a log file."""
-
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    def spawn(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "tidings.cli", *self.argv],
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def alive(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            code = self.process.returncode if self.process else None
-            raise AssertionError(f"tidings {self.argv[0]} exited ({code}){self.tail()}")
-        return True
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful close; its sockets just die."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-    def tail(self) -> str:
-        try:
-            text = self.log.read_text(errors="replace")[-3000:]
-        except OSError:
-            return ""
-        return f"\n--- {self.argv[0]} log ---\n{text}" if text.strip() else ""
-
-
-@dataclass
 class CliWorld:
     settings: Settings
     tenant: str
     key: str
     gateway_port: int
     logs: Path
-    gateway: Service | None = None
-    worker: Service | None = None
+    gateway: GatewayProcess | None = None
+    worker: ChildProcess | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -109,22 +54,12 @@ class CliWorld:
         return f"http://127.0.0.1:{self.gateway_port}"
 
     def service_env(self) -> dict[str, str]:
-        s = self.settings
-        return {
-            **os.environ,
-            "TIDINGS_ENV": "local",
-            "TIDINGS_TEMPORAL_ADDRESS": s.temporal.address,
-            "TIDINGS_TEMPORAL_TASK_QUEUE": s.temporal.task_queue,
-            "TIDINGS_KAFKA_BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
-            "TIDINGS_KAFKA_TOPIC_PREFIX": s.kafka.topic_prefix,
-            "TIDINGS_KAFKA_PARTITIONS": str(s.kafka.partitions),
-            "TIDINGS_REDIS_URL": s.redis.url.get_secret_value(),
-            "TIDINGS_TENANTS_API_KEYS": json.dumps({self.key: self.tenant}),
-            "TIDINGS_GATEWAY_HOST": "127.0.0.1",
-            "TIDINGS_GATEWAY_PORT": str(self.gateway_port),
-            "TIDINGS_GATEWAY_TOKEN_SECRET": f"cli-test-secret-{uuid.uuid4().hex}",
-            "TIDINGS_LOG_LEVEL": "WARNING",
-        }
+        return service_env(
+            self.settings,
+            {self.key: self.tenant},
+            self.gateway_port,
+            TIDINGS_GATEWAY_TOKEN_SECRET=f"cli-test-secret-{uuid.uuid4().hex}",
+        )
 
     def cli_env(self) -> dict[str, str]:
         """What a user's shell has: the gateway, the key, and (for replay) Temporal."""
@@ -145,34 +80,21 @@ class CliWorld:
 
     async def start_gateway(self) -> None:
         assert self.gateway is not None
-        self.gateway.spawn()
-        await wait_for(self._gateway_ready, 30, f"the gateway on :{self.gateway_port} to be ready")
-
-    async def _gateway_ready(self) -> bool:
-        assert self.gateway is not None
-        self.gateway.alive()
-        try:
-            async with httpx.AsyncClient(timeout=2) as client:
-                return (await client.get(f"{self.url}/readyz")).status_code == 200
-        except httpx.HTTPError:
-            return False
+        await self.gateway.start()
 
     async def restart_gateway(self) -> None:
         """kill -9, then the same command on the same port."""
         assert self.gateway is not None
-        await asyncio.to_thread(self.gateway.kill)
-        await self.start_gateway()
+        await self.gateway.restart()
 
     async def start_worker(self) -> None:
         assert self.worker is not None
-        self.worker.spawn()
-        await wait_for(
-            lambda: self.worker is not None
-            and self.worker.alive()
-            and "ready on task queue" in self.worker.log.read_text(errors="replace"),
-            60,
-            "the worker to be ready",
-        )
+        log = self.worker.log
+
+        async def says_ready() -> bool:
+            return "ready on task queue" in log.read_text(errors="replace")
+
+        await self.worker.start(says_ready, 60)
 
     # -- the CLI ---------------------------------------------------------------
 
@@ -192,12 +114,9 @@ class CliWorld:
         return Result(proc.returncode, out.decode(), err.decode())
 
     async def spawn_cli(self, *argv: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
+        return await spawn_module(
             "tidings.cli",
             *argv,
-            cwd=ROOT,
             env=self.cli_env(),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -214,39 +133,7 @@ class CliWorld:
 
     async def finished(self, run_id: str) -> dict[str, Any]:
         """``GET /v1/runs/{id}`` once Temporal has closed the run."""
-        detail: dict[str, Any] = {}
-        async with httpx.AsyncClient(
-            base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=10
-        ) as client:
-
-            async def closed() -> bool:
-                response = await client.get(f"/v1/runs/{run_id}")
-                response.raise_for_status()
-                detail.clear()
-                detail.update(response.json())
-                return detail["status"] not in ("RUNNING", "WAITING")
-
-            await wait_for(closed, 60, f"Temporal to close {run_id}")
-        return detail
-
-
-@asynccontextmanager
-async def private_topics(settings: Settings, tenant: str) -> AsyncIterator[None]:
-    """The tenant's events topic, made before anyone subscribes; every topic of
-    the private prefix is deleted after."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
-    await admin.start()
-    try:
-        topic = events_topic(settings.kafka.topic_prefix, tenant)
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-        yield
-        prefix = f"{settings.kafka.topic_prefix}."
-        ours = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if ours:
-            with contextlib.suppress(Exception):
-                await admin.delete_topics(ours)
-    finally:
-        await admin.close()
+        return await finished_run(self.url, self.key, run_id, 60)
 
 
 @asynccontextmanager
@@ -260,8 +147,13 @@ async def cli_world(settings: Settings, logs: Path) -> AsyncIterator[CliWorld]:
         logs=logs,
     )
     env = world.service_env()
-    world.gateway = Service(["gateway"], env, logs / "gateway.log")
-    world.worker = Service(["worker"], env, logs / "worker.log")
+    gateway = ChildProcess(
+        "tidings gateway", module_argv("tidings.cli", "gateway"), env, logs / "gateway.log"
+    )
+    world.gateway = GatewayProcess(gateway, world.gateway_port)
+    world.worker = ChildProcess(
+        "tidings worker", module_argv("tidings.cli", "worker"), env, logs / "worker.log"
+    )
     async with private_topics(settings, world.tenant):
         try:
             await asyncio.gather(world.start_worker(), world.start_gateway())

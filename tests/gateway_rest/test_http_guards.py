@@ -24,6 +24,7 @@ from websockets.sync.client import connect
 
 from gateway.command import server_config, websocket_implementation
 from gateway.http_protocol import GuardedHttpToolsProtocol, guarded_http_protocol
+from tests.rawhttp import receive, status_of
 from tests.support import free_port
 from tidings.settings import GatewaySettings, Settings
 
@@ -85,22 +86,10 @@ def port() -> Iterator[int]:
 
 def _read_until_closed(sock: socket.socket, within: float) -> bytes:
     """Everything the server sends until it closes; fails if it is still open after ``within``."""
-    deadline = time.monotonic() + within
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise AssertionError(f"connection still open after {within}s; got {chunks!r}")
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except ConnectionResetError:
-            return b"".join(chunks)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    answer, closed = receive(sock, within)
+    if not closed:
+        raise AssertionError(f"connection still open after {within}s; got {answer!r}")
+    return answer
 
 
 def _read_response(sock: socket.socket, within: float = 5.0) -> bytes:
@@ -123,10 +112,6 @@ def _read_response(sock: socket.socket, within: float = 5.0) -> bytes:
         data += chunk
 
 
-def _status(response: bytes) -> int:
-    return int(response.split(b" ", 2)[1])
-
-
 def _error_code(response: bytes) -> str:
     code: str = json.loads(response.partition(b"\r\n\r\n")[2])["error"]["code"]
     return code
@@ -146,7 +131,7 @@ def test_half_sent_head_gets_408_and_is_closed(port: int) -> None:
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         answer = _read_until_closed(sock, TIMEOUT + MARGIN)
     took = time.monotonic() - began
-    assert _status(answer) == 408, answer
+    assert status_of(answer) == 408, answer
     assert _error_code(answer) == "request_timeout"
     assert b"connection: close" in answer.lower()
     assert TIMEOUT * 0.9 <= took <= TIMEOUT + MARGIN, took
@@ -157,27 +142,21 @@ def test_trickled_head_does_not_extend_the_timeout(port: int) -> None:
     began = time.monotonic()
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-        chunks: list[bytes] = []
-        deadline = began + TIMEOUT + MARGIN
-        while time.monotonic() < deadline:
-            sock.settimeout(0.2)  # also the trickle's pace
+
+        def trickle(_: bytes) -> bool:
             try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                try:
-                    sock.sendall(b"a")
-                except (BrokenPipeError, ConnectionResetError):
-                    break
-                continue
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        else:
+                sock.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                return True  # the server has closed its side
+            return False
+
+        within = began + TIMEOUT + MARGIN - time.monotonic()
+        # Each quiet 0.2 s the client sends one more byte: the trickle's pace.
+        answer, closed = receive(sock, within, poll=0.2, on_quiet=trickle)
+        if not closed:
             raise AssertionError("a trickling client was not closed")
     assert time.monotonic() - began <= TIMEOUT + MARGIN
-    assert _status(b"".join(chunks)) == 408
+    assert status_of(answer) == 408
 
 
 def test_silent_connection_is_closed_quietly(port: int) -> None:
@@ -193,26 +172,26 @@ def test_keep_alive_rearms_the_timeout_for_each_request(port: int) -> None:
         for _ in range(3):
             sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
             first = _read_response(sock)
-            assert _status(first) == 200, first
+            assert status_of(first) == 200, first
         # The next request on the same connection is half-sent: cut at its own timeout.
         began = time.monotonic()
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n")
         answer = _read_until_closed(sock, TIMEOUT + MARGIN)
-    assert _status(answer) == 408, answer
+    assert status_of(answer) == 408, answer
     assert time.monotonic() - began <= TIMEOUT + MARGIN
 
 
 def test_oversized_head_gets_431(port: int) -> None:
     huge = b"GET /ping HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
     answer = _request(port, huge)
-    assert _status(answer) == 431, answer[:300]
+    assert status_of(answer) == 431, answer[:300]
     assert _error_code(answer) == "headers_too_large"
 
 
 def test_head_just_over_the_limit_in_one_piece_gets_431(port: int) -> None:
     headers = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 100) for i in range(45))  # ~4.9 KB
     answer = _request(port, b"GET /ping HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
-    assert _status(answer) == 431, answer[:300]
+    assert status_of(answer) == 431, answer[:300]
 
 
 def test_normal_requests_and_large_bodies_are_served(port: int) -> None:
@@ -220,7 +199,7 @@ def test_normal_requests_and_large_bodies_are_served(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
         answer = _read_response(sock)
-        assert _status(answer) == 200, answer
+        assert status_of(answer) == 200, answer
         assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"pong": "yes"}
         # A body far over the head limit, in the same write as its head.
         body = b"b" * 200_000
@@ -229,7 +208,7 @@ def test_normal_requests_and_large_bodies_are_served(port: int) -> None:
             b"Content-Length: %d\r\n\r\n" % len(body) + body
         )
         answer = _read_response(sock)
-        assert _status(answer) == 200, answer
+        assert status_of(answer) == 200, answer
         assert json.loads(answer.partition(b"\r\n\r\n")[2]) == {"size": len(body)}
 
 

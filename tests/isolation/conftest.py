@@ -7,44 +7,24 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest_asyncio
-from pydantic import SecretStr
-from temporalio.client import Client
 
-from tests.stream.harness import create_topic, delete_topic
-from tidings.settings import GatewaySettings, Settings, TenantSettings
-from tidings.topics import events_topic
+from tests.tenants import Tenants, fresh_tenants
 
 SECRET = "isolation-test-secret-0123456789abcdef"
 PARTITIONS = 3
 
 
-@dataclass
-class IsoEnv:
-    base: Settings
-    noisy: str  # tenant A
-    quiet: str  # tenant B
-    keys: dict[str, str]  # api key -> tenant
-    temporal: Client
+class IsoEnv(Tenants):
+    @property
+    def noisy(self) -> str:  # tenant A
+        return self.names[0]
 
-    def key(self, tenant: str) -> str:
-        return next(k for k, t in self.keys.items() if t == tenant)
-
-    def topic(self, tenant: str) -> str:
-        return events_topic(self.base.kafka.topic_prefix, tenant)
-
-    def settings(self, tenants: dict[str, Any] | None = None, **gateway: Any) -> Settings:
-        """For a gateway in this process."""
-        return Settings(
-            temporal=self.base.temporal,
-            kafka=self.base.kafka,
-            redis=self.base.redis,
-            tenants=TenantSettings(api_keys=self.keys, **(tenants or {})),
-            gateway=GatewaySettings(token_secret=SecretStr(SECRET), **gateway),
-        )
+    @property
+    def quiet(self) -> str:  # tenant B
+        return self.names[1]
 
     def environ(self, **extra: str) -> dict[str, str]:
         """For a gateway process: TIDINGS_* variables (``extra`` adds or overrides)."""
@@ -53,7 +33,7 @@ class IsoEnv:
             "TIDINGS_KAFKA_BOOTSTRAP_SERVERS": self.base.kafka.bootstrap_servers,
             "TIDINGS_REDIS_URL": self.base.redis.url.get_secret_value(),
             "TIDINGS_TENANTS_API_KEYS": json.dumps(self.keys),
-            "TIDINGS_GATEWAY_TOKEN_SECRET": SECRET,
+            "TIDINGS_GATEWAY_TOKEN_SECRET": self.secret,
             "TIDINGS_LOG_LEVEL": "WARNING",
             **extra,
         }
@@ -62,15 +42,8 @@ class IsoEnv:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def iso_env(stack: Any) -> AsyncIterator[IsoEnv]:
     tag = uuid.uuid4().hex[:8]
-    noisy, quiet = f"ia{tag}", f"ib{tag}"
-    base: Settings = stack.settings()
-    topics = [events_topic(base.kafka.topic_prefix, t) for t in (noisy, quiet)]
-    for topic in topics:
-        await create_topic(base.kafka.bootstrap_servers, topic, partitions=PARTITIONS)
-    temporal = await Client.connect(base.temporal.address, namespace=base.temporal.namespace)
-    keys = {f"key-{noisy}": noisy, f"key-{quiet}": quiet}
-    try:
-        yield IsoEnv(base, noisy, quiet, keys, temporal)
-    finally:
-        for topic in topics:
-            await delete_topic(base.kafka.bootstrap_servers, topic)
+    names = [f"ia{tag}", f"ib{tag}"]
+    async with fresh_tenants(
+        IsoEnv, stack.settings(), names, secret=SECRET, partitions=PARTITIONS
+    ) as env:
+        yield env

@@ -8,13 +8,11 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,10 +21,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.observability.records import topic_partitions
+from tests.processes import spawn_module
 from tests.support import free_port, wait_for
 from tidings.events import Event
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -53,13 +50,10 @@ async def gateway_process(
     port = free_port()
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
     env = {**inherited, **environ, "TIDINGS_GATEWAY_PORT": str(port)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
+    process = await spawn_module(
         "tests.isolation.gateway_main",
         str(port),
         str(send_buffer),
-        cwd=ROOT,
         env=env,
         # A session of its own: where the kernel shares CPU between sessions
         # (autogroups), the gateway's share is not the test's or a load generator's.

@@ -31,7 +31,6 @@ import contextlib
 import gc
 import json
 import statistics
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -41,7 +40,6 @@ import pytest
 
 from tests.isolation.conftest import IsoEnv
 from tests.isolation.harness import (
-    ROOT,
     Reading,
     favoured,
     gateway_process,
@@ -54,6 +52,7 @@ from tests.isolation.harness import (
     read_stream,
 )
 from tests.observability.scrape import scrape, value
+from tests.processes import spawn_module
 from tests.stream.harness import temporal_run
 from tests.support import wait_for
 from tidings.events import Event
@@ -87,12 +86,9 @@ class NoisyTenant:
 
     @classmethod
     async def start(cls, config: dict[str, Any]) -> NoisyTenant:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
+        process = await spawn_module(
             "tests.isolation.noisy",
             json.dumps(config),
-            cwd=ROOT,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             # Its own session (the kernel may share CPU between sessions), niced:

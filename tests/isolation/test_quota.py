@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.isolation.conftest import IsoEnv
-from tests.stream.harness import emitter, gateway, read_until_closed, script, temporal_run
+from tests.stream.harness import read_until_closed, script, served, temporal_run
 from tests.support import wait_for
 from tidings.client import subscribe
 from tidings.events import Event
@@ -28,8 +28,7 @@ async def test_past_the_socket_quota_1013_then_recovery(iso_env: IsoEnv) -> None
     settings = env.settings(tenants={"max_sockets": QUOTA})
     key, other_key = env.key(tenant), env.key(other)
     async with (
-        gateway(settings) as gw,
-        emitter(settings) as em,
+        served(settings) as (gw, em),
         temporal_run(env.temporal, tenant) as run_id,
         temporal_run(env.temporal, other) as other_run,
     ):

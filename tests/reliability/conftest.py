@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from temporalio.client import Client
 
 from tests.reliability.deploy import Deployment, Secrets, deployment_env, write_pipelines
+from tests.topics import create_topics, delete_prefixed
 from tidings.topics import events_topic
 
 if TYPE_CHECKING:
@@ -50,32 +50,6 @@ class Rel:
     @property
     def kafka(self) -> str:
         return self.stack.endpoints.kafka_bootstrap
-
-
-async def create_topics(bootstrap: str, topics: list[str], partitions: int = 3) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(t, partitions, 1) for t in topics])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while not set(topics) <= set(await admin.list_topics()):
-            assert loop.time() < deadline, f"topics {topics} never appeared"
-            await asyncio.sleep(0.05)
-    finally:
-        await admin.close()
-
-
-async def delete_topics(bootstrap: str, prefix: str) -> None:
-    """Every topic of the deployment's private prefix (tenant topics, DLQ, requests...)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -115,7 +89,7 @@ def rel_deployment(
         yield deployment
     finally:
         deployment.stop()
-        asyncio.run(delete_topics(stack.endpoints.kafka_bootstrap, prefix))
+        asyncio.run(delete_prefixed(stack.endpoints.kafka_bootstrap, prefix))
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

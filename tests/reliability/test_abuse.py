@@ -36,9 +36,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.stream.tokens import TokenSigner
+from tests.rawhttp import close_code_in, exchange, headers_of, status_of, ws_upgrade
 from tests.reliability.conftest import Rel
 from tests.reliability.deploy import PIPELINE, Deployment, Proc
-from tests.reliability.rawhttp import close_code_in, exchange, headers_of, status_of, ws_upgrade
 from tests.reliability.verify import record
 from tests.support import wait_for, wait_until
 from tidings.runs import PIPELINE_WORKFLOW, TENANT_ATTRIBUTE

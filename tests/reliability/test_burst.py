@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 import time
 from typing import Any
 
 import httpx
 
+from tests.processes import spawn_module
 from tests.reliability.conftest import Rel
-from tests.reliability.deploy import PIPELINE, ROOT
+from tests.reliability.deploy import PIPELINE
 from tests.reliability.verify import (
     Watchers,
     answers,
@@ -53,13 +53,8 @@ async def run_burst(rel: Rel, run_ids: list[str], count: int, seconds: float) ->
         "seconds": seconds,
         "timeout": 20.0,
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.reliability.burst_client",
-        json.dumps(config),
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
+    process = await spawn_module(
+        "tests.reliability.burst_client", json.dumps(config), stdout=asyncio.subprocess.PIPE
     )
     try:
         out, _ = await asyncio.wait_for(process.communicate(), seconds + 30)

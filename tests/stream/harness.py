@@ -1,4 +1,4 @@
-"""Helpers for the stream tests: real servers on free ports, topics, runs, events."""
+"""Helpers for the stream tests: real servers on free ports, runs, events."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +18,6 @@ from typing import Any
 
 import uvicorn
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -89,6 +87,15 @@ async def gateway_process(settings: Settings, api_keys: dict[str, str]) -> Async
         await asyncio.to_thread(process.wait, 20)
 
 
+@asynccontextmanager
+async def served(
+    settings: Settings, *, send_buffer: int | None = None
+) -> AsyncIterator[tuple[Gateway, Emitter]]:
+    """A gateway in this process and an emitter producing to the topics it reads."""
+    async with gateway(settings, send_buffer=send_buffer) as gw, emitter(settings) as em:
+        yield gw, em
+
+
 def with_port(settings: Settings, port: int) -> Settings:
     """``settings`` for a gateway serving ``port`` (its identity in the lag hashes)."""
     return with_gateway(settings, port=port)
@@ -105,28 +112,6 @@ def _accepts(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-async def create_topic(bootstrap: str, topic: str, partitions: int = 3) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1)])
-        deadline = time.monotonic() + 15
-        while topic not in await admin.list_topics():
-            assert time.monotonic() < deadline, f"topic {topic} never appeared"
-            await asyncio.sleep(0.05)
-    finally:
-        await admin.close()
-
-
-async def delete_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
 
 
 @dataclass

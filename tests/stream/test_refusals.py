@@ -15,10 +15,9 @@ from websockets.asyncio.client import connect
 from gateway.stream.tokens import TokenSigner
 from tests.stream.conftest import SECRET, StreamEnv
 from tests.stream.harness import (
-    emitter,
-    gateway,
     read_until_closed,
     script,
+    served,
     temporal_run,
     wait_for,
     ws_url,
@@ -50,8 +49,7 @@ async def test_refusals_leave_other_sockets_alone(stream_env: StreamEnv) -> None
     settings = env.settings(max_frame_bytes=1024)
     key, other_key = env.key(env.tenant), env.key(env.other)
     async with (
-        gateway(settings) as gw,
-        emitter(settings) as em,
+        served(settings) as (gw, em),
         temporal_run(env.temporal, env.tenant) as run_id,
         temporal_run(env.temporal, env.other) as other_run,
     ):
@@ -117,8 +115,7 @@ async def test_expired_session_and_cursor_past_retention(stream_env: StreamEnv) 
     settings = env.settings()
     key = env.key(env.tenant)
     async with (
-        gateway(settings) as gw,
-        emitter(settings) as em,
+        served(settings) as (gw, em),
         temporal_run(env.temporal, env.tenant) as run_id,
     ):
         events = script(env.tenant, run_id, tokens=5)

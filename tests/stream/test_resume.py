@@ -13,10 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.stream.conftest import StreamEnv
 from tests.stream.harness import (
-    emitter,
-    gateway,
     gateway_process,
     script,
+    served,
     temporal_run,
     with_gateway,
 )
@@ -50,8 +49,7 @@ async def test_fifty_clients_resume_exactly_once_across_a_gateway_kill(
         # The replica that dies sends through ASGI, the survivor writes frames
         # directly: each client crosses both delivery paths.
         gateway_process(with_gateway(settings, direct_frames=False), env.keys) as doomed,
-        gateway(settings) as survivor,
-        emitter(settings) as em,
+        served(settings) as (survivor, em),
         temporal_run(env.temporal, env.tenant) as run_id,
     ):
         events = script(env.tenant, run_id, tokens=300)

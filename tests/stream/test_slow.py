@@ -14,10 +14,9 @@ from websockets.asyncio.client import connect
 
 from tests.stream.conftest import StreamEnv
 from tests.stream.harness import (
-    emitter,
-    gateway,
     read_until_closed,
     script,
+    served,
     temporal_run,
     wait_for,
     ws_url,
@@ -43,8 +42,7 @@ async def test_slow_client_is_cut_then_resumes_without_loss(stream_env: StreamEn
     settings = env.settings(send_queue_max_events=50, send_queue_max_bytes=64 * 1024)
     key = env.key(env.tenant)
     async with (
-        gateway(settings, send_buffer=8192) as gw,
-        emitter(settings) as em,
+        served(settings, send_buffer=8192) as (gw, em),
         temporal_run(env.temporal, env.tenant) as run_id,
     ):
         assert gw.service is not None

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.stream.conftest import StreamEnv
-from tests.stream.harness import emitter, gateway, script, temporal_run
+from tests.stream.harness import script, served, temporal_run
 from tidings.commands import watch
 from tidings.events import Event
 
@@ -29,8 +29,7 @@ async def test_watch_prints_steps_tokens_and_exit_codes(
     settings = env.settings()
     key = env.key(env.tenant)
     async with (
-        gateway(settings) as gw,
-        emitter(settings) as em,
+        served(settings) as (gw, em),
         temporal_run(env.temporal, env.tenant) as ok_run,
         temporal_run(env.temporal, env.tenant) as failed_run,
     ):

@@ -21,9 +21,7 @@ from urllib.parse import quote
 
 from tidings.commands.common import (
     EXIT_OK,
-    EXIT_REFUSED,
     EXIT_RUN_FAILED,
-    EXIT_UNAVAILABLE,
     CommandError,
     add_gateway_options,
     api_key,
@@ -95,25 +93,17 @@ def _events(args: argparse.Namespace) -> int:
 
 
 async def _follow(args: argparse.Namespace, cursor: str | None) -> int:
-    from tidings.client import FATAL_CLOSE_CODES, StreamError, subscribe
-    from tidings.commands.watch import CLOSE_TIMEOUT, RECONNECT_ATTEMPTS
+    from tidings.client import StreamError
+    from tidings.commands.stream import follow, stream_exit_code
 
-    options: dict[str, Any] = {
-        "from_start": True,
-        "close_timeout": CLOSE_TIMEOUT,
-        "max_attempts": RECONNECT_ATTEMPTS,
-    }
-    if cursor is not None:
-        options["after"] = cursor
     try:
-        async with subscribe(args.gateway, args.run_id, api_key(args), **options) as sub:
+        async with follow(args.gateway, args.run_id, api_key(args), cursor) as sub:
             async for event in sub:
                 _print(args, {"cursor": sub.cursor, "event": event.to_dict()})
                 cursor = sub.cursor
     except StreamError as exc:
-        code = EXIT_REFUSED if exc.close_code in FATAL_CLOSE_CODES else EXIT_UNAVAILABLE
         where = f"; resume with --after {cursor}" if cursor else ""
-        raise CommandError(f"{exc.message}{where}", code) from None
+        raise CommandError(f"{exc.message}{where}", stream_exit_code(exc)) from None
     status = sub.status or "?"
     print(f"run {status.lower()}; last cursor {cursor}", file=sys.stderr)
     return EXIT_OK if status == RunState.COMPLETED else EXIT_RUN_FAILED

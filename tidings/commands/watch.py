@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from tidings.client import StreamError, subscribe
+from tidings.client import StreamError
 from tidings.commands.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -42,26 +42,11 @@ from tidings.commands.common import (
     call,
     client,
 )
-from tidings.errors import CloseCode
+from tidings.commands.stream import follow, stream_exit_code
 from tidings.events import Event, EventType
 from tidings.runs import RunState
 
 PROG = "tidings watch"
-CLOSE_TIMEOUT = 1.0
-# Consecutive reconnect attempts (jittered backoff up to 10 s each): enough to
-# outlast a gateway restart or deploy of a minute or two.
-RECONNECT_ATTEMPTS = 30
-# Refusals a retry cannot fix; anything else means the gateway went away.
-_REFUSED_CODES = frozenset(
-    {
-        CloseCode.BAD_FRAME,
-        CloseCode.UNAUTHORIZED,
-        CloseCode.FORBIDDEN,
-        CloseCode.UNKNOWN_RUN,
-        CloseCode.TOKEN_EXPIRED,
-        CloseCode.MESSAGE_TOO_BIG,
-    }
-)
 _CURSOR = re.compile(r"^\d{1,6}:\d{1,19}$")
 _BRANCH = re.compile(r"\[\d+\]$")
 _TERMINAL = {
@@ -103,10 +88,11 @@ def main(args: argparse.Namespace) -> int:
         return exc.exit_code
     except StreamError as exc:
         printer.interrupt()
-        refused = exc.close_code in _REFUSED_CODES
-        hint = "" if refused else watch.resume_hint()
+        code = stream_exit_code(exc)
+        # A refusal is not fixed by picking up again: no hint.
+        hint = "" if code == EXIT_REFUSED else watch.resume_hint()
         print(f"{PROG}: {exc.message}{hint}", file=sys.stderr)
-        return EXIT_REFUSED if refused else EXIT_UNAVAILABLE
+        return code
     except KeyboardInterrupt:
         printer.interrupt()
         print(f"{PROG}: interrupted{watch.resume_hint()}", file=sys.stderr)
@@ -151,15 +137,7 @@ class Watch:
     async def run(self) -> str | None:
         args = self.args
         skip_history_tokens = not args.from_start and args.from_cursor is None
-        # Acks are sent before closing; the close handshake itself need not hold the terminal.
-        options: dict[str, Any] = {
-            "from_start": True,
-            "close_timeout": CLOSE_TIMEOUT,
-            "max_attempts": RECONNECT_ATTEMPTS,
-        }
-        if args.from_cursor is not None:
-            options["after"] = args.from_cursor
-        async with subscribe(args.gateway, args.run_id, self.key, **options) as sub:
+        async with follow(args.gateway, args.run_id, self.key, args.from_cursor) as sub:
             reconnects = 0
             async for event in sub:
                 self.cursor = sub.cursor

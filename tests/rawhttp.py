@@ -1,4 +1,5 @@
-"""Raw-socket helpers for abuse cases a well-behaved HTTP client refuses to send."""
+"""Raw-socket helpers for requests a well-behaved HTTP client refuses to send
+(abuse, slowloris) and for reading exactly what the server sent back."""
 
 from __future__ import annotations
 
@@ -7,28 +8,46 @@ import os
 import socket
 import struct
 import time
+from collections.abc import Callable
 
 
 def exchange(port: int, request: bytes, timeout: float = 10.0) -> bytes:
     """Send ``request`` as is; everything the server answers until it closes or goes quiet."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + timeout
-        sock.settimeout(1.0)
-        while time.monotonic() < deadline:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                if chunks and b"\r\n\r\n" in b"".join(chunks):
-                    break
-                continue
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+        answer, _ = receive(sock, timeout, poll=1.0, on_quiet=lambda got: b"\r\n\r\n" in got)
+        return answer
+
+
+def receive(
+    sock: socket.socket,
+    within: float,
+    *,
+    poll: float | None = None,
+    on_quiet: Callable[[bytes], bool] | None = None,
+) -> tuple[bytes, bool]:
+    """Everything the server sends for at most ``within`` seconds, and whether
+    it is done: the server closed (EOF or reset) or ``on_quiet`` said so.
+
+    ``on_quiet(received)`` is asked after every ``poll`` seconds without a
+    byte: True ends the wait (a complete answer; a trickle the server refused).
+    """
+    deadline = time.monotonic() + within
+    chunks: list[bytes] = []
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left if poll is None else min(poll, left))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            if on_quiet is not None and on_quiet(b"".join(chunks)):
+                return b"".join(chunks), True
+            continue
+        except ConnectionResetError:
+            return b"".join(chunks), True
+        if not chunk:
+            return b"".join(chunks), True
+        chunks.append(chunk)
+    return b"".join(chunks), False
 
 
 def status_of(response: bytes) -> int | None:
