@@ -2,9 +2,10 @@
 
 They live in the registry the app passes in (or a private one), so two
 services in one process (tests run two gateways) do not collide in the global
-registry. Together they give the per-tenant latency chain: Kafka lag ->
-send queue -> socket write, and the backpressure state: bytes buffered for
-each tenant's sockets and the partitions paused because of them.
+registry. Together they give the per-tenant latency chain: emit -> socket
+(end to end), Kafka lag -> send queue -> socket write, and the backpressure
+state: bytes buffered for each tenant's sockets and the partitions paused
+because of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 _WRITE_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 
 class StreamMetrics:
@@ -38,6 +40,15 @@ class StreamMetrics:
             " to drain included)",
             ["tenant"],
             buckets=_WRITE_BUCKETS,
+            registry=r,
+        )
+        self.emit_to_socket = Histogram(
+            "tidings_stream_emit_to_socket_seconds",
+            "From a record's Kafka timestamp (when the emitter made it) to the live"
+            " tail handing it to every socket of its run; one sample per record"
+            " (hosts' clocks must agree)",
+            ["tenant"],
+            buckets=_LATENCY_BUCKETS,
             registry=r,
         )
         self.delivered = Counter(

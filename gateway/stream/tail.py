@@ -146,6 +146,7 @@ class TenantTail:
         self._spans = FanoutSpans(tenant)
         self._delivered = metrics.delivered.labels(tenant)
         self._write_seconds = metrics.write_seconds.labels(tenant)
+        self._emit_to_socket = metrics.emit_to_socket.labels(tenant)
         # Subscribers of this tail hold their direct writes while it dispatches.
         self.cork = Cork()
         self._slice_sent = 0
@@ -360,6 +361,7 @@ class TenantTail:
             return
         frames: list[Frame] = []
         spans: list[Span] = []
+        stamps: list[int] = []  # the records' Kafka timestamps (ms)
         for record in records:
             if record.value is None:
                 continue
@@ -372,6 +374,7 @@ class TenantTail:
             # One span per record, not per socket (a span each would cost
             # per-socket CPU); likewise the metrics, once per slice.
             spans.append(self._spans.start(record.headers, run_id, len(subs)))
+            stamps.append(record.timestamp)
         try:
             behind: list[tuple[Subscriber, int]] = []  # (socket, its next frame)
             for sub in tuple(subs):
@@ -394,6 +397,9 @@ class TenantTail:
                         self._slice_sent += sub.offer(frame)
                 if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:
                     yield _Step.YIELD
+            handed = time.time()
+            for stamp in stamps:
+                self._emit_to_socket.observe(max(0.0, handed - stamp / 1000))
         finally:
             for span in spans:
                 span.end()

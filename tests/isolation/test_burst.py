@@ -259,6 +259,11 @@ async def test_d_stream_metrics_are_present_and_move_under_load(burst: Burst) ->
     events = sum(len(v) for v in b.sent.values())
     assert value(b.before, "tidings_stream_sockets", tenant=t) == clients
     assert max(value(s, "tidings_stream_send_queue_events", tenant=t) for s in b.during) > 0
+    # One emit -> socket sample per record fanned out (every record of this tenant).
+    emitted = value(b.after, "tidings_stream_emit_to_socket_seconds_count", tenant=t)
+    assert emitted - value(b.before, "tidings_stream_emit_to_socket_seconds_count", tenant=t) >= (
+        events
+    )
     # Write times are sampled per dispatch slice and per queued batch, not per frame.
     for part in ("count", "sum"):
         name = f"tidings_stream_socket_write_seconds_{part}"
