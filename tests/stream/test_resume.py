@@ -104,7 +104,10 @@ async def test_fifty_clients_resume_exactly_once_across_a_gateway_kill(
         for n in range(CLIENTS):
             assert [event.id for event in received[n]] == produced, f"client {n}"
         assert performed == dict.fromkeys(range(CLIENTS), DROPS_PER_CLIENT)
-        assert sum(sub.reconnects for sub in subs) >= CLIENTS * DROPS_PER_CLIENT
+        # Each drop but the last is followed by a resume before the next (the
+        # next waits for one); the last may find the rest of the run, end
+        # included, already in the client's buffer, with nothing left to resume.
+        assert all(sub.reconnects >= DROPS_PER_CLIENT - 1 for sub in subs)
         assert survivor.service is not None
         registry = survivor.service.metrics.registry
         resumes = registry.get_sample_value("tidings_stream_resumes_total", {"tenant": env.tenant})
