@@ -6,11 +6,9 @@ Run: python -m bench.floor --port P
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -18,6 +16,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bench.messages import peer_message
+from bench.starlette_server import serve
 
 SOCKETS: set[WebSocket] = set()
 
@@ -80,19 +79,7 @@ app = Starlette(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--ws", default="websockets-sansio")
-    args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        ws=args.ws,
-        ws_per_message_deflate=False,
-        log_level="warning",
-        backlog=4096,
-    )
+    serve(app)
 
 
 if __name__ == "__main__":

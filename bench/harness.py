@@ -240,3 +240,14 @@ def percentile(samples: Sequence[float], q: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def latency_summary(samples_ms: Sequence[float]) -> dict[str, Any]:
+    """The latency figures every system reports, from samples in ms."""
+    return {
+        "samples": len(samples_ms),
+        "p50_ms": round(percentile(samples_ms, 50), 2),
+        "p99_ms": round(percentile(samples_ms, 99), 2),
+        "p999_ms": round(percentile(samples_ms, 99.9), 2),
+        "max_ms": round(max(samples_ms), 2) if samples_ms else None,
+    }

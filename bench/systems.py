@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,7 +37,6 @@ from bench.harness import (
     pid_listening,
     raise_fd_limit,
     server,
-    write_targets,
 )
 from bench.messages import API_KEY, TENANT
 from bench.wsclient import connect
@@ -53,14 +53,35 @@ class Endpoints:
     redis: str
 
 
-def run_publisher(argv: list[str], timeout: float) -> dict[str, Any]:
-    done = subprocess.run(
-        [PYTHON, "-m", "bench.publish", *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+def run_publisher(
+    system: str,
+    target: str,
+    channels: list[str],
+    count: int,
+    rate: float,
+    deadline: float,
+    *extra: str,
+) -> dict[str, Any]:
+    """Run ``bench.publish`` for ``system`` in a process of its own; ``extra``
+    are system-specific flags. The channels go through a file (argv is too
+    small for 1,000)."""
+    handle, path = tempfile.mkstemp(prefix="bench-channels-", suffix=".json")
+    with os.fdopen(handle, "w") as file:
+        json.dump(channels, file)
+    argv = [
+        "--system", system, "--target", target, *extra, "--channels", path,
+        "--count", str(count), "--rate", str(rate), "--deadline", str(deadline),
+    ]  # fmt: skip
+    try:
+        done = subprocess.run(
+            [PYTHON, "-m", "bench.publish", *argv],
+            capture_output=True,
+            text=True,
+            timeout=deadline + 60,
+            cwd=ROOT,
+        )
+    finally:
+        os.unlink(path)
     if done.returncode != 0:
         raise RuntimeError(f"publisher failed: {done.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -267,29 +288,8 @@ class RedisPubSub(System):
     def publish(
         self, channels: list[str], count: int, rate: float, deadline: float
     ) -> dict[str, Any]:
-        path = write_targets([(c, None) for c in channels])
-        with open(path, "w") as file:
-            json.dump(channels, file)
-        try:
-            return run_publisher(
-                [
-                    "--system",
-                    "redis",
-                    "--target",
-                    f"redis://127.0.0.1:{self.redis_port}/0",
-                    "--channels",
-                    path,
-                    "--count",
-                    str(count),
-                    "--rate",
-                    str(rate),
-                    "--deadline",
-                    str(deadline),
-                ],
-                deadline + 60,
-            )
-        finally:
-            os.unlink(path)
+        target = f"redis://127.0.0.1:{self.redis_port}/0"
+        return run_publisher("redis", target, channels, count, rate, deadline)
 
     def resume(self, events: int, timeout: float) -> dict[str, Any]:
         """Pub/sub has no resume: reconnect after the events and count what arrives."""
@@ -478,31 +478,9 @@ class Tidings(System):
     def publish(
         self, channels: list[str], count: int, rate: float, deadline: float
     ) -> dict[str, Any]:
-        path = write_targets([])
-        with open(path, "w") as file:
-            json.dump(channels, file)
-        try:
-            return run_publisher(
-                [
-                    "--system",
-                    "kafka",
-                    "--target",
-                    self.endpoints.kafka,
-                    "--topic",
-                    self.topic,
-                    "--channels",
-                    path,
-                    "--count",
-                    str(count),
-                    "--rate",
-                    str(rate),
-                    "--deadline",
-                    str(deadline),
-                ],
-                deadline + 60,
-            )
-        finally:
-            os.unlink(path)
+        return run_publisher(
+            "kafka", self.endpoints.kafka, channels, count, rate, deadline, "--topic", self.topic
+        )
 
     def resume(self, events: int, timeout: float) -> dict[str, Any]:
         """Subscribe, keep the token, drop; ``events`` are emitted meanwhile;
@@ -745,31 +723,10 @@ class Centrifugo(System):
     def publish(
         self, channels: list[str], count: int, rate: float, deadline: float
     ) -> dict[str, Any]:
-        path = write_targets([])
-        with open(path, "w") as file:
-            json.dump(channels, file)
-        try:
-            return run_publisher(
-                [
-                    "--system",
-                    "centrifugo",
-                    "--target",
-                    f"http://127.0.0.1:{self.port}",
-                    "--api-key",
-                    self.api_secret,
-                    "--channels",
-                    path,
-                    "--count",
-                    str(count),
-                    "--rate",
-                    str(rate),
-                    "--deadline",
-                    str(deadline),
-                ],
-                deadline + 60,
-            )
-        finally:
-            os.unlink(path)
+        target = f"http://127.0.0.1:{self.port}"
+        return run_publisher(
+            "centrifugo", target, channels, count, rate, deadline, "--api-key", self.api_secret
+        )
 
     def resume(self, events: int, timeout: float) -> dict[str, Any]:
         """Subscribe (history on), note epoch+offset, drop; publish; reconnect

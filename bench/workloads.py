@@ -21,7 +21,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.harness import cpu_seconds, load, percentile, rss_kb, write_targets
+from bench.harness import cpu_seconds, latency_summary, load, rss_kb, write_targets
 from bench.systems import System
 
 
@@ -162,14 +162,7 @@ def _deliver(
         **_cpu_per_million(cpu0, cpu1, received),
     }
     if latency:
-        samples = [s / 1e6 for r in results for s in r["latencies_ns"]]
-        out.update(
-            samples=len(samples),
-            p50_ms=round(percentile(samples, 50), 2),
-            p99_ms=round(percentile(samples, 99), 2),
-            p999_ms=round(percentile(samples, 99.9), 2),
-            max_ms=round(max(samples), 2) if samples else None,
-        )
+        out.update(latency_summary([s / 1e6 for r in results for s in r["latencies_ns"]]))
     return out
 
 

@@ -10,16 +10,16 @@ subscription is confirmed, so the benchmark knows when to start publishing.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
 
-import uvicorn
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from bench.starlette_server import serve
 
 # One connection per subscribed socket: redis-py caps its pool, so lift the cap.
 REDIS = Redis.from_url(
@@ -57,19 +57,7 @@ app = Starlette(routes=[WebSocketRoute("/ws/{channel}", stream)])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--ws", default="websockets-sansio")
-    args = parser.parse_args()
-    uvicorn.run(
-        app,
-        host="127.0.0.1",
-        port=args.port,
-        ws=args.ws,
-        ws_per_message_deflate=False,
-        log_level="warning",
-        backlog=4096,
-    )
+    serve(app)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.harness import PYTHON, ROOT, cpu_seconds, percentile, pid_listening
+from bench.harness import PYTHON, ROOT, cpu_seconds, latency_summary, pid_listening
 
 TOPIC = "events"
 # Items per publish signal in a burst. A flush sends everything buffered as
@@ -306,14 +306,7 @@ def deliver(
         samples = [s / 1e6 for s in result["latencies_ns"]]
         # Drop warm-up: the first items are sent before ``since``.
         cut = int(len(samples) * max(0.0, (since - t0) / max(1, published["t1_ns"] - t0)))
-        samples = sorted(samples[cut:]) if cut < len(samples) else sorted(samples)
-        out.update(
-            samples=len(samples),
-            p50_ms=round(percentile(samples, 50), 2),
-            p99_ms=round(percentile(samples, 99), 2),
-            p999_ms=round(percentile(samples, 99.9), 2),
-            max_ms=round(max(samples), 2) if samples else None,
-        )
+        out.update(latency_summary(samples[cut:] if cut < len(samples) else samples))
     return out
 
 
