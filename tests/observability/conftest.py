@@ -5,7 +5,6 @@ in memory."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,11 +21,10 @@ from activities.metrics import WorkerMetrics
 from gateway.app import create_app
 from tests.gateway_rest.helpers import serve
 from tests.observability.steps import FAILS, SPEAK, ObsSteps
+from tests.services import private_settings
 from tests.support import free_port
 from tidings.settings import (
-    KafkaSettings,
     Settings,
-    TemporalSettings,
     TenantSettings,
     WorkerSettings,
 )
@@ -85,18 +83,7 @@ class Obs:
 
 @pytest.fixture(scope="session")
 def obs_settings(stack: StackHandle) -> Settings:
-    suffix = uuid.uuid4().hex[:8]
-    base = stack.settings()
-    return Settings(
-        temporal=TemporalSettings(
-            address=stack.endpoints.temporal_address, task_queue=f"obs-{suffix}"
-        ),
-        kafka=KafkaSettings(
-            bootstrap_servers=stack.endpoints.kafka_bootstrap,
-            topic_prefix=f"obs{suffix}",
-            partitions=2,
-        ),
-        redis=base.redis,
+    return private_settings(stack, "obs", partitions=2).replace(
         tenants=TenantSettings(
             api_keys={KEY: TENANT, OTHER_KEY: OTHER},
             max_events_lag=MAX_EVENTS_LAG,
