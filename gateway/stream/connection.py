@@ -2,10 +2,11 @@
 
 Opening: authenticate, check the resume token and its session, ask the run
 directory, register with the tenant's live tail, fix the first offset, then
-send the token frame first. Running: a reader (acks from the client), a
-catch-up task, and a writer for what could not go straight to the socket
-(``subscriber.py``); whichever of reader and writer ends first, or the
-subscriber failing or sending ``end``, cancels the rest. Every refusal is a
+send the token frame first. Running: the socket's own task reads acks from
+the client, a catch-up task runs while there is something to replay, and a
+writer while frames are queued (``subscriber.py``); the client leaving, the
+subscriber failing or sending ``end``, or a task failing ends the socket and
+cancels the rest. Every refusal is a
 :class:`StreamClosed`, turned into an ``error`` frame and a close code in one
 place (:func:`serve`).
 """
@@ -124,6 +125,7 @@ class StreamSocket:
         self._error: BaseException | None = None
         self._reading = False
         self._interrupted = False
+        self._reader: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
         """Open, then read acks until the client leaves or the subscriber is
@@ -135,9 +137,9 @@ class StreamSocket:
         ctx = self.ctx
         opened_at = ctx.runs.clock()
         sub, info, end, token = await self._open()
-        reader = asyncio.current_task()
+        reader = self._reader = asyncio.current_task()
         assert reader is not None and self.tail is not None
-        sub.on_over = partial(self._interrupt, reader)
+        sub.on_over = self._interrupt
         sub.on_queued = self._start_writer
         await self.ws.accept()
         # The 101, the token and, when nothing needs reading, caught_up: one write.
@@ -174,10 +176,11 @@ class StreamSocket:
         if self._error is not None:
             raise self._error
 
-    def _interrupt(self, reader: asyncio.Task[None]) -> None:
-        if self._reading and not self._interrupted:
+    def _interrupt(self) -> None:
+        """Stop the read of acks (the socket's own task), if it is reading."""
+        if self._reading and not self._interrupted and self._reader is not None:
             self._interrupted = True
-            reader.cancel()
+            self._reader.cancel()
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -190,13 +193,7 @@ class StreamSocket:
         if not task.cancelled() and task.exception() is not None and self._error is None:
             # A writer that lost its socket, or a bug: end the socket with it.
             self._error = task.exception()
-            if self.sub is not None:
-                self._interrupt_reader()
-
-    def _interrupt_reader(self) -> None:
-        on_over = self.sub.on_over if self.sub is not None else None
-        if on_over is not None:
-            on_over()
+            self._interrupt()
 
     def _start_writer(self) -> None:
         if self._writer is None and self.sub is not None and not self.sub.over:

@@ -261,13 +261,19 @@ class Subscriber:
 
     # -- internals -----------------------------------------------------------
     def _write_now(self, frame: Frame) -> bool:
+        """An event frame straight to the socket, if nothing is queued ahead."""
+        if not self._send_direct(frame):
+            return False
+        self.next_offset = frame.offset + 1
+        if frame.end_status is not None:
+            self._finish(frame.end_status)
+        return True
+
+    def _send_direct(self, frame: Frame) -> bool:
         sink = self._sink
         if self._queue or sink is None or not sink.writable or not self._emit(sink, frame.wire):
             return False
-        self.next_offset = frame.offset + 1
         self.sent(frame)
-        if frame.end_status is not None:
-            self._finish(frame.end_status)
         return True
 
     def _emit(self, sink: FrameSink, wire: bytes) -> bool:
@@ -302,16 +308,8 @@ class Subscriber:
     def _push(self, frame: Frame) -> None:
         if self.failure is not None:
             return  # never sent (readable() raises first), so never counted
-        sink = self._sink
         # A control frame with nothing ahead of it: no need to wake the writer.
-        if (
-            not self._queue
-            and frame.offset < 0
-            and sink is not None
-            and sink.writable
-            and self._emit(sink, frame.wire)
-        ):
-            self.sent(frame)
+        if frame.offset < 0 and self._send_direct(frame):
             return
         queue = self._queue
         if not isinstance(queue, deque):
