@@ -15,7 +15,11 @@ and served. :func:`guarded_http_protocol` makes the protocol class that
   ``431`` ``headers_too_large`` and the connection closed.
 
 The timer is cancelled at headers complete, so it never fires on a socket
-handed over to the WebSocket protocol. Bodies are not covered here
+handed over to the WebSocket protocol.
+
+A WebSocket upgrade whose head is a plain handshake (``gateway.handshake``)
+is handed to :class:`~gateway.ws_protocol.DirectFramesProtocol` as parsed,
+rather than written back out for websockets to parse again. Bodies are not covered here
 (``BodyLimitMiddleware`` bounds their size).
 """
 
@@ -30,6 +34,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from gateway.handshake import accept_key
+from gateway.ws_protocol import DirectFramesProtocol
 from tidings.errors import ErrorCode
 from tidings.settings import GatewaySettings
 
@@ -104,6 +110,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self.max_header_bytes:
                 self._refuse_headers_too_large()
+
+    def handle_websocket_upgrade(self) -> None:
+        ws = self.ws_protocol_class
+        adoptable = (
+            isinstance(ws, type)
+            and issubclass(ws, DirectFramesProtocol)
+            and not self.config.ws_per_message_deflate
+            and self.url.startswith(b"/")
+            and self.url.isascii()
+        )
+        key = accept_key(self.scope["method"], self.headers) if adoptable else None
+        if key is None:
+            super().handle_websocket_upgrade()  # websockets parses it, and answers any refusal
+            return
+        assert isinstance(ws, type) and issubclass(ws, DirectFramesProtocol)
+        self.connections.discard(self)
+        protocol = ws(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        addresses = (self.server, self.client, self.scheme)
+        protocol.adopt(self.transport, addresses, self.url.decode("ascii"), self.headers, key)
+        self.transport.set_protocol(protocol)
 
     # -- parser callbacks --------------------------------------------------------
 

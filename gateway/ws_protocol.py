@@ -6,6 +6,10 @@ straight to this connection's transport, skipping the ASGI send and the
 per-socket framing. Everything else (handshake, reads, pings, close) is
 uvicorn's.
 
+A handshake that httptools parsed and :mod:`gateway.handshake` finds plain
+is adopted (:meth:`DirectFramesProtocol.adopt`): no second parse by
+websockets, and the ``101`` is written by :func:`gateway.handshake.switching_protocols`.
+
 The handshake's ``101`` is held back for the rest of the loop turn and goes
 out in the same system call as the first frames (a loopback send costs tens
 of microseconds here, a good part of a socket open).
@@ -21,14 +25,23 @@ an ``asyncio.Event`` (one) in uvicorn, are replaced by :class:`Inbox` and
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 from uvicorn.config import Config
+from uvicorn.protocols.utils import (
+    ClientDisconnected,
+    get_client_addr,
+    get_path_with_query_string,
+)
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.http11 import Request
 from websockets.protocol import State
+from websockets.server import ServerProtocol
 
+from gateway.handshake import switching_protocols
 from gateway.stream.sink import EXTENSION
 
 T = TypeVar("T")
@@ -172,6 +185,59 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
         writable = Flag()
         writable.set()
         self.writable = writable  # type: ignore[assignment]
+        self.accept_key: bytes | None = None  # set when adopted: the 101 is ours to write
+
+    def adopt(
+        self,
+        transport: asyncio.Transport,
+        addresses: tuple[tuple[str, int | None] | None, tuple[str, int] | None, str | None],
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        accept_key: bytes,
+    ) -> None:
+        """Take a connection over from the HTTP protocol, its handshake already
+        parsed and checked (``gateway.http_protocol``): what ``connection_made``
+        and ``handle_connect`` do, without websockets reading the head again.
+
+        ``addresses``: the HTTP protocol's server, client and scheme.
+        """
+        self.transport = transport
+        self.connections.add(self)
+        self.server, self.client, http_scheme = addresses
+        self.scheme = "wss" if http_scheme == "https" else "ws"
+        # Past the handshake from the start: the parser reads frames only.
+        self.conn = ServerProtocol(
+            state=State.OPEN, max_size=self.config.ws_max_size, logger=self.conn.logger
+        )
+        self.accept_key = accept_key
+        self.handshake_initiated = True
+        raw_path, _, query = target.partition("?")
+        subprotocols = [
+            token.strip()
+            for name, value in headers
+            if name == b"sec-websocket-protocol"
+            for token in value.decode("latin-1").split(",")
+        ]
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": self.root_path,
+            "path": self.root_path + unquote(raw_path),
+            "raw_path": (self.root_path + raw_path).encode("ascii"),
+            "query_string": query.encode("ascii"),
+            "headers": headers,
+            "subprotocols": subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}, EXTENSION: {"sink": DirectSink(self)}},
+        }
+        self.queue.put_nowait({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        task.add_done_callback(self.on_task_complete)
+        self.tasks.add(task)
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)
@@ -182,6 +248,10 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         self.flush_held()  # anything sent through ASGI goes after the handshake
+        adopted = self.accept_key is not None and not self.handshake_complete
+        if adopted and message.get("type") == "websocket.accept":
+            self._accept(message)
+            return
         if self.handshake_complete or message.get("type") != "websocket.accept":
             await super().send(message)
             return
@@ -202,6 +272,26 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
             # the next turn: one system call per open instead of two.
             self.held = b"".join(capture.data)
             self.loop.call_soon(self.flush_held)
+
+    def _accept(self, message: Any) -> None:
+        if self.disconnected:
+            raise ClientDisconnected()
+        if self.transport.is_closing():
+            return  # as uvicorn: the app learns of it from its next receive
+        assert self.accept_key is not None
+        if self.logger.isEnabledFor(logging.INFO):
+            # uvicorn's line (gateway.redaction strips an access_token from it).
+            client, target = get_client_addr(self.scope), get_path_with_query_string(self.scope)
+            self.logger.info('%s - "WebSocket %s" [accepted]', client, target)
+        headers = [*self.default_headers, *message.get("headers", [])]
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            headers.append((b"sec-websocket-protocol", subprotocol.encode("latin-1")))
+        self.held = switching_protocols(self.accept_key, headers)
+        self.handshake_complete = True
+        # The 101 goes out with the first frames, as on the path below.
+        self.loop.call_soon(self.flush_held)
+        self.start_keepalive()
 
     def flush_held(self) -> None:
         held, self.held = self.held, None

@@ -2,7 +2,8 @@
 request head that is not complete within the header timeout is answered 408
 and closed (slowloris), one over the size limit is answered 431; normal
 requests, keep-alive, bodies larger than the head limit and WebSocket upgrades
-are unaffected.
+are unaffected. A plain WebSocket handshake is adopted from the parsed head
+(gateway.handshake); any other is parsed and answered by websockets.
 
 A small app served by uvicorn exactly as ``tidings gateway`` configures the
 protocol (no stack needed), with a 1 s timeout and a 4 KiB head limit.
@@ -51,6 +52,26 @@ def _app() -> FastAPI:
         await socket.accept()
         while True:
             await socket.send_text(await socket.receive_text())
+
+    @app.websocket("/scope/{name}")
+    async def scope(socket: WebSocket, name: str) -> None:
+        offered = socket.scope["subprotocols"]
+        await socket.accept(subprotocol=offered[0] if offered else None)
+        seen = {
+            "name": name,
+            "path": socket.scope["path"],
+            "raw_path": socket.scope["raw_path"].decode(),
+            "query_string": socket.scope["query_string"].decode(),
+            "subprotocols": offered,
+            "header_names": [key.decode() for key, _ in socket.scope["headers"]],
+            "sink": "tidings.frames" in socket.scope["extensions"],
+        }
+        await socket.send_json(seen)
+        await socket.send_text(await socket.receive_text())
+
+    @app.websocket("/refuse")
+    async def refuse(socket: WebSocket) -> None:
+        await socket.close()
 
     return app
 
@@ -222,6 +243,60 @@ def test_websocket_upgrade_outlives_the_header_timeout(port: int) -> None:
             sent += 1
         ws.send("last")
         assert ws.recv(timeout=5) == "last"
+
+
+def test_a_plain_handshake_is_adopted_with_the_scope_uvicorn_would_build(port: int) -> None:
+    url = f"ws://127.0.0.1:{port}/scope/a%20b?x=1&y=2"
+    with connect(url, compression=None, subprotocols=["p1", "p2"], open_timeout=5) as ws:  # type: ignore[list-item]
+        seen = json.loads(ws.recv(timeout=5))
+        assert ws.subprotocol == "p1"
+        ws.send("after")
+        assert ws.recv(timeout=5) == "after"
+    assert seen["name"] == "a b"
+    assert seen["path"] == "/scope/a b"
+    assert seen["raw_path"] == "/scope/a%20b"
+    assert seen["query_string"] == "x=1&y=2"
+    assert seen["subprotocols"] == ["p1", "p2"]
+    assert seen["sink"] is True
+    # Lowercased, as ASGI asks: the head as httptools parsed it, not re-read.
+    assert "sec-websocket-key" in seen["header_names"]
+    assert all(name == name.lower() for name in seen["header_names"])
+
+
+def test_a_handshake_that_is_not_plain_is_still_served(port: int) -> None:
+    """Two Connection headers: valid, but not what the adopted path reads."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(
+            b"GET /scope/x HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: keep-alive\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        answer, _ = receive(sock, 5, poll=0.5, on_quiet=lambda got: b'"sink"' in got)
+    assert status_of(answer) == 101, answer
+    assert b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer
+    assert b'"sink": true' in answer or b'"sink":true' in answer
+
+
+@pytest.mark.parametrize(
+    ("version", "key"),
+    [(b"8", b"dGhlIHNhbXBsZSBub25jZQ=="), (b"13", b"not-a-key"), (b"13", b"c2hvcnQ=")],
+)
+def test_a_bad_handshake_gets_websockets_own_refusal(port: int, version: bytes, key: bytes) -> None:
+    head = (
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: " + version + b"\r\n\r\n"
+    )
+    answer = _request(port, head)
+    assert status_of(answer) == 400, answer
+    assert b"Sec-WebSocket-" in answer  # websockets names the header at fault
+
+
+def test_a_socket_closed_before_accept_gets_403(port: int) -> None:
+    head = (
+        b"GET /refuse HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert status_of(_request(port, head)) == 403
 
 
 def test_tidings_gateway_serves_with_the_guarded_protocol() -> None:
