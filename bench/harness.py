@@ -3,6 +3,7 @@ run as separate OS processes; every wait has a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import resource
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,17 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | No
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def run_fast(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop when it is installed (it is, with uvicorn[standard]):
+    a client process's event loop must cost less than the server it measures."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 def raise_fd_limit(want: int = 65536) -> None:

@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from bench.harness import raise_fd_limit
+from bench.harness import raise_fd_limit, run_fast
 from bench.wsclient import CountingClient, connect
 
 T_NS = re.compile(rb'"t_ns":(\d+)')
@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--open-timeout", type=float, default=60.0)
     args = parser.parse_args()
     raise_fd_limit()
-    asyncio.run(run(args))
+    run_fast(run(args))
 
 
 if __name__ == "__main__":

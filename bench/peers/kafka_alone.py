@@ -44,6 +44,8 @@ import sys
 import time
 from typing import Any
 
+from bench.harness import run_fast
+
 T_NS = re.compile(rb'"t_ns":(\d+)')
 MAX_SAMPLES = 300_000
 # The consumer exits after this long whatever happens (its loops are bounded).
@@ -248,12 +250,7 @@ def main() -> None:
         parser.add_argument("--topic", required=True)
         parser.add_argument("--port", type=int, required=True)
         args = parser.parse_args(sys.argv[2:])
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(serve(args))
-        else:
-            uvloop.run(serve(args))
+        run_fast(serve(args))
         return
     # bench.loadgen's command line (bench.harness.load), less what has no meaning here.
     parser = argparse.ArgumentParser(prog="python -m bench.peers.kafka_alone")
