@@ -153,6 +153,7 @@ class Kafka(Service):
 
     def _server_properties(self) -> str:
         h, p, c = self.host, self.port, self.controller_port
+        cores = os.cpu_count() or 2
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -172,6 +173,13 @@ class Kafka(Service):
             # Tenant topics come from our template (partitions, retention), never by accident.
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
+            # Kafka's defaults (3 network, 8 request threads) are for a server of
+            # its own. Every request passes from a network thread to a request
+            # thread and back; on a box this size more threads only add
+            # hand-offs: with 1 and 2 on 2 cores, the broker measured ~10% less
+            # CPU per record and ~0.3 ms less p50 latency (docs/benchmarks.md).
+            "num.network.threads": str(max(1, cores // 4)),
+            "num.io.threads": str(max(2, cores)),
         }
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
