@@ -134,6 +134,7 @@ async def serve(args: argparse.Namespace) -> None:
         group_id=None,
         enable_auto_commit=False,
         auto_offset_reset="latest",
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:

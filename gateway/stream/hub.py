@@ -54,6 +54,9 @@ class Offsets:
                     bootstrap_servers=self._kafka.bootstrap_servers,
                     group_id=None,
                     enable_auto_commit=False,
+                    # End offsets are the last stable offset: what the readers,
+                    # which read committed records only, can reach.
+                    isolation_level="read_committed",
                     request_timeout_ms=self._kafka.request_timeout_ms,
                 )
                 await consumer.start()

@@ -89,6 +89,10 @@ class PartitionReader:
                 group_id=None,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                # Committed records only, as the live tail and the offsets the
+                # hand-over samples (hub.Offsets): a transactional producer's
+                # aborted records are never shown, and open ones wait.
+                isolation_level="read_committed",
                 request_timeout_ms=self._request_timeout_ms,
                 # Reads stop at a known offset; never long-poll for more.
                 fetch_max_wait_ms=50,

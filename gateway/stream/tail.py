@@ -140,6 +140,10 @@ class TenantTail:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="latest",
+            # As the catch-up reader (replay.py) and the REST event log: a
+            # transactional producer's aborted records are never shown, and
+            # the hand-over's offsets (hub.Offsets) are the same stable ones.
+            isolation_level="read_committed",
             request_timeout_ms=request_timeout_ms,
         )
         self._positions = TailPositions(self._consumer, end_offsets)
