@@ -200,11 +200,6 @@ class Subscriber:
     def push_control(self, text: str) -> None:
         self._push(control(text))
 
-    async def next_item(self) -> Frame:
-        """The next queued frame, taken off the queue (a writer without a sink)."""
-        await self.readable()
-        return self.pop()
-
     async def readable(self) -> None:
         """Return once a frame is queued; raise the failure if there is one."""
         while not self._queue:

@@ -326,16 +326,6 @@ class TenantTail:
                 for _, sub, state in due:
                     sub.finish(state)
 
-    def _dispatch(self, partition: int, record: ConsumerRecord[bytes, bytes]) -> int:
-        """Offer one record to the sockets of its run, never pausing; returns
-        how many sockets follow the run."""
-        if record.key is None:
-            return 0
-        with contextlib.closing(self._fan_out(partition, record.key, [record])) as steps:
-            for _ in steps:
-                pass
-        return len(self._subs.get(record.key.decode(errors="replace"), ()))
-
     def _fan_out(
         self, partition: int, key: bytes, records: list[ConsumerRecord[bytes, bytes]]
     ) -> Generator[_Step, None, None]:

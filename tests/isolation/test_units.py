@@ -30,6 +30,7 @@ from gateway.stream.subscriber import Subscriber
 from gateway.stream.tail import TenantTail
 from gateway.stream.tracing import FanoutSpans
 from gateway.stream.watermarks import Watermarks
+from tests.stream.drivers import dispatch, next_item
 from tests.support import wait_for
 from tidings.errors import CloseCode
 from tidings.events import Event
@@ -167,7 +168,7 @@ async def test_a_tail_pauses_above_the_high_mark_and_resumes_below_the_low() -> 
         assert sub.depth == held
         received: list[int] = []
         while len(received) < 100:
-            item = await asyncio.wait_for(sub.next_item(), 5)
+            item = await asyncio.wait_for(next_item(sub), 5)
             if item.offset >= 0:
                 received.append(item.offset)
         assert received == list(range(100)), "in order, none lost"
@@ -201,7 +202,7 @@ async def test_a_paused_tail_cuts_sockets_that_do_not_drain(
 
         async def drain() -> None:
             while True:
-                await draining.next_item()
+                await next_item(draining)
 
         reader = asyncio.create_task(drain())
         try:
@@ -237,8 +238,8 @@ async def test_one_fanout_span_per_record_continues_the_records_trace() -> None:
         for sub in subs:
             tail.add(sub)
         with recorded_spans() as spans:
-            assert tail._dispatch(0, record("acme-1", 7, headers=[("traceparent", traceparent)]))
-            assert not tail._dispatch(0, record("acme-nobody", 8))  # no sockets, no span
+            assert dispatch(tail, 0, record("acme-1", 7, headers=[("traceparent", traceparent)]))
+            assert not dispatch(tail, 0, record("acme-nobody", 8))  # no sockets, no span
         (span,) = [s for s in spans.get_finished_spans() if s.name == "ws.fanout"]
         assert span.context is not None
         assert format(span.context.trace_id, "032x") == trace_id
@@ -270,10 +271,10 @@ async def test_the_fanout_span_costs_microseconds_per_record() -> None:
             for _ in range(3):  # best of three: a loaded machine only ever adds time
                 began = time.perf_counter()
                 for r in records:
-                    tail._dispatch(0, r)
+                    dispatch(tail, 0, r)
                 best = min(best, (time.perf_counter() - began) / len(records))
                 while sub.depth:
-                    sub._queue.popleft()  # the writer's part is not measured here
+                    sub.pop()  # the writer's part is not measured here
             return best
 
         traced, off = per_record(sdk), per_record(trace.NoOpTracer())
@@ -287,10 +288,10 @@ async def test_the_fanout_span_costs_microseconds_per_record() -> None:
         for _ in range(3):
             began = time.perf_counter()
             for r in records:
-                tail._dispatch(0, r)
+                dispatch(tail, 0, r)
             best = min(best, (time.perf_counter() - began) / len(records))
             while sub.depth:
-                sub._queue.popleft()
+                sub.pop()
     print(
         f"\nfan-out span per record: {(traced - best) * 1e6:.1f} us with the SDK, "
         f"{(off - best) * 1e6:.1f} us with tracing off "

@@ -11,6 +11,7 @@ from gateway.stream.errors import StreamClosed
 from gateway.stream.frames import event_frame, parse_ack
 from gateway.stream.subscriber import Subscriber
 from gateway.stream.tokens import TokenSigner
+from tests.stream.drivers import next_item
 from tidings.client import stream_url
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError, Event
@@ -137,7 +138,7 @@ async def test_hand_over_drops_what_catch_up_already_queued() -> None:
     sub.offer(_frame(14))  # type: ignore[arg-type]
     offsets = []
     while sub.depth:
-        offsets.append((await sub.next_item()).offset)
+        offsets.append((await next_item(sub)).offset)
     assert offsets == [10, 11, 12, 13, -1, 14]  # -1: caught_up
 
 
@@ -149,7 +150,7 @@ async def test_full_queue_when_live_is_too_slow() -> None:
     assert sub.failure is not None and sub.failure.code == CloseCode.TOO_SLOW
     assert sub.depth == 0  # the queue is freed at once
     with pytest.raises(StreamClosed):
-        await sub.next_item()
+        await next_item(sub)
 
 
 async def test_buffer_overflow_while_catching_up_forces_another_read() -> None:
