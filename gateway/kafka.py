@@ -34,6 +34,24 @@ def partition_for(run_id: str, partitions: list[int]) -> int:
     return result
 
 
+def committed_reader(bootstrap_servers: str, **options: Any) -> AIOKafkaConsumer:
+    """An unstarted consumer without a group or auto-commit that sees committed
+    records only: a transactional producer's aborted events are never shown,
+    and open ones wait for their commit.
+
+    Every reader of tenant topics is made here (REST replays, the stream's live
+    tail and catch-up reader, the end offsets between them), so they all stop
+    at the same last stable offset and a hand-over from one to another agrees.
+    """
+    return AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        **options,
+    )
+
+
 class KafkaFactory:
     """Builds short-lived Kafka consumers from one :class:`KafkaSettings`, and
     keeps one long-lived metadata client (made on first use, closed by
@@ -91,17 +109,12 @@ class KafkaFactory:
     def consumer(self, **overrides: Any) -> AIOKafkaConsumer:
         """An unstarted consumer without a group; the caller starts and stops it."""
         options: dict[str, Any] = {
-            "bootstrap_servers": self.settings.bootstrap_servers,
             "client_id": self.client_id,
-            "group_id": None,
-            "enable_auto_commit": False,
             "auto_offset_reset": "earliest",
-            # Producers may be transactional; never show a client an aborted event.
-            "isolation_level": "read_committed",
             "request_timeout_ms": self.settings.request_timeout_ms,
         }
         options.update(overrides)
-        return AIOKafkaConsumer(**options)
+        return committed_reader(self.settings.bootstrap_servers, **options)
 
     async def probe(self) -> None:
         """Raise unless a broker answers a metadata request (callers bound the time)."""

@@ -122,20 +122,16 @@ class Tail:
 
 
 async def serve(args: argparse.Namespace) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import TopicPartition
+
+    from gateway.kafka import committed_reader
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # As the gateway's tail (gateway/stream/tail.py, TenantTail.__init__/start).
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=args.bootstrap,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="latest",
-        isolation_level="read_committed",
-    )
+    consumer = committed_reader(args.bootstrap, auto_offset_reset="latest")
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()

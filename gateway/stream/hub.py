@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
+from gateway.kafka import committed_reader
 from gateway.lag import HashWriter, LagPublisher
 from tidings.settings import KafkaSettings
 from tidings.topics import events_topic
@@ -50,14 +51,9 @@ class Offsets:
     async def _ready(self) -> AIOKafkaConsumer:
         async with self._lock:
             if self._consumer is None:
-                consumer = AIOKafkaConsumer(
-                    bootstrap_servers=self._kafka.bootstrap_servers,
-                    group_id=None,
-                    enable_auto_commit=False,
-                    # End offsets are the last stable offset: what the readers,
-                    # which read committed records only, can reach.
-                    isolation_level="read_committed",
-                    request_timeout_ms=self._kafka.request_timeout_ms,
+                # Its end offsets are the last stable offset: what the readers can reach.
+                consumer = committed_reader(
+                    self._kafka.bootstrap_servers, request_timeout_ms=self._kafka.request_timeout_ms
                 )
                 await consumer.start()
                 self._consumer = consumer

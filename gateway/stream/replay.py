@@ -27,6 +27,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from gateway.kafka import committed_reader
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
 
@@ -84,15 +85,9 @@ class PartitionReader:
             if self._slots is not None and not self._holds_slot:
                 await self._slots.acquire()
                 self._holds_slot = True
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                group_id=None,
-                enable_auto_commit=False,
+            consumer = committed_reader(
+                self._bootstrap,
                 auto_offset_reset="earliest",
-                # Committed records only, as the live tail and the offsets the
-                # hand-over samples (hub.Offsets): a transactional producer's
-                # aborted records are never shown, and open ones wait.
-                isolation_level="read_committed",
                 request_timeout_ms=self._request_timeout_ms,
                 # Reads stop at a known offset; never long-poll for more.
                 fetch_max_wait_ms=50,

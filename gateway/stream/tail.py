@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span
 
+from gateway.kafka import committed_reader
 from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
@@ -135,16 +136,8 @@ class TenantTail:
         self._tps: list[TopicPartition] = []
         self._lag = lag
         self._lag_task: asyncio.Task[None] | None = None
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            # As the catch-up reader (replay.py) and the REST event log: a
-            # transactional producer's aborted records are never shown, and
-            # the hand-over's offsets (hub.Offsets) are the same stable ones.
-            isolation_level="read_committed",
-            request_timeout_ms=request_timeout_ms,
+        self._consumer = committed_reader(
+            bootstrap, auto_offset_reset="latest", request_timeout_ms=request_timeout_ms
         )
         self._positions = TailPositions(self._consumer, end_offsets)
         self._spans = FanoutSpans(tenant)
