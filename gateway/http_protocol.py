@@ -113,23 +113,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         ws = self.ws_protocol_class
-        adoptable = (
+        if (
             isinstance(ws, type)
             and issubclass(ws, DirectFramesProtocol)
             and not self.config.ws_per_message_deflate
             and self.url.startswith(b"/")
             and self.url.isascii()
-        )
-        key = accept_key(self.scope["method"], self.headers) if adoptable else None
-        if key is None:
-            super().handle_websocket_upgrade()  # websockets parses it, and answers any refusal
+            and (key := accept_key(self.scope["method"], self.headers)) is not None
+        ):
+            self.connections.discard(self)
+            protocol = ws(
+                config=self.config, server_state=self.server_state, app_state=self.app_state
+            )
+            addresses = (self.server, self.client, self.scheme)
+            protocol.adopt(self.transport, addresses, self.url.decode("ascii"), self.headers, key)
+            self.transport.set_protocol(protocol)
             return
-        assert isinstance(ws, type) and issubclass(ws, DirectFramesProtocol)
-        self.connections.discard(self)
-        protocol = ws(config=self.config, server_state=self.server_state, app_state=self.app_state)
-        addresses = (self.server, self.client, self.scheme)
-        protocol.adopt(self.transport, addresses, self.url.decode("ascii"), self.headers, key)
-        self.transport.set_protocol(protocol)
+        super().handle_websocket_upgrade()  # websockets parses it, and answers any refusal
 
     # -- parser callbacks --------------------------------------------------------
 
