@@ -3,8 +3,8 @@
 The ``tidings.frames`` scope extension (``gateway.stream.sink``) carries a
 :class:`DirectSink`: the stream writes frames it encoded once per record
 straight to this connection's transport, skipping the ASGI send and the
-per-socket framing. Everything else (handshake, reads, pings, close) is
-uvicorn's.
+per-socket framing. Reads, pings, close and any handshake not adopted (below)
+are uvicorn's.
 
 A handshake that httptools parsed and :mod:`gateway.handshake` finds plain
 is adopted (:meth:`DirectFramesProtocol.adopt`): no second parse by
