@@ -166,6 +166,11 @@ class DirectSink:
         p.transport.writelines(wires)
         return True
 
+    def write_if_writable(self, wires: list[bytes]) -> bool:
+        # The live fan-out's one check per socket, where ``writable`` then
+        # ``write_many`` would look at the connection's state twice.
+        return self._protocol.writable.is_set() and self.write_many(wires)
+
     async def drained(self) -> None:
         # connection_lost sets it too, so a dead peer never leaves this waiting.
         await self._protocol.writable.wait()

@@ -38,6 +38,10 @@ class FrameSink(Protocol):
         """Hand whole frames to the transport at once (one ``writev``)."""
         ...
 
+    def write_if_writable(self, wires: list[bytes]) -> bool:
+        """``write_many`` if the sink is ``writable``; else False, nothing written."""
+        ...
+
     async def drained(self) -> None:
         """Return once the transport is below its low-water mark, or closed."""
         ...

@@ -325,10 +325,10 @@ class TenantTail:
         """Offer one run's records of a fetch to its sockets.
 
         First socket by socket: each socket that takes frames straight to its
-        transport gets all of its frames of this fetch in one go, held and
-        written with one system call, where record by record a thousand
-        sockets on a run would take longer than a slice for each record and
-        get a call for every frame. A socket stops there at its first frame
+        transport gets all of its frames of this fetch in one go, written with
+        one system call (``Subscriber.write_live``), where record by record a
+        thousand sockets on a run would take longer than a slice for each
+        record and get a call for every frame. A socket stops there at its first frame
         that had to queue (or that it buffers, catching up); the rest of the
         frames go to those sockets record by record, so that slow sockets'
         queues grow together and the tenant's buffers, not one socket's queue,
@@ -336,8 +336,10 @@ class TenantTail:
 
         Yields when the slice is over (the caller flushes and lets the loop
         run) or when the tenant's buffers passed the high mark (the caller
-        pauses until they drain); checked before every frame, so they pass it
-        by one frame at most.
+        pauses until they drain); checked before every frame offered, so they
+        pass it by one frame at most. Frames written straight to a transport
+        are not counted there (the transport's high-water mark bounds them),
+        so the fast path needs no check.
         """
         try:
             run_id = key.decode()
@@ -364,14 +366,18 @@ class TenantTail:
             stamps.append(record.timestamp)
         try:
             behind: list[tuple[Subscriber, int]] = []  # (socket, its next frame)
+            count = len(frames)
             for sub in tuple(subs):
-                for index, frame in enumerate(frames):
+                index = sub.write_live(frames)
+                self._slice_sent += index
+                while index < count:
                     if self.level.over:
                         yield _Step.HOLD
-                    if not sub.offer(frame):
+                    index += 1
+                    if not sub.offer(frames[index - 1]):
                         # Queued, buffered, dropped or refused: the rest in turn.
-                        if index + 1 < len(frames):
-                            behind.append((sub, index + 1))
+                        if index < count:
+                            behind.append((sub, index))
                         break
                     self._slice_sent += 1
                 if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:

@@ -94,6 +94,9 @@ class FakeSink:
         self.wires.extend(wires)
         return True
 
+    def write_if_writable(self, wires: list[bytes]) -> bool:
+        return self.writable and self.write_many(wires)
+
     async def drained(self) -> None:
         await wait_for(lambda: self.writable or self.closed, 5, "the sink drains")
 
@@ -162,6 +165,81 @@ def test_hand_over_now_declines_what_does_not_fit() -> None:
         sub.offer(frame(i))
     assert sub.hand_over_now() is None  # the catch-up task will pace it
     assert not sub.live
+
+
+def live_sub(sink: FakeSink, cork: Cork | None = None) -> Subscriber:
+    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, sink=sink, cork=cork)
+    sub.go_live()
+    return sub
+
+
+def test_write_live_sends_a_fetch_in_one_write() -> None:
+    sink = FakeSink()
+    sub = live_sub(sink)
+    assert sub.write_live([frame(i) for i in range(4)]) == 4
+    assert kinds(sink) == ["caught_up", "0:0", "0:1", "0:2", "0:3"]
+    assert sink.calls == 2  # caught_up, then the four frames together
+    assert sub.sent_max == 3 and sub.next_offset == 4 and sub.depth == 0
+
+
+def test_write_live_stops_where_offer_would_do_something_else() -> None:
+    # A repeat (below next_offset): the tail offers it, which drops it.
+    sink = FakeSink()
+    sub = live_sub(sink)
+    sub.next_offset = 2
+    assert sub.write_live([frame(1), frame(2)]) == 0
+    assert kinds(sink) == ["caught_up"]
+    # Catching up: the tail's offer buffers instead.
+    catching_up = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, sink=sink)
+    assert catching_up.write_live([frame(0)]) == 0
+    # A transport past its high-water mark: nothing written, offer queues.
+    full = FakeSink(room=1)
+    sub = live_sub(full)  # caught_up fills it
+    assert sub.write_live([frame(0), frame(1)]) == 0
+    assert not sub.offer(frame(0)) and sub.depth == 1
+    # Something queued: never around it.
+    full.room = 100
+    assert sub.write_live([frame(1)]) == 0
+    # Failed: nothing.
+    failed = live_sub(FakeSink())
+    failed.fail(too_slow())
+    assert failed.write_live([frame(0)]) == 0
+
+
+def test_write_live_ends_after_a_terminal_event() -> None:
+    sink = FakeSink()
+    over: list[bool] = []
+    sub = live_sub(sink)
+    sub.on_over = lambda: over.append(True)
+    frames = [frame(0), frame(1, kind="run.failed"), frame(2)]
+    assert sub.write_live(frames) == 2
+    assert kinds(sink) == ["caught_up", "0:0", "0:1", "end"]
+    assert sub.done and over == [True]
+    assert not sub.offer(frames[2])  # the tail's offer of the rest is refused
+
+
+def test_write_live_writes_a_transport_buffer_at_a_time() -> None:
+    # Frames of ~300 bytes: a 64 KiB chunk holds a few hundred. The sink has
+    # room for the first chunk only, so the rest is left for offer to queue.
+    sink = FakeSink(room=2)
+    sub = live_sub(sink)
+    frames = [frame(i) for i in range(600)]
+    done = sub.write_live(frames)
+    assert 0 < done < 600 and sink.calls == 2
+    assert sum(len(w) for w in sink.wires[1:]) >= 64 * 1024 - len(frames[0].wire)
+    assert sub.next_offset == done and sub.sent_max == done - 1
+
+
+def test_write_live_leaves_frames_held_in_the_slice_first() -> None:
+    sink = FakeSink()
+    cork = Cork()
+    sub = live_sub(sink, cork=cork)
+    cork.open = True
+    assert sub.offer(frame(0))  # held until the slice ends
+    assert sub.write_live([frame(1)]) == 0  # would overtake it
+    assert sub.offer(frame(1))
+    cork.flush()
+    assert kinds(sink) == ["caught_up", "0:0", "0:1"]
 
 
 def test_held_writes_go_out_together_in_order() -> None:
