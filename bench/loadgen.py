@@ -41,10 +41,10 @@ class Load:
         with open(args.targets) as file:
             self.targets: list[list[str | None]] = json.load(file)
 
-    def sample(self, payload: bytes, now_ns: int) -> None:
+    def sample(self, buf: bytes, start: int, end: int, now_ns: int) -> None:
         if len(self.samples) >= self.args.max_samples:
             return
-        for match in T_NS.finditer(payload):
+        for match in T_NS.finditer(buf, start, end):
             sent = int(match.group(1))
             if sent >= self.since_ns:
                 self.samples.append(now_ns - sent)

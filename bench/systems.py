@@ -167,8 +167,9 @@ async def _collect(
     done = asyncio.Event()
     finished_at = 0.0
 
-    def keep(payload: bytes, _now: int) -> None:
+    def keep(buf: bytes, start: int, end: int, _now: int) -> None:
         nonlocal numbered, seen, finished_at
+        payload = buf[start:end]
         payloads.append(payload)
         numbered += payload.count(b'"t_ns"')
         if until and until in payload:
@@ -783,8 +784,9 @@ class Centrifugo(System):
         done = asyncio.Event()
         finished_at = 0.0
 
-        def keep(payload: bytes, _now: int) -> None:
+        def keep(buf: bytes, start: int, end: int, _now: int) -> None:
             nonlocal numbered, finished_at
+            payload = buf[start:end]
             payloads.append(payload)
             numbered += payload.count(b'"t_ns"')
             replied = payload.startswith(b'{"id":2') or b'\n{"id":2' in payload
