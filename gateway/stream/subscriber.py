@@ -168,8 +168,7 @@ class Subscriber:
             if not wires or not sink.write_if_writable(wires):
                 break
             self.next_offset = next_offset
-            if next_offset - 1 > self.sent_max:
-                self.sent_max = next_offset - 1
+            self.sent(frames[upto - 1])
             done = upto
             status = frames[upto - 1].end_status
             if status is not None:

@@ -328,11 +328,12 @@ class TenantTail:
         transport gets all of its frames of this fetch in one go, written with
         one system call (``Subscriber.write_live``), where record by record a
         thousand sockets on a run would take longer than a slice for each
-        record and get a call for every frame. A socket stops there at its first frame
-        that had to queue (or that it buffers, catching up); the rest of the
-        frames go to those sockets record by record, so that slow sockets'
-        queues grow together and the tenant's buffers, not one socket's queue,
-        reach their limit first: the tail pauses rather than cut a socket.
+        record and get a call for every frame. A socket stops there at its
+        first frame that had to queue (or that it buffers, catching up); the
+        rest of the frames go to those sockets record by record, so that slow
+        sockets' queues grow together and the tenant's buffers, not one
+        socket's queue, reach their limit first: the tail pauses rather than
+        cut a socket.
 
         Yields when the slice is over (the caller flushes and lets the loop
         run) or when the tenant's buffers passed the high mark (the caller
@@ -368,16 +369,15 @@ class TenantTail:
             behind: list[tuple[Subscriber, int]] = []  # (socket, its next frame)
             count = len(frames)
             for sub in tuple(subs):
-                index = sub.write_live(frames)
-                self._slice_sent += index
-                while index < count:
+                written = sub.write_live(frames)
+                self._slice_sent += written
+                for index in range(written, count):
                     if self.level.over:
                         yield _Step.HOLD
-                    index += 1
-                    if not sub.offer(frames[index - 1]):
+                    if not sub.offer(frames[index]):
                         # Queued, buffered, dropped or refused: the rest in turn.
-                        if index < count:
-                            behind.append((sub, index))
+                        if index + 1 < count:
+                            behind.append((sub, index + 1))
                         break
                     self._slice_sent += 1
                 if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:
