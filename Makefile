@@ -1,16 +1,20 @@
 # The README's two commands are `make up` and `make test`; everything they need
 # is installed by the targets below, on a fresh machine, without a Docker engine.
+# Python packages come from requirements/lock.txt (exact versions and hashes);
+# `make lock` is the one way they change.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP_VERSION := 26.3
 
-.PHONY: up down status test lint typecheck unit deps browser bench clean
+.PHONY: up down status test lint typecheck unit deps browser bench lock clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tidings needs Python 3.11"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q pip==$(PIP_VERSION)
+	$(BIN)/pip install -q --require-hashes -r requirements/lock.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 deps: $(VENV)/.installed
@@ -44,6 +48,15 @@ test: deps browser lint typecheck
 
 bench: deps
 	$(BIN)/python -m bench
+
+# Upgrades every locked Python package to the newest versions pyproject.toml's
+# ranges allow, and npm's lock likewise; review the diff, then run `make test`.
+lock: $(VENV)/.installed
+	$(BIN)/pip install -q -r requirements/tools.in
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev \
+	    --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	    --generate-hashes --upgrade --no-header --quiet -o requirements/lock.txt
+	npm install --package-lock-only --ignore-scripts
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

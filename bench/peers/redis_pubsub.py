@@ -49,8 +49,7 @@ async def stream(websocket: WebSocket) -> None:
         with contextlib.suppress(BaseException):
             await task
         with contextlib.suppress(Exception):
-            # redis-py 8 leaves PubSub.aclose unannotated.
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
 
 
 app = Starlette(routes=[WebSocketRoute("/ws/{channel}", stream)])
