@@ -1,5 +1,5 @@
 """Docs stay true: the README's configuration table lists every setting with
-its real default, and its first lines are the two commands CI relies on."""
+its real default, and it opens with its title, one sentence and the two commands CI relies on."""
 
 from __future__ import annotations
 
@@ -57,16 +57,14 @@ def test_every_setting_is_documented_with_its_default() -> None:
     assert (missing, stale, wrong) == ([], [], {}), hint
 
 
-def test_readme_starts_with_exactly_the_two_commands() -> None:
-    head = (ROOT / "README.md").read_text().splitlines()[:4]
-    assert head == [
-        "```sh",
-        head[1],
-        head[2],
-        "```",
-    ]
-    assert head[1].startswith("make up ")
-    assert head[2].startswith("make test ")
+def test_readme_opens_with_title_sentence_and_exactly_the_two_commands() -> None:
+    head = (ROOT / "README.md").read_text().splitlines()[:8]
+    title, _, sentence, _, *block = head
+    assert title == "# Tidings"
+    assert sentence.endswith(".") and sentence.count(". ") == 0, "one sentence"
+    assert block == ["```sh", block[1], block[2], "```"]
+    assert block[1].startswith("make up ")
+    assert block[2].startswith("make test ")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
