@@ -24,7 +24,7 @@ from fastapi import APIRouter, FastAPI
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from gateway import deps, errors, health, metrics, runs
+from gateway import deps, errors, health, metrics, pipelines, runs
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.deps import Services, services_of
 from gateway.kafka import KafkaFactory
@@ -100,11 +100,16 @@ def create_app(
     ``factory=True`` does): the stream makes Kafka clients, which bind to the
     running loop when constructed.
     """
-    run_starter = starter if starter is not None else default_starter()
     metrics_ = Metrics()
     # Created here (not in the lifespan) because the stream service needs it to
     # build its router; the lifespan still owns its life and closes it.
     redis = connect_redis(settings)
+    # Raises for a bad pipelines folder: better no gateway than one that 500s.
+    catalog = pipelines.load_catalog(settings, redis)
+    if starter is not None:
+        run_starter = starter
+    else:
+        run_starter = catalog.start_run if catalog is not None else default_starter()
 
     def temporal() -> Client:
         return services_of(app).temporal
@@ -137,10 +142,15 @@ def create_app(
                 kafka=kafka,
                 starter=run_starter,
                 lag=lag,
+                pipelines=catalog,
             )
             # Temporal's client holds no socket of ours to close: the SDK's
             # core runtime owns the connection.
             stack.callback(setattr, app.state, "services", None)
+            if catalog is not None:
+                # Reads the registry once (not ready until it has), then refreshes.
+                await catalog.start()
+                stack.push_async_callback(catalog.stop)
             for part in parts:
                 await part.start()
                 stack.push_async_callback(part.stop)
@@ -162,6 +172,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(runs.router)
+    app.include_router(pipelines.router)
     for part in parts:
         app.include_router(part.router)
     mount_dashboard(app)

@@ -19,7 +19,7 @@ from gateway import redaction
 from gateway.app import create_app
 from gateway.fast_path import StreamFirst
 from gateway.http_protocol import guarded_http_protocol
-from gateway.starter import default_starter
+from gateway.pipelines import check_pipelines
 from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import GatewaySettings, Settings
 
@@ -58,7 +58,7 @@ def websocket_implementation(direct_frames: bool = True) -> str | type[asyncio.P
 
 def server_config(settings: Settings) -> uvicorn.Config:
     def make_app() -> StreamFirst:
-        app = create_app(settings, starter=default_starter())
+        app = create_app(settings)
         return StreamFirst(app, app.state.stream)
 
     return uvicorn.Config(
@@ -96,6 +96,9 @@ def main(args: argparse.Namespace) -> int:
         gateway = GatewaySettings(**{**settings.gateway.model_dump(), **overrides})
         settings = settings.replace(gateway=gateway)
     setup_logging(settings)
+    # Before anything listens: a bad pipelines folder stops the gateway,
+    # naming the variable, file and field, instead of failing every run.
+    check_pipelines(settings)
     setup_tracing(settings.tracing, "tidings-gateway")
     config = server_config(settings)  # configures uvicorn's logging ...
     redaction.install()  # ... so the filter goes on after it

@@ -16,7 +16,7 @@ connection to come free.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, cast
 
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, Request
@@ -27,6 +27,9 @@ from gateway.starter import RunStarter
 from tidings.errors import Unavailable
 from tidings.lag import LagReader
 from tidings.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.pipelines import PipelineCatalog
 
 # Redis must never hang a request: a dead Redis is a fast 503, not a stall.
 REDIS_TIMEOUT_SECONDS = 5.0
@@ -58,6 +61,8 @@ class Services:
     starter: RunStarter
     # Per-tenant event lag for admission (None: lag is not checked).
     lag: LagReader | None = None
+    # The pipelines the workers announced (None: no orchestration plane installed).
+    pipelines: PipelineCatalog | None = None
 
 
 def get_settings(request: Request) -> Settings:

@@ -102,7 +102,9 @@ async def _tidings_error(request: Request, exc: Exception) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)}
     if status >= 500:
         # ConfigError and friends: the message is for operators, not clients.
-        log.warning("%s %s -> %s %s", request.method, request.url.path, status, exc.code)
+        log.warning(
+            "%s %s -> %s %s: %s", request.method, request.url.path, status, exc.code, exc.message
+        )
         if status != 503:
             return error_response(500, ErrorCode.INTERNAL, "internal error")
     return error_response(status, exc.code, exc.message, headers)

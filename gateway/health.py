@@ -3,8 +3,10 @@
 ``/healthz`` answers while the process can serve at all (no dependencies:
 a restart would not fix a dead Kafka). ``/readyz`` checks that Temporal,
 Kafka and Redis each answer within :data:`CHECK_TIMEOUT`, concurrently, and
-answers 503 naming every one that does not, so a load balancer stops sending
-traffic a replica cannot serve.
+that the pipelines registry has been read (``pipelines``: until then the
+gateway cannot start runs of announced pipelines); it answers 503 naming
+every one that does not, so a load balancer stops sending traffic a replica
+cannot serve.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ async def readyz(services: ServicesDep) -> Readiness | JSONResponse:
     }
     results = await asyncio.gather(*(_check(probe) for probe in probes.values()))
     checks = dict(zip(probes, results, strict=True))
+    if services.pipelines is not None:
+        # Runs start only once the gateway knows what the workers serve.
+        checks["pipelines"] = "ok" if services.pipelines.ready() else "registry not read yet"
     down = [name for name, result in checks.items() if result != "ok"]
     if not down:
         return Readiness(status="ready", checks=checks)

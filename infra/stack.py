@@ -23,7 +23,7 @@ from infra.process import (
     spawn,
     terminate,
 )
-from infra.services.apps import Gateway, Wiring, Worker, command_exists
+from infra.services.apps import Gateway, UserCode, Wiring, Worker, command_exists
 from infra.services.base import Service
 from infra.services.kafka import Kafka
 from infra.services.redis import Redis
@@ -41,6 +41,7 @@ class Stack:
         task_queue: str = "tidings",
         apps: bool = True,
         attached: bool = False,
+        code: UserCode | None = None,
     ) -> None:
         """``attached``: the processes die with this one (test stacks), instead of detaching."""
         self.settings = settings
@@ -67,7 +68,9 @@ class Stack:
         self.infra: list[Service] = [self.temporal, self.kafka, self.redis]
         self.apps: list[Service] = []
         if apps and command_exists("workers.command"):
-            self.apps += [Worker(layout, host, i + 1, self.wiring) for i in range(settings.workers)]
+            self.apps += [
+                Worker(layout, host, i + 1, self.wiring, code) for i in range(settings.workers)
+            ]
         if apps and command_exists("gateway.command"):
             first = settings.gateway_port
             self.apps += [

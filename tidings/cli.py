@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("tidings.commands.run", "start a run of a pipeline"),
     "watch": ("tidings.commands.watch", "live progress of a run; resumes on drop"),
     "events": ("tidings.commands.events", "print a run's stored events"),
+    "pipelines": ("tidings.commands.pipelines", "list the pipelines a deployment offers"),
     "replay": ("workers.replay_command", "replay a run's history against the current code"),
 }
 

@@ -4,6 +4,8 @@ shared by ``tidings worker`` and the tests so both run the same thing."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -113,7 +115,12 @@ def default_activities(clients: Clients, settings: Settings) -> list[object]:
 
 
 def load_factory(path: str) -> ActivityFactory:
+    """``module:factory``, importable from the current directory as ``python -m``
+    would (a console script's ``sys.path`` starts at its own folder instead)."""
     module_name, _, attr = path.partition(":")
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
     try:
         factory = getattr(importlib.import_module(module_name), attr or "activities")
     except (ImportError, AttributeError) as exc:
@@ -140,8 +147,29 @@ def build_worker(
     *,
     task_queue: str | None = None,
 ) -> Worker:
-    """A worker for every pipeline in ``registry``; refuses a spec naming a missing activity."""
+    """The worker of the deployment's queue (the built-in pipelines); refuses a
+    spec naming a missing activity."""
     registry.check_activities(activity_names(objects))
+    return _worker(clients, settings, objects, task_queue or settings.temporal.task_queue)
+
+
+def build_workers(
+    clients: Clients,
+    settings: Settings,
+    objects: list[object],
+    registry: PipelineRegistry,
+    *,
+    task_queue: str | None = None,
+) -> list[Worker]:
+    """One worker per task queue of ``registry``: the deployment's, then one per
+    pipeline of its own (workflows.registry.dedicated_queue), each with every
+    activity, so a pipeline's tasks only reach workers that registered its steps."""
+    base = task_queue or settings.temporal.task_queue
+    registry.check_activities(activity_names(objects))
+    return [_worker(clients, settings, objects, queue) for queue in registry.task_queues(base)]
+
+
+def _worker(clients: Clients, settings: Settings, objects: list[object], queue: str) -> Worker:
     # A client connected without tracing (tests, embedders) still gets traced
     # workers; one that has it must not get a second interceptor.
     traced = any(
@@ -150,7 +178,7 @@ def build_worker(
     return Worker(
         clients.temporal,
         interceptors=[] if traced else [TracingInterceptor()],
-        task_queue=task_queue or settings.temporal.task_queue,
+        task_queue=queue,
         workflows=[PipelineWorkflow],
         activities=activities_of(*objects),
         max_concurrent_activities=settings.worker.max_concurrent_activities,

@@ -13,8 +13,9 @@ from temporalio.client import Client
 from activities.metrics import WorkerMetrics
 from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import Settings
+from workers.announcer import Announcer
 from workers.build import (
-    build_worker,
+    build_workers,
     connect_temporal,
     default_activities,
     load_factory,
@@ -84,27 +85,52 @@ async def _run(
     async with open_clients(settings, temporal, metrics=metrics) as clients:
         objects = default_activities(clients, settings)
         objects += [load_factory(path)(clients, settings) for path in factories]
-        worker = build_worker(clients, settings, objects, registry, task_queue=task_queue)
+        workers = build_workers(clients, settings, objects, registry, task_queue=task_queue)
+        base = workers[0].task_queue
+        assert clients.redis is not None
+        announcer = Announcer(
+            clients.redis,
+            settings.temporal.namespace,
+            base,
+            registry,
+            settings.worker.announce_seconds,
+        )
         consumer = CompletionConsumer(clients.temporal, settings.kafka, clients.emitter)
-        worker_task = asyncio.create_task(worker.run())
+        worker_tasks = [asyncio.create_task(worker.run()) for worker in workers]
         consumer_task = asyncio.create_task(consumer.run())
+        # Announced once the workers poll, so a gateway never starts a run
+        # that no worker would pick up; refreshed in the background.
+        await announcer.announce_once()
+        announcer_task = asyncio.create_task(announcer.run())
+        queues = {
+            name: queue for queue, names in registry.task_queues(base).items() for name in names
+        }
         log.info(
             "worker ready: task queue %s, pipelines %s",
-            worker.task_queue,
-            ", ".join(registry.names()),
+            base,
+            ", ".join(f"{name} ({queue})" for name, queue in sorted(queues.items())),
         )
-        print(f"tidings worker: ready on task queue {worker.task_queue}", flush=True)
+        print(f"tidings worker: ready on task queue {base}", flush=True)
+        for name, queue in sorted(queues.items()):
+            if queue != base:
+                print(f"tidings worker: pipeline {name} on task queue {queue}", flush=True)
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait(
-            {worker_task, consumer_task, stopped}, return_when=asyncio.FIRST_COMPLETED
+            {*worker_tasks, consumer_task, stopped}, return_when=asyncio.FIRST_COMPLETED
         )
         log.info("shutting down (grace %ss)", settings.worker.shutdown_grace_seconds)
-        consumer_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer_task
-        if not worker_task.done():
-            # Lets running activities finish within the grace period, then cancels them.
-            await worker.shutdown()
+        for background in (consumer_task, announcer_task):
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
+        # Lets running activities finish within the grace period, then cancels them.
+        await asyncio.gather(
+            *(
+                worker.shutdown()
+                for worker, task in zip(workers, worker_tasks, strict=True)
+                if not task.done()
+            )
+        )
         stopped.cancel()
         for task in done:
             if task is not stopped and not task.cancelled() and task.exception() is not None:

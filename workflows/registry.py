@@ -1,8 +1,15 @@
-"""The pipelines a deployment knows: the built-ins plus files in ``pipelines_dir``.
+"""The pipelines a deployment knows: the built-ins plus files in ``pipelines_dir``,
+and (on a gateway) what workers announced (:mod:`workflows.announce`).
 
-The gateway uses it to list pipelines and to refuse a bad input before a run
-starts; the worker uses it to refuse, at start, a pipeline whose steps name an
-activity nobody registered.
+The gateway uses it to list pipelines, to refuse a bad input before a run
+starts and to pick the run's task queue; the worker uses it to refuse, at
+start, a pipeline whose steps name an activity nobody registered.
+
+Task queues: built-ins run on the deployment's queue
+(``TIDINGS_TEMPORAL_TASK_QUEUE``), which every worker serves with the
+built-in activities. A pipeline from a folder runs on a queue of its own,
+:func:`dedicated_queue`, served only by workers that loaded it and so
+registered its activities: a worker without them never picks its tasks up.
 """
 
 from __future__ import annotations
@@ -23,16 +30,59 @@ from workflows.spec import PipelineSpec, SpecError, load_spec
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+def dedicated_queue(base: str, pipeline: str) -> str:
+    """The task queue of a pipeline that is not built in, on deployment queue ``base``."""
+    return f"{base}.pipeline.{pipeline}"
+
+
 class PipelineRegistry:
     def __init__(self, specs: Iterable[PipelineSpec] = ()) -> None:
         self._specs: dict[str, PipelineSpec] = {}
+        # Pipelines on a queue of their own: a name -> its queue, or None for
+        # dedicated_queue(base, name) on whatever base the caller runs on.
+        self._queues: dict[str, str | None] = {}
         for spec in specs:
             self.register(spec)
 
-    def register(self, spec: PipelineSpec) -> None:
-        if spec.name in self._specs:
+    def register(
+        self,
+        spec: PipelineSpec,
+        *,
+        dedicated: bool = False,
+        task_queue: str | None = None,
+        replace: bool = False,
+    ) -> None:
+        """Add ``spec``; ``dedicated`` gives it its own queue, ``task_queue`` names
+        that queue outright (an announcement's), ``replace`` lets it win over an
+        earlier spec of the same name."""
+        if spec.name in self._specs and not replace:
             raise SpecError(f"pipeline {spec.name!r} is declared twice")
         self._specs[spec.name] = spec
+        self._queues.pop(spec.name, None)
+        if dedicated or task_queue is not None:
+            self._queues[spec.name] = task_queue
+
+    def copy(self) -> PipelineRegistry:
+        clone = PipelineRegistry()
+        clone._specs = dict(self._specs)
+        clone._queues = dict(self._queues)
+        return clone
+
+    def specs(self) -> list[PipelineSpec]:
+        return [self._specs[name] for name in self.names()]
+
+    def task_queue(self, name: str, base: str) -> str:
+        """The queue a run of ``name`` and its activities go to, on deployment queue ``base``."""
+        if name not in self._queues:
+            return base
+        return self._queues[name] or dedicated_queue(base, name)
+
+    def task_queues(self, base: str) -> dict[str, list[str]]:
+        """Each queue on ``base`` -> the pipelines that run on it."""
+        queues: dict[str, list[str]] = {base: []}
+        for name in self.names():
+            queues.setdefault(self.task_queue(name, base), []).append(name)
+        return queues
 
     def names(self) -> list[str]:
         return sorted(self._specs)
@@ -67,7 +117,7 @@ class PipelineRegistry:
         registry = cls(BUILTIN)
         if pipelines_dir is not None:
             for spec in load_dir(pipelines_dir):
-                registry.register(spec)
+                registry.register(spec, dedicated=True)
         return registry
 
 
@@ -80,10 +130,23 @@ def load_file(path: Path) -> PipelineSpec:
     return load_spec(raw, source=str(path))
 
 
+PIPELINES_DIR_VARIABLE = "TIDINGS_WORKER_PIPELINES_DIR"
+
+
 def load_dir(path: Path) -> list[PipelineSpec]:
+    """Every spec file in ``path``; a bad one is a :class:`SpecError` that names
+    the variable, the file and the field."""
     if not path.is_dir():
-        raise SpecError(f"TIDINGS_WORKER_PIPELINES_DIR: {path} is not a directory")
-    return [load_file(file) for file in sorted(path.iterdir()) if file.suffix in SPEC_SUFFIXES]
+        raise SpecError(f"{PIPELINES_DIR_VARIABLE}: {path} is not a directory")
+    specs = []
+    for file in sorted(path.iterdir()):
+        if file.suffix not in SPEC_SUFFIXES:
+            continue
+        try:
+            specs.append(load_file(file))
+        except SpecError as exc:
+            raise SpecError(f"{PIPELINES_DIR_VARIABLE}: {exc.message}") from None
+    return specs
 
 
 @lru_cache(maxsize=8)

@@ -73,7 +73,10 @@ async def start_run(
     return await start_pipeline(
         client,
         arg,
-        settings.temporal.task_queue,
+        # The whole run goes there, workflow and activities (which default to
+        # the workflow's queue): only workers that registered the pipeline's
+        # steps poll it, and the workflow code stays as it was.
+        registry.task_queue(pipeline, settings.temporal.task_queue),
         summary=run_summary(spec, tenant, validated),
         details=run_details(spec, tenant, validated),
     )

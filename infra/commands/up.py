@@ -11,9 +11,10 @@ import argparse
 import json
 import subprocess
 import time
+from pathlib import Path
 
 from infra.commands.common import say, stack_settings
-from infra.services.apps import command_exists, tidings_executable
+from infra.services.apps import UserCode, command_exists, tidings_executable
 from infra.stack import Stack
 from tidings.settings import DEV_API_KEYS, TemporalSettings, load
 
@@ -31,11 +32,39 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--demo", action="store_true", help="then start a `research` run and watch it live"
     )
+    parser.add_argument(
+        "--pipelines",
+        type=Path,
+        metavar="DIR",
+        help="the workers also serve the pipeline specs in DIR (TIDINGS_WORKER_PIPELINES_DIR)",
+    )
+    parser.add_argument(
+        "--activities",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="the workers register these step activities (repeatable; MODULE imports "
+        "from the current directory)",
+    )
+
+
+def user_code(args: argparse.Namespace) -> UserCode:
+    """``--pipelines`` / ``--activities`` for the workers; a bad spec stops here,
+    naming the file and field, before anything starts."""
+    pipelines = args.pipelines.resolve() if args.pipelines is not None else None
+    if pipelines is not None:
+        # Imported here: only this option needs the orchestration plane.
+        from workflows.registry import load_dir
+
+        load_dir(pipelines)
+    activities = tuple(args.activities)
+    return UserCode(pipelines, activities, Path.cwd() if activities else None)
 
 
 def main(args: argparse.Namespace) -> int:
     settings = stack_settings(gateways=args.gateways)
-    stack = Stack(settings, task_queue=load(TemporalSettings).task_queue)
+    code = user_code(args)
+    stack = Stack(settings, task_queue=load(TemporalSettings).task_queue, code=code)
     began = time.monotonic()
     stack.up(say)
     say(f"local stack is up ({time.monotonic() - began:.1f}s); state in {settings.state_dir}")

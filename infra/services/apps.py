@@ -56,11 +56,36 @@ class Wiring:
         }
 
 
+@dataclass(frozen=True)
+class UserCode:
+    """User pipelines and activities for the workers (``tidings up --pipelines
+    DIR --activities module:factory``); modules import from ``import_path``."""
+
+    pipelines_dir: Path | None = None
+    activities: tuple[str, ...] = ()
+    import_path: Path | None = None
+
+    def argv(self) -> list[str]:
+        return [arg for factory in self.activities for arg in ("--activities", factory)]
+
+    def env(self, base: Mapping[str, str]) -> dict[str, str]:
+        env = dict(base)
+        if self.pipelines_dir is not None:
+            env["TIDINGS_WORKER_PIPELINES_DIR"] = str(self.pipelines_dir)
+        if self.import_path is not None:
+            paths = [str(self.import_path), env.get("PYTHONPATH", "")]
+            env["PYTHONPATH"] = os.pathsep.join(path for path in paths if path)
+        return env
+
+
 class Worker(Service):
-    def __init__(self, layout: Layout, host: str, index: int, wiring: Wiring) -> None:
+    def __init__(
+        self, layout: Layout, host: str, index: int, wiring: Wiring, code: UserCode | None = None
+    ) -> None:
         super().__init__(layout, host)
         self.name = f"worker-{index}"
         self.wiring = wiring
+        self.code = code or UserCode()
         # Set by the stack once started, to tell our poller from those of earlier workers.
         self.pid: int | None = None
         self.started_at = float("inf")
@@ -73,10 +98,10 @@ class Worker(Service):
         self.pid, self.started_at = pid, started_at
 
     def command(self) -> list[str]:
-        return [tidings_executable(), "worker"]
+        return [tidings_executable(), "worker", *self.code.argv()]
 
     def environment(self) -> Mapping[str, str]:
-        return self.wiring.env()
+        return self.code.env(self.wiring.env())
 
     def healthy(self) -> bool:
         """Ready once Temporal lists this process among the task queue's pollers."""

@@ -1,0 +1,106 @@
+"""``GET /v1/pipelines`` and the seam to the orchestration plane's pipeline catalog.
+
+The catalog (``workflows.catalog``) knows the pipelines the workers announced
+in Redis, picks a run's task queue and validates its input. The gateway loads
+it by name, as it loads the run starter (``gateway.starter``), so this package
+never imports workflow code; a gateway installed without it lists nothing
+and answers 503 to run starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+from temporalio.client import Client
+
+from gateway.auth import Tenant
+from gateway.deps import ServicesDep
+from gateway.errors import error_responses
+from tidings.settings import Settings
+
+CATALOG_MODULE = "workflows.catalog"
+
+
+class PipelineCatalog(Protocol):
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def pipelines(self) -> list[dict[str, Any]]: ...
+
+    async def start_run(
+        self,
+        client: Client,
+        settings: Settings,
+        tenant: str,
+        pipeline: str,
+        input: dict[str, Any],
+        idempotency_key: str | None,
+    ) -> tuple[str, bool]: ...
+
+
+def load_catalog(settings: Settings, redis: aioredis.Redis) -> PipelineCatalog | None:
+    """The orchestration plane's catalog, or None where it is not installed.
+
+    Raises its :class:`tidings.errors.ConfigError` for a bad pipelines folder,
+    naming the variable, file and field: the gateway must not start then.
+    """
+    try:
+        module = importlib.import_module(CATALOG_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != CATALOG_MODULE:
+            raise
+        return None
+    catalog: PipelineCatalog = module.open_catalog(settings, redis)
+    return catalog
+
+
+def check_pipelines(settings: Settings) -> None:
+    """Load the configured pipelines folder once, before the gateway serves:
+    a bad spec stops it at start, naming the variable, file and field."""
+    try:
+        module = importlib.import_module(CATALOG_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != CATALOG_MODULE:
+            raise
+        return
+    module.check_local(settings)
+
+
+class PipelineStep(BaseModel):
+    name: str
+    kind: str = Field(description="activity, approval or external")
+    activity: str | None = None
+    parallel_group: str | None = None
+    for_each: str | None = None
+
+
+class Pipeline(BaseModel):
+    name: str
+    description: str = ""
+    version: str = Field(description="A digest of the spec: it changes when the spec does.")
+    task_queue: str = Field(description="The Temporal task queue its runs go to.")
+    announced: bool = Field(description="Announced by a running worker (else built in or local).")
+    input: dict[str, dict[str, Any]] = Field(description="Input fields and their constraints.")
+    steps: list[PipelineStep]
+    stages: list[list[str]] = Field(description="Step names grouped as they run.")
+
+
+class PipelineList(BaseModel):
+    pipelines: list[Pipeline]
+
+
+router = APIRouter(prefix="/v1/pipelines", tags=["pipelines"], responses=error_responses(401, 503))
+
+
+@router.get("", response_model=PipelineList, summary="List the pipelines this deployment offers")
+async def list_pipelines(tenant: Tenant, services: ServicesDep) -> PipelineList:
+    catalog = services.pipelines
+    found = [] if catalog is None else catalog.pipelines()
+    return PipelineList(pipelines=[Pipeline.model_validate(item) for item in found])
