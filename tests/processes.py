@@ -38,6 +38,7 @@ class ChildProcess:
     env: dict[str, str]
     log: Path
     process: subprocess.Popen[bytes] | None = None
+    cwd: Path = ROOT
 
     async def start(self, ready: Callable[[], Awaitable[bool]], within: float) -> None:
         """Spawn it and wait until ``ready()``; an exit meanwhile fails at once, with its log."""
@@ -52,7 +53,7 @@ class ChildProcess:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
-                cwd=ROOT,
+                cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from temporalio.client import Client
 
+from tidings.errors import Unavailable
 from tidings.settings import Settings
 from workflows import announce
 from workflows.registry import PipelineRegistry
@@ -105,10 +106,15 @@ class PipelineCatalog:
         input: dict[str, Any],
         idempotency_key: str | None,
     ) -> tuple[str, bool]:
-        if pipeline not in self._registry.names() and (
-            time.monotonic() - self._last_read >= MISS_REFRESH_SECONDS
-        ):
-            await self.refresh()
+        if pipeline not in self._registry.names():
+            if time.monotonic() - self._last_read >= MISS_REFRESH_SECONDS:
+                await self.refresh()
+            if not self._loaded and pipeline not in self._registry.names():
+                # Not "unknown": a worker may well serve it; we cannot tell yet.
+                raise Unavailable(
+                    f"cannot tell whether pipeline {pipeline!r} exists: "
+                    "the pipelines registry (Redis) has not been read yet"
+                )
         return await start_run(
             client, settings, tenant, pipeline, input, idempotency_key, registry=self._registry
         )
