@@ -1,6 +1,6 @@
 """``GET /v1/pipelines`` and the seam to the orchestration plane's pipeline catalog.
 
-The catalog (``workflows.catalog``) knows the pipelines the workers announced
+The catalog (``workers.catalog``) knows the pipelines the workers announced
 in Redis, picks a run's task queue and validates its input. The gateway loads
 it by name, as it loads the run starter (``gateway.starter``), so this package
 never imports workflow code; a gateway installed without it lists nothing
@@ -22,7 +22,7 @@ from gateway.deps import ServicesDep
 from gateway.errors import error_responses
 from tidings.settings import Settings
 
-CATALOG_MODULE = "workflows.catalog"
+CATALOG_MODULE = "workers.catalog"
 
 
 class PipelineCatalog(Protocol):

@@ -151,7 +151,7 @@ class GatewaySettings(BaseSettings):
     # ASGI instead, as any other server would.
     direct_frames: bool = True
     # How often the gateway re-reads the pipelines workers announced
-    # (workflows.announce); an unknown name is looked up again at once.
+    # (workers.announce); an unknown name is looked up again at once.
     pipelines_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
 
     @model_validator(mode="after")
@@ -180,7 +180,7 @@ class WorkerSettings(BaseSettings):
     max_concurrent_workflow_tasks: int = Field(default=50, ge=1)
     pipelines_dir: Path | None = None
     # How often a worker re-announces its pipelines to the registry in Redis
-    # (workflows.announce); an announcement lives three periods.
+    # (workers.announce); an announcement lives three periods.
     announce_seconds: int = Field(default=20, ge=1, le=3600)
     shutdown_grace_seconds: float = Field(default=10.0, ge=0)
     # 0 = no metrics endpoint (tests, and `tidings up`, where several workers

@@ -1,5 +1,5 @@
 """A worker's announcements: the pipelines it serves, written to the registry
-in Redis (:mod:`workflows.announce`) at start and refreshed until it stops."""
+in Redis (:mod:`workers.announce`) at start and refreshed until it stops."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import socket
 
 import redis.asyncio as aioredis
 
-from workflows.announce import TTL_PERIODS, Announcement, announce
+from workers.announce import TTL_PERIODS, Announcement, announce
 from workflows.registry import PipelineRegistry
 
 log = logging.getLogger("tidings.worker")

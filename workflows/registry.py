@@ -1,5 +1,5 @@
 """The pipelines a deployment knows: the built-ins plus files in ``pipelines_dir``,
-and (on a gateway) what workers announced (:mod:`workflows.announce`).
+and (on a gateway) what workers announced (:mod:`workers.announce`).
 
 The gateway uses it to list pipelines, to refuse a bad input before a run
 starts and to pick the run's task queue; the worker uses it to refuse, at

@@ -1,6 +1,6 @@
 """A gateway's view of the pipelines it can start: the built-ins, a local
 folder if one is configured (kept for compatibility; a bad one stops the
-gateway at start) and what workers announced in Redis (:mod:`workflows.announce`),
+gateway at start) and what workers announced in Redis (:mod:`workers.announce`),
 which wins over both. The gateway loads it by name (``gateway.pipelines``),
 so the connection plane never imports workflow code.
 """
@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from tidings.errors import Unavailable
 from tidings.settings import Settings
-from workflows import announce
+from workers import announce
 from workflows.registry import PipelineRegistry
 from workflows.spec import PipelineSpec
 from workflows.start import start_run
