@@ -18,6 +18,7 @@ from infra.ports import exchange, in_use
 from infra.process import ProcessRecord, proc_start_time
 from infra.services.apps import command_exists
 from tests.conftest import StackHandle, private_stack_settings
+from tests.pipelines.userland import BAD_SPEC, write_userland
 from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
@@ -31,9 +32,12 @@ class Cli:
     state_dir: Path
     ports: dict[str, int]
 
-    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, cwd: Path | None = None, **env: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [TIDINGS, *args],
+            cwd=cwd,
             env={**self.env, **env},
             capture_output=True,
             text=True,
@@ -139,6 +143,14 @@ def test_up_is_idempotent_and_down_stops_only_its_own(cli: Cli, stack: StackHand
     wait_until(cli.nothing_listens, 30, "nothing of the failed up still listens")
 
 
+def test_a_bad_pipelines_folder_stops_up_before_starting_anything(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text(BAD_SPEC)
+    line = one_line(cli("up", "--pipelines", str(tmp_path)))
+    assert "TIDINGS_WORKER_PIPELINES_DIR" in line and "broken.yaml" in line
+    assert "steps[0].retry.max_attempts" in line
+    assert cli.pids() == {}
+
+
 def test_port_in_use_stops_before_starting_anything(cli: Cli) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", cli.ports["REDIS_PORT"]))
@@ -237,9 +249,23 @@ def test_deps_reports_every_dependency(cli: Cli) -> None:
     not (command_exists("workers.command") and command_exists("gateway.command")),
     reason="the worker and gateway commands have not landed yet",
 )
-def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli) -> None:
+def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli, tmp_path: Path) -> None:
     gateway_port = int(cli.env["TIDINGS_STACK_GATEWAY_PORT"])
-    up = cli("up", "--gateways", "2", TIDINGS_STACK_WORKERS="1")
+    # A user's own pipeline, from its own folder: no PYTHONPATH, no folder for the gateways.
+    userland, _ = write_userland(tmp_path / "userland")
+    env = {"PYTHONPATH": ""}
+    up = cli(
+        "up",
+        "--gateways",
+        "2",
+        "--pipelines",
+        "pipelines",
+        "--activities",
+        "mysteps:activities",
+        cwd=userland,
+        TIDINGS_STACK_WORKERS="1",
+        **env,
+    )
     assert up.returncode == 0, up.stderr
     urls = [f"http://127.0.0.1:{gateway_port + i}" for i in range(2)]
     assert all(url in up.stdout for url in urls)
@@ -252,6 +278,29 @@ def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli) -> None:
     }
     for url in urls:
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    auth = {"Authorization": "Bearer dev-key-demo"}
+
+    def listed() -> bool:
+        found = httpx.get(f"{urls[1]}/v1/pipelines", headers=auth, timeout=5).json()
+        return "greet" in {pipeline["name"] for pipeline in found["pipelines"]}
+
+    wait_until(listed, 30, "the worker to announce greet", interval=0.2)
+    started = httpx.post(
+        f"{urls[0]}/v1/runs",
+        json={"pipeline": "greet", "input": {"name": "Ada"}},
+        headers=auth,
+        timeout=30,
+    )
+    assert started.status_code == 201, started.text
+    run = f"{urls[0]}/v1/runs/{started.json()['run_id']}"
+
+    def completed() -> bool:
+        status = httpx.get(run, headers=auth, timeout=5).json()["status"]
+        assert status in ("RUNNING", "COMPLETED"), status
+        return bool(status == "COMPLETED")
+
+    wait_until(completed, 60, "the greet run to complete", interval=0.2)
+    assert httpx.get(run, headers=auth, timeout=5).json()["result"]["greeting"] == "hello Ada"
     status = cli("status")
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("healthy") == 6

@@ -47,6 +47,7 @@ steps:
 
 def write_userland(root: Path) -> tuple[Path, Path]:
     """``root/mysteps.py`` and ``root/pipelines/greet.yaml``; returns (root, pipelines)."""
+    root.mkdir(parents=True, exist_ok=True)
     (root / "mysteps.py").write_text(STEPS_MODULE)
     pipelines = root / "pipelines"
     pipelines.mkdir()
