@@ -15,6 +15,8 @@ from workflows.registry import PipelineRegistry
 
 log = logging.getLogger("tidings.worker")
 
+RETRY_SECONDS = 2.0
+
 
 def announcements_of(registry: PipelineRegistry, base_queue: str) -> list[Announcement]:
     identity = f"{os.getpid()}@{socket.gethostname()}"
@@ -51,7 +53,9 @@ class Announcer:
             return False
         return True
 
-    async def run(self) -> None:
+    async def run(self, announced: bool = True) -> None:
+        """Refresh until cancelled; ``announced``: whether the last attempt worked."""
         while True:
-            await self.announce_once()
-            await asyncio.sleep(self._period)
+            # After a failure, sooner: the announcements may be about to expire.
+            await asyncio.sleep(self._period if announced else min(self._period, RETRY_SECONDS))
+            announced = await self.announce_once()

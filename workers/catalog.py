@@ -44,7 +44,7 @@ class PipelineCatalog:
         self._registry = self._local
         self._versions: dict[str, str] = {}
         self._loaded = False
-        self._last_read = float("-inf")
+        self._last_miss = float("-inf")
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -65,7 +65,6 @@ class PipelineCatalog:
 
     async def refresh(self) -> bool:
         async with self._lock:
-            self._last_read = time.monotonic()
             base = self._settings.temporal.task_queue
             try:
                 found = await announce.read(self._redis, self._settings.temporal.namespace, base)
@@ -107,7 +106,9 @@ class PipelineCatalog:
         idempotency_key: str | None,
     ) -> tuple[str, bool]:
         if pipeline not in self._registry.names():
-            if time.monotonic() - self._last_read >= MISS_REFRESH_SECONDS:
+            now = time.monotonic()
+            if now - self._last_miss >= MISS_REFRESH_SECONDS:
+                self._last_miss = now
                 await self.refresh()
             if not self._loaded and pipeline not in self._registry.names():
                 # Not "unknown": a worker may well serve it; we cannot tell yet.

@@ -100,8 +100,8 @@ async def _run(
         consumer_task = asyncio.create_task(consumer.run())
         # Announced once the workers poll, so a gateway never starts a run
         # that no worker would pick up; refreshed in the background.
-        await announcer.announce_once()
-        announcer_task = asyncio.create_task(announcer.run())
+        announced = await announcer.announce_once()
+        announcer_task = asyncio.create_task(announcer.run(announced))
         queues = {
             name: queue for queue, names in registry.task_queues(base).items() for name in names
         }

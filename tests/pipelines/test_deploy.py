@@ -253,4 +253,3 @@ async def test_a_bad_folder_stops_the_process_naming_variable_file_and_field(
     assert f"{folder / 'broken.yaml'}: invalid pipeline spec" in done.stderr
     assert "steps[0].retry.max_attempts" in done.stderr
     assert "Traceback" not in done.stderr
-
