@@ -9,7 +9,7 @@ and a Redis that lost its data is refilled within one period. An index set
 names the pipelines of a deployment (its Temporal namespace and task queue):
 two deployments sharing a Redis never see each other's pipelines.
 
-See docs/decisions/0006-pipelines-registry-in-redis.md for why Redis.
+See docs/decisions/0007-pipelines-registry-in-redis.md for why Redis.
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ async def _run(
         consumer = CompletionConsumer(clients.temporal, settings.kafka, clients.emitter)
         worker_tasks = [asyncio.create_task(worker.run()) for worker in workers]
         consumer_task = asyncio.create_task(consumer.run())
-        # Announced once the workers poll, so a gateway never starts a run
-        # that no worker would pick up; refreshed in the background.
+        # Announced after the workers start (a run started in between just
+        # waits in its queue for their first poll); refreshed in the background.
         announced = await announcer.announce_once()
         announcer_task = asyncio.create_task(announcer.run(announced))
         queues = {
