@@ -19,6 +19,12 @@ REQUEST_EXTERNAL: Final = "tidings.request_external"
 # may have died mid-stream).
 CLOSING_SEQ: Final = 1_000_000_000
 
+# A run's terminal event (run.completed, .failed, .cancelled, .terminated,
+# .timed_out) uses this seq whoever writes it, the workflow or the run-close
+# watcher (workers/run_close.py), so both write the same event id: the
+# watcher cannot know how many run events came before.
+TERMINAL_SEQ: Final = 2_000_000_000
+
 # Run-level events have no activity attempt of their own: an emit retried by
 # Temporal is the same logical event, so they all carry attempt 1.
 RUN_ATTEMPT: Final = 1

@@ -15,7 +15,13 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    RetryState,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.types import (
@@ -23,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         EMIT_RUN_EVENT,
         RECORD_STEP_FAILURE,
         REQUEST_EXTERNAL,
+        TERMINAL_SEQ,
         ExternalRequestInput,
         HotLoopPolicy,
         RunEventInput,
@@ -53,6 +60,11 @@ COMPLETE_EXTERNAL_SIGNAL = "complete_external"
 
 TENANT_KEY = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
 PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
+
+# Since this patch a run writes its terminal event whenever it closes itself,
+# cancelled mid-step included, with TERMINAL_SEQ, and a cancellation cannot
+# interrupt that write. Never rename: it is recorded in histories.
+TERMINAL_EVENT_PATCH = "terminal-event-at-every-close"
 
 # Emits must not be lost: retry them until Kafka answers.
 _EMIT_OPTIONS: dict[str, Any] = {
@@ -168,12 +180,12 @@ class PipelineWorkflow:
             output = self._result_output()
             self._state = RunState.COMPLETED
             self._show_details()
-            await self._emit_run(EventType.RUN_COMPLETED, {"output": output})
+            await self._emit_terminal(EventType.RUN_COMPLETED, {"output": output})
             return PipelineResult(status=RunState.COMPLETED, output=output)
         except StepFailed as failure:
             self._state = RunState.FAILED
             self._show_details(f"step {failure.step} failed: {failure.message}")
-            await self._emit_run(
+            await self._emit_terminal(
                 EventType.RUN_FAILED,
                 {"step": failure.step, "error": failure.message, "error_type": failure.error_type},
             )
@@ -183,9 +195,15 @@ class PipelineWorkflow:
                 non_retryable=True,
             ) from None
         except asyncio.CancelledError:
-            self._state = RunState.CANCELLED
             # Cancellation is delivered once; the cleanup emit below runs normally.
-            await self._emit_run(EventType.RUN_CANCELLED, {"steps": self._stage})
+            await self._emit_cancelled()
+            raise
+        except ActivityError as err:
+            # Cancelled while an activity ran, the run sees the activity's
+            # cancellation, not CancelledError: before the patch it closed
+            # without run.cancelled and every open socket waited forever.
+            if is_cancelled_exception(err) and workflow.patched(TERMINAL_EVENT_PATCH):
+                await self._emit_cancelled()
             raise
 
     def _should_continue(self, stages_done: int) -> bool:
@@ -464,9 +482,27 @@ class PipelineWorkflow:
 
     # -- events --------------------------------------------------------------
 
-    async def _emit_run(self, type_: str, data: dict[str, Any]) -> None:
-        seq = self._seq
-        self._seq += 1
+    async def _emit_cancelled(self) -> None:
+        self._state = RunState.CANCELLED
+        await self._emit_terminal(EventType.RUN_CANCELLED, {"steps": self._stage})
+
+    async def _emit_terminal(self, type_: str, data: dict[str, Any]) -> None:
+        if not workflow.patched(TERMINAL_EVENT_PATCH):
+            await self._emit_run(type_, data)
+            return
+        # Shielded: a cancellation arriving while the terminal event is written
+        # must neither cancel the write nor add a second terminal event; the
+        # run then closes as the event it wrote says.
+        emit = asyncio.create_task(self._emit_run(type_, data, seq=TERMINAL_SEQ))
+        try:
+            await asyncio.shield(emit)
+        except asyncio.CancelledError:
+            await emit
+
+    async def _emit_run(self, type_: str, data: dict[str, Any], seq: int | None = None) -> None:
+        if seq is None:
+            seq = self._seq
+            self._seq += 1
         await workflow.execute_activity(
             EMIT_RUN_EVENT,
             RunEventInput(

@@ -1,6 +1,7 @@
 """Record one Temporal history per pipeline scenario into tests/histories/*.json.
 
     python -m tests.histories.record        # against TIDINGS_TEST_* or the default dev ports
+    python -m tests.histories.record LABEL  # only these scenarios
 
 Re-record after a deliberate, patched workflow change; never to make a
 failing replay test pass (a failing replay means runs in flight would break).
@@ -62,6 +63,17 @@ async def _complete_external(harness: Harness, run_id: str) -> None:
         await producer.stop()
 
 
+async def _cancel_mid_step(harness: Harness, run_id: str) -> None:
+    handle = harness.client.get_workflow_handle(run_id)
+
+    async def running() -> bool:
+        status = await handle.query(STATUS_QUERY, result_type=RunStatus)
+        return status.current_step is not None
+
+    await wait_for(running, 30, "run is in its step")
+    await handle.cancel()
+
+
 SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
     ("research", "research", {"question": "How do resume tokens survive a gateway restart?"}),
     (
@@ -80,19 +92,26 @@ SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
     ("long", "long", {"n": 3}),
     ("parallel", "parallel", {}),
     ("fan-out-fails", "fan-out-fails", {}),
+    ("slow-step", "slow-step", {"seconds": 60}),
 ]
 
 
-async def record(settings: Settings, client: Client, folder: Path) -> list[Path]:
+async def record(
+    settings: Settings, client: Client, folder: Path, only: set[str] | None = None
+) -> list[Path]:
     written: list[Path] = []
     async with running_worker(settings, client) as harness:
         for label, pipeline, data in SCENARIOS:
+            if only and label not in only:
+                continue
             run_id, _ = await harness.start(pipeline, data, f"history-{uuid.uuid4().hex}")
             helper = None
             if label == "research-approval":
                 helper = asyncio.create_task(_approve_when_waiting(harness, run_id))
             if label == "external":
                 helper = asyncio.create_task(_complete_external(harness, run_id))
+            if label == "slow-step":  # cancelled mid-step
+                helper = asyncio.create_task(_cancel_mid_step(harness, run_id))
             with contextlib.suppress(WorkflowFailureError):
                 await harness.result(run_id)
             if helper is not None:
@@ -121,7 +140,7 @@ async def main() -> int:
     )
     settings = settings_for(base, f"histories-{uuid.uuid4().hex[:8]}")
     client = await Client.connect(temporal)
-    for path in await record(settings, client, HERE):
+    for path in await record(settings, client, HERE, set(sys.argv[1:])):
         print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return 0
 

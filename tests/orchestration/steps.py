@@ -36,6 +36,14 @@ class FixtureSteps(StepActivities):
         await asyncio.sleep(60)
         return {"value": data.get("value")}
 
+    @step("test.slow")
+    async def slow(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
+        await ctx.token("thinking ")
+        await ctx.flush_tokens()
+        # Until cancelled (it heartbeats, so a cancellation reaches it), or done.
+        await asyncio.sleep(float(data.get("seconds", 60)))
+        return {"slept": True}
+
     @step("test.invalid")
     async def invalid(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
         raise ApplicationError("bad input", type="TidingsInvalidInput", non_retryable=True)
@@ -149,6 +157,23 @@ FAN_OUT_FAILS = _spec(
     }
 )
 
+# One step that runs until cancelled: a run cancelled or closed mid-step.
+SLOW_STEP = _spec(
+    {
+        "name": "slow-step",
+        "input": {"seconds": {"type": "number", "required": False, "default": 60}},
+        "steps": [
+            {
+                "name": "wait",
+                "activity": "test.slow",
+                "input": {"seconds": "$input.seconds"},
+                "heartbeat_seconds": 1,
+                "retry": FAST_RETRY,
+            },
+        ],
+    }
+)
+
 TEST_PIPELINES: tuple[PipelineSpec, ...] = (
     research_variant("research-approval", timeout_seconds=60),
     research_variant("research-approval-timeout", timeout_seconds=1),
@@ -158,4 +183,5 @@ TEST_PIPELINES: tuple[PipelineSpec, ...] = (
     LONG,
     PARALLEL,
     FAN_OUT_FAILS,
+    SLOW_STEP,
 )
