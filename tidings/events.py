@@ -27,6 +27,9 @@ class EventType:
     RUN_FAILED = "run.failed"
     RUN_CANCELLED = "run.cancelled"
     RUN_CONTINUED = "run.continued"
+    # Written by the run-close watcher for runs closed outside the workflow.
+    RUN_TERMINATED = "run.terminated"
+    RUN_TIMED_OUT = "run.timed_out"
     STEP_STARTED = "step.started"
     STEP_PROGRESS = "step.progress"
     STEP_TOKEN = "step.token"
@@ -36,7 +39,9 @@ class EventType:
     STEP_REQUESTED = "step.requested"
     ALERT_HOT_LOOP = "alert.hot_loop"
 
-    TERMINAL = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED})
+    TERMINAL = frozenset(
+        {RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_TERMINATED, RUN_TIMED_OUT}
+    )
 
 
 class EnvelopeError(ValueError):

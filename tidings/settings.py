@@ -191,6 +191,11 @@ class WorkerSettings(BaseSettings):
     # many bytes of text and sent as one step.token record.
     coalesce_max_ms: int = Field(default=100, ge=1, le=10_000)
     coalesce_max_bytes: int = Field(default=4096, ge=16, le=1024 * 1024)
+    # The run-close watcher (workers/run_close.py) lists the runs Temporal
+    # closed this often; its first pass looks this far back, for runs closed
+    # while no worker ran. 0 turns it off (a closed run's sockets then wait).
+    run_close_poll_seconds: float = Field(default=1.0, ge=0, le=60)
+    run_close_catch_up_seconds: float = Field(default=3600.0, ge=0)
 
 
 class ModelSettings(BaseSettings):

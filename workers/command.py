@@ -23,6 +23,7 @@ from workers.build import (
 )
 from workers.completions import CompletionConsumer
 from workers.metrics_server import MetricsServer, serve_metrics
+from workers.run_close import RunCloseWatcher
 from workflows.registry import PipelineRegistry
 
 log = logging.getLogger("tidings.worker")
@@ -105,6 +106,19 @@ async def _run(
         queues = {
             name: queue for queue, names in registry.task_queues(base).items() for name in names
         }
+        watching: list[asyncio.Task[None]] = []
+        if settings.worker.run_close_poll_seconds > 0:
+            # Runs' workflows run on the base queue: its workers own their ends.
+            watcher = RunCloseWatcher(
+                clients.temporal,
+                clients.emitter,
+                settings.kafka,
+                base,
+                redis=clients.redis,
+                poll_seconds=settings.worker.run_close_poll_seconds,
+                catch_up_seconds=settings.worker.run_close_catch_up_seconds,
+            )
+            watching.append(asyncio.create_task(watcher.run()))
         log.info(
             "worker ready: task queue %s, pipelines %s",
             base,
@@ -116,10 +130,10 @@ async def _run(
                 print(f"tidings worker: pipeline {name} on task queue {queue}", flush=True)
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait(
-            {*worker_tasks, consumer_task, stopped}, return_when=asyncio.FIRST_COMPLETED
+            {*worker_tasks, consumer_task, *watching, stopped}, return_when=asyncio.FIRST_COMPLETED
         )
         log.info("shutting down (grace %ss)", settings.worker.shutdown_grace_seconds)
-        for background in (consumer_task, announcer_task):
+        for background in (consumer_task, announcer_task, *watching):
             background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await background

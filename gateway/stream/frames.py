@@ -25,6 +25,8 @@ _END_STATUS = {
     EventType.RUN_COMPLETED: "COMPLETED",
     EventType.RUN_FAILED: "FAILED",
     EventType.RUN_CANCELLED: "CANCELLED",
+    EventType.RUN_TERMINATED: "TERMINATED",
+    EventType.RUN_TIMED_OUT: "TIMED_OUT",
 }
 
 _TEXT_FIN = 0x81  # FIN + opcode 1 (text), no RSV bits: no extension in use

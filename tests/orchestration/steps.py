@@ -42,6 +42,8 @@ class FixtureSteps(StepActivities):
         await ctx.flush_tokens()
         # Until cancelled (it heartbeats, so a cancellation reaches it), or done.
         await asyncio.sleep(float(data.get("seconds", 60)))
+        if data.get("fail"):
+            raise ApplicationError("gave up", type="SlowFailed", non_retryable=True)
         return {"slept": True}
 
     @step("test.invalid")
@@ -161,12 +163,15 @@ FAN_OUT_FAILS = _spec(
 SLOW_STEP = _spec(
     {
         "name": "slow-step",
-        "input": {"seconds": {"type": "number", "required": False, "default": 60}},
+        "input": {
+            "seconds": {"type": "number", "required": False, "default": 60},
+            "fail": {"type": "boolean", "required": False, "default": False},
+        },
         "steps": [
             {
                 "name": "wait",
                 "activity": "test.slow",
-                "input": {"seconds": "$input.seconds"},
+                "input": {"seconds": "$input.seconds", "fail": "$input.fail"},
                 "heartbeat_seconds": 1,
                 "retry": FAST_RETRY,
             },

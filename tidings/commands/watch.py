@@ -53,6 +53,8 @@ _TERMINAL = {
     EventType.RUN_COMPLETED: RunState.COMPLETED,
     EventType.RUN_FAILED: RunState.FAILED,
     EventType.RUN_CANCELLED: RunState.CANCELLED,
+    EventType.RUN_TERMINATED: RunState.TERMINATED,
+    EventType.RUN_TIMED_OUT: RunState.TIMED_OUT,
 }
 
 
