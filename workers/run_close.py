@@ -178,7 +178,9 @@ class RunCloseWatcher:
         claim = await self._claim(run)
         if claim != _MINE:
             return claim == _DONE
-        if not await self._has_terminal(run, tenant):
+        if await self._superseded(run):
+            log.info("run %s goes on in a newer execution (reset)", run.run_id)
+        elif not await self._has_terminal(run, tenant):
             event = terminal_event(run, tenant, await self._details(run))
             await self._emitter.emit(event)
             self.written += 1
@@ -190,6 +192,12 @@ class RunCloseWatcher:
             )
         await self._mark_done(run)
         return True
+
+    async def _superseded(self, run: ClosedRun) -> bool:
+        """A reset closes the execution it resets away (TERMINATED), yet the
+        run goes on in the new one, whose own close is listed in turn."""
+        latest = await self._temporal.get_workflow_handle(run.run_id).describe()
+        return latest.run_id != run.execution
 
     async def _claim(self, run: ClosedRun) -> str:
         """_MINE: this watcher checks the run; _THEIRS: another one is at it;

@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.enums.v1 import EventType as HistoryEventType
+from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
 from temporalio.client import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -351,3 +354,35 @@ async def test_watchers_of_several_workers_write_one_event(stack_end: EndStack) 
     assert second.written + stack_end.watcher.written - written_before == 1
     log = await run_log(stack_end, run_id)
     assert [e.type for e in log if e.is_terminal] == [EventType.RUN_TERMINATED]
+
+
+async def test_reset_execution_does_not_end_the_run(stack_end: EndStack) -> None:
+    """A reset closes the execution it resets away (TERMINATED), but the run
+    goes on: no terminal event then; its later close writes the one."""
+    run_id = await stack_end.start("slow-step", {"seconds": 60})
+    handle = stack_end.temporal.get_workflow_handle(run_id)
+    async with open_socket(stack_end, run_id) as tap:
+        await wait_for(lambda: tap.saw(EventType.STEP_TOKEN), 60, "the step's token")
+        old = (await handle.describe()).run_id
+        history = await handle.fetch_history()
+        first_task = next(
+            event.event_id
+            for event in history.events
+            if event.event_type == HistoryEventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED
+        )
+        await stack_end.temporal.workflow_service.reset_workflow_execution(
+            ResetWorkflowExecutionRequest(
+                namespace=stack_end.temporal.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=run_id, run_id=old),
+                reason="operator reset",
+                workflow_task_finish_event_id=first_task,
+                request_id=uuid.uuid4().hex,
+            )
+        )
+        await wait_for(lambda: stack_end.watcher.has_settled(old), 30, "the watcher to see it")
+        assert tap.ended_at is None, "the reset ended the stream of a run that goes on"
+        await handle.cancel()
+        await wait_for(lambda: tap.ended_at is not None, END_WITHIN, "end after the cancel")
+    assert tap.frames[-1] == {"kind": "end", "status": "CANCELLED"}
+    log = await run_log(stack_end, run_id)
+    assert [e.type for e in log if e.is_terminal] == [EventType.RUN_CANCELLED]
