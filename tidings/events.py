@@ -39,9 +39,7 @@ class EventType:
     STEP_REQUESTED = "step.requested"
     ALERT_HOT_LOOP = "alert.hot_loop"
 
-    TERMINAL = frozenset(
-        {RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_TERMINATED, RUN_TIMED_OUT}
-    )
+    TERMINAL = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_TERMINATED, RUN_TIMED_OUT})
 
 
 class EnvelopeError(ValueError):

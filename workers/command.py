@@ -108,12 +108,12 @@ async def _run(
         }
         watching: list[asyncio.Task[None]] = []
         if settings.worker.run_close_poll_seconds > 0:
-            # Runs' workflows run on the base queue: its workers own their ends.
+            # The workers that run a run's workflow own its end.
             watcher = RunCloseWatcher(
                 clients.temporal,
                 clients.emitter,
                 settings.kafka,
-                base,
+                [worker.task_queue for worker in workers],
                 redis=clients.redis,
                 poll_seconds=settings.worker.run_close_poll_seconds,
                 catch_up_seconds=settings.worker.run_close_catch_up_seconds,

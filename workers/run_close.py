@@ -8,7 +8,7 @@ execution timeout, a reset that closes the current execution; nor could a
 run cancelled mid-step before the ``terminal-event-at-every-close`` patch.
 
 Every worker process runs one :class:`RunCloseWatcher` for the runs of its
-task queue (the workers that run a run's workflow own its end). Each pass
+task queues (the workers that run a run's workflow own its end). Each pass
 lists the runs Temporal closed recently with any status but COMPLETED (a completing
 workflow returns only after its run.completed was written), checks the
 run's partition for a terminal event and writes the missing one. The event
@@ -27,7 +27,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -97,11 +97,12 @@ def terminal_event(run: ClosedRun, tenant: str, data: dict[str, Any]) -> Event:
     )
 
 
-def close_query(task_queue: str, since: datetime) -> str:
+def close_query(task_queues: Sequence[str], since: datetime) -> str:
     statuses = " OR ".join(f"ExecutionStatus = '{name}'" for name in _STATUS_NAMES)
+    queues = " OR ".join(f"TaskQueue = '{queue}'" for queue in task_queues)
     stamp = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return (
-        f"WorkflowType = '{PIPELINE_WORKFLOW}' AND TaskQueue = '{task_queue}'"
+        f"WorkflowType = '{PIPELINE_WORKFLOW}' AND ({queues})"
         f" AND CloseTime >= '{stamp}' AND ({statuses})"
     )
 
@@ -112,7 +113,7 @@ class RunCloseWatcher:
         temporal: Client,
         emitter: Emitter,
         kafka: KafkaSettings,
-        task_queue: str,
+        task_queues: Sequence[str],
         *,
         redis: aioredis.Redis | None = None,
         poll_seconds: float = 1.0,
@@ -122,7 +123,7 @@ class RunCloseWatcher:
         self._temporal = temporal
         self._emitter = emitter
         self._kafka = kafka
-        self._task_queue = task_queue
+        self._task_queues = list(task_queues)
         self._redis = redis
         self._poll_seconds = poll_seconds
         self._clock = clock
@@ -152,7 +153,7 @@ class RunCloseWatcher:
         """One pass: every recently closed run gets its terminal event."""
         now = self._clock()
         since = self._since
-        async for execution in self._temporal.list_workflows(close_query(self._task_queue, since)):
+        async for execution in self._temporal.list_workflows(close_query(self._task_queues, since)):
             if execution.close_time is None or execution.status not in TERMINAL_OF:
                 continue
             if execution.run_id in self._settled:

@@ -85,7 +85,7 @@ async def stack_end(stream_env: StreamEnv) -> AsyncIterator[EndStack]:
             harness.client,
             harness.clients.emitter,
             settings.kafka,
-            settings.temporal.task_queue,
+            [settings.temporal.task_queue],
             redis=harness.clients.redis,
             poll_seconds=0.5,
             catch_up_seconds=0,
@@ -341,7 +341,7 @@ async def test_watchers_of_several_workers_write_one_event(stack_end: EndStack) 
         stack_end.temporal,
         stack_end.harness.clients.emitter,
         stack_end.settings.kafka,
-        stack_end.settings.temporal.task_queue,
+        [stack_end.settings.temporal.task_queue],
         redis=stack_end.harness.clients.redis,
         catch_up_seconds=60,
     )

@@ -56,8 +56,8 @@ def test_each_close_has_its_terminal_type(status: WorkflowExecutionStatus, type_
 
 
 def test_close_query_lists_closes_of_its_task_queue_but_completions() -> None:
-    query = close_query("tidings", AT)
-    assert "TaskQueue = 'tidings'" in query
+    query = close_query(["tidings", "tidings.greet"], AT)
+    assert "(TaskQueue = 'tidings' OR TaskQueue = 'tidings.greet')" in query
     assert "CloseTime >= '2026-12-06T22:00:00.000000Z'" in query
     for status in ("Failed", "Canceled", "Terminated", "TimedOut"):
         assert f"ExecutionStatus = '{status}'" in query
