@@ -87,7 +87,7 @@ async def stack_end(stream_env: StreamEnv) -> AsyncIterator[EndStack]:
             settings.kafka,
             [settings.temporal.task_queue],
             redis=harness.clients.redis,
-            poll_seconds=0.5,
+            poll_seconds=1.0,  # the default
             catch_up_seconds=0,
         )
         task = asyncio.create_task(watcher.run())
