@@ -49,7 +49,16 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Decode the one canonical unpadded base64url spelling of some bytes.
+
+    Base64 ignores the spare low bits of a final partial group, so several
+    texts decode to the same bytes; a token's text must be exactly what
+    :meth:`TokenSigner.issue` wrote, never one of those variants.
+    """
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    if _b64(data) != text:
+        raise ValueError("non-canonical base64url")
+    return data
 
 
 class TokenSigner:
@@ -84,7 +93,7 @@ class TokenSigner:
         body_part, sig_part = token.split(".")
         try:
             body, signature = _unb64(body_part), _unb64(sig_part)
-        except ValueError:
+        except ValueError:  # binascii.Error included
             raise forged from None
         if not any(hmac.compare_digest(self._sign(k, body), signature) for k in self._keys):
             raise forged

@@ -60,6 +60,39 @@ def test_forged_tokens_are_unauthorized(mangle: object) -> None:
     assert exc.value.code == CloseCode.UNAUTHORIZED
 
 
+def _flip_spare_bits(part: str) -> str:
+    """The same bytes spelt differently: set the unused low bits of the last
+    base64 character (the part's length is never a multiple of 4 here)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = {2: 0b1111, 3: 0b11}[len(part) % 4]
+    last = alphabet.index(part[-1])
+    return part[:-1] + alphabet[last | spare if last & spare == 0 else last & ~spare]
+
+
+@pytest.mark.parametrize("which", ["claims", "signature"])
+def test_non_canonical_token_text_is_unauthorized(which: str) -> None:
+    # Base64 decoders ignore a final group's spare bits; a token whose text was
+    # altered there decodes to the signed bytes but is not the token issued.
+    signer = TokenSigner("s" * 32, ttl_seconds=600)
+    for sid in ("sid1", "sid12", "sid123"):  # some claims length leaves spare bits
+        token, _ = signer.issue("acme", "acme-1", sid)
+        body, sig = token.split(".")
+        part = body if which == "claims" else sig
+        if len(part) % 4 in (2, 3):
+            break
+    if which == "claims":
+        altered = f"{_flip_spare_bits(body)}.{sig}"
+    else:
+        altered = f"{body}.{_flip_spare_bits(sig)}"
+    assert altered != token
+    with pytest.raises(StreamClosed) as exc:
+        signer.verify(altered)
+    assert exc.value.code == CloseCode.UNAUTHORIZED
+    # "=" padding is not the issued spelling either.
+    with pytest.raises(StreamClosed):
+        signer.verify(f"{body}.{sig}=" if len(sig) % 4 else f"{body}=.{sig}")
+
+
 def test_rotation_accepts_previous_secret_and_signs_with_current() -> None:
     old = TokenSigner("old" * 11, ttl_seconds=600)
     token, claims = old.issue("acme", "acme-1", "sid1")
