@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -101,6 +101,9 @@ class Subscription:
         self.token = resume_token
         self.status: str | None = None  # the run's final status, after the end frame
         self.caught_up = False
+        # Called once the replay is done (the ``caught_up`` frame), before any
+        # live event: a reader that held back part of the history shows it then.
+        self.on_caught_up: Callable[[], None] | None = None
         self.cursor: str | None = None  # of the last event yielded (for from=<cursor> later)
         self.reconnects = 0
         self._urls = [stream_url(url, run_id) for url in urls]
@@ -189,7 +192,10 @@ class Subscription:
             self._attempts = 0  # the gateway accepted us: reset the backoff
             self._refusal = None
         elif kind == "caught_up":
+            first = not self.caught_up
             self.caught_up = True
+            if first and self.on_caught_up is not None:
+                self.on_caught_up()
         elif kind == "end":
             self.status = str(frame["status"])
             await self.aclose()

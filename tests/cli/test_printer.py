@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tidings.commands.watch import Printer, Progress, base_step
+from tidings.commands.watch import HeldTokens, Printer, Progress, base_step
 from tidings.events import Event
 
 pytestmark = pytest.mark.unit
@@ -105,3 +105,46 @@ def test_base_step() -> None:
     assert base_step("draft.fallback") == "draft"
     assert base_step("search[0].fallback") == "search"
     assert base_step("plain") == "plain"
+
+
+def test_held_tokens_keep_only_the_output_of_steps_in_flight() -> None:
+    def ev(type_: str, step: str | None, attempt: int = 1, seq: int = 0, **data: object) -> Event:
+        return Event(type_, "t", RUN, step, attempt, seq, dict(data))
+
+    held = HeldTokens()
+    history = [
+        ev("step.started", "plan"),
+        ev("step.token", "plan", text="done "),
+        ev("step.completed", "plan", seq=2),
+        ev("step.started", "draft"),
+        ev("step.token", "draft", text="lost "),
+        ev("step.retrying", "draft", seq=2, discard_attempt=1, next_attempt=2),
+        ev("step.started", "draft", 2),
+        ev("step.token", "draft", 2, 1, text="Hello "),
+        ev("step.token", "other", 1, 1, text="side "),
+        ev("step.failed", "other", seq=2),
+        ev("step.token", "draft", 2, 2, text="wor"),
+    ]
+    passed = [event for event in history if not held.hold(event)]
+    assert all(event.type != "step.token" for event in passed)
+    assert [t.data["text"] for t in held.release()] == ["Hello ", "wor"]
+    assert held.release() == []
+    held.hold(ev("step.token", "draft", text="x"))
+    held.hold(ev("run.cancelled", None))
+    assert held.release() == []
+
+
+def test_a_watch_joining_mid_step_prints_the_step_from_its_start() -> None:
+    events = run_events()
+    out = io.StringIO()
+    printer = Printer(out, as_json=False)
+    held = HeldTokens()
+    draft_token = next(i for i, e in enumerate(events) if e.type == "step.token")
+    for event in events[: draft_token + 1]:  # history: up to the draft's first token
+        if not held.hold(event):
+            printer.show(event)
+    for token in held.release():  # caught_up
+        printer.show(token)
+    for event in events[draft_token + 1 :]:  # live
+        printer.show(event)
+    assert "  draft | Hello world." in out.getvalue().splitlines()

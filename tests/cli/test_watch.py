@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.cli.harness import QUESTION, CliWorld, Result
@@ -167,10 +169,94 @@ async def test_watch_from_a_cursor(world: CliWorld) -> None:
         assert "not a cursor of this run" in refused.err
 
 
+async def test_watch_joining_mid_step_prints_the_step_from_its_start(world: CliWorld) -> None:
+    """A watch started while the draft streams shows the draft's earlier
+    tokens before its live ones: the line reads from the first word, not from
+    wherever the stream happened to be."""
+    assert world.worker is not None and world.worker.process is not None
+    worker = world.worker.process
+
+    async def stored_events(http: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
+        page = (await http.get(f"/v1/runs/{run_id}/events", params={"limit": 1000})).json()
+        return [item["event"] for item in page["events"]]
+
+    def draft_state(events: list[dict[str, Any]]) -> tuple[bool, bool]:
+        """(draft tokens stored, draft completed)"""
+        tokens = any(e["type"] == "step.token" and e["step"] == "draft" for e in events)
+        done = any(e["type"] == "step.completed" and e["step"] == "draft" for e in events)
+        return tokens, done
+
+    headers = {"Authorization": f"Bearer {world.key}"}
+    async with httpx.AsyncClient(base_url=world.url, headers=headers) as http:
+        # The draft streams for about a second; freeze the worker inside it
+        # (well within the step's 10 s heartbeat) so the watch joins mid-step.
+        for _ in range(3):  # a run whose draft finished before the freeze is no use
+            run_id = await world.start_run()
+            mid_draft = False
+
+            async def drafting(run_id: str = run_id) -> bool:
+                nonlocal mid_draft
+                tokens, done = draft_state(await stored_events(http, run_id))
+                mid_draft = tokens and not done
+                return tokens or done
+
+            await wait_for(drafting, 30, "the draft to start streaming", interval=0.02)
+            if mid_draft:
+                worker.send_signal(signal.SIGSTOP)
+                _, done = draft_state(await stored_events(http, run_id))
+                if not done:
+                    break
+                worker.send_signal(signal.SIGCONT)
+        else:
+            pytest.fail("no run could be frozen mid-draft")
+        watch: asyncio.subprocess.Process | None = None
+        try:
+            so_far = "".join(
+                e["data"]["text"]
+                for e in await stored_events(http, run_id)
+                if e["type"] == "step.token" and e["step"] == "draft"
+            )
+            watch = await world.spawn_cli("watch", run_id)
+            assert watch.stdout is not None
+            out = bytearray()
+
+            async def read() -> None:
+                assert watch.stdout is not None
+                while chunk := await watch.stdout.read(4096):
+                    out.extend(chunk)
+
+            reader = asyncio.create_task(read())
+            try:
+                # Before the run moves on, the watch already shows the draft's start.
+                await wait_for(
+                    lambda: f"  draft | {so_far}".encode() in out,
+                    7,
+                    "the watch to print the draft's earlier output",
+                )
+            finally:
+                worker.send_signal(signal.SIGCONT)
+            code = await asyncio.wait_for(watch.wait(), 60)
+            await reader
+        finally:
+            worker.send_signal(signal.SIGCONT)
+            if watch is not None and watch.returncode is None:
+                watch.kill()
+                await watch.wait()
+    text = out.decode()
+    assert code == 0, text
+    answer = (await world.finished(run_id))["result"]["answer"]
+    lines = text.splitlines()
+    assert f"  draft | {answer}" in lines, text
+    assert text.count(answer) == 1
+    assert in_order(lines, STEP_LINES), text
+
+
 def one_clear_line(result: Result, *needles: str) -> None:
     err = result.err.strip()
     assert len(err.splitlines()) == 1, err
     assert "Traceback" not in err
+    # A refusal is fixed by changing the command, never by "picking up" with it.
+    assert "pick up with" not in err, err
     for needle in needles:
         assert needle in err, err
 

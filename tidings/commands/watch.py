@@ -6,7 +6,8 @@ progress bar is redrawn under the lines; when stdout is not a terminal the
 output is plain lines only (no escape codes), the count at the end of each
 step line. The stream replays the run's history first, so a late watcher
 still sees every step's state; the tokens of that history are printed only
-with ``--from-start``. ``--from CURSOR`` re-watches from any position (the
+with ``--from-start``, except those of a step still in flight when the replay
+ends, printed then so its live tokens do not start mid-sentence. ``--from CURSOR`` re-watches from any position (the
 events after that cursor, tokens included). ``--json`` prints one event
 envelope per line instead (the same selection).
 
@@ -86,7 +87,9 @@ def main(args: argparse.Namespace) -> int:
         status = asyncio.run(watch.run())
     except CommandError as exc:
         printer.interrupt()
-        print(f"{PROG}: {exc.message}{watch.resume_hint()}", file=sys.stderr)
+        # A refusal (a bad cursor, key or run) is not fixed by picking up again.
+        hint = "" if exc.exit_code == EXIT_REFUSED else watch.resume_hint()
+        print(f"{PROG}: {exc.message}{hint}", file=sys.stderr)
         return exc.exit_code
     except StreamError as exc:
         printer.interrupt()
@@ -110,7 +113,8 @@ class Watch:
         self.args = args
         self.key = key
         self.printer = printer
-        self.cursor: str | None = args.from_cursor  # of the last event shown
+        # Of the last event shown; a --from cursor counts once it is known to be one.
+        self.cursor: str | None = None
 
     def check(self) -> None:
         """Fail fast, with the gateway's own words, on an unreachable gateway, a
@@ -119,6 +123,7 @@ class Watch:
         args = self.args
         if args.from_cursor is not None and not _CURSOR.match(args.from_cursor):
             raise CommandError(f"--from {args.from_cursor[:40]!r} is not a cursor (like 0:42)")
+        self.cursor = args.from_cursor
         run = quote(args.run_id, safe="")
         with client(args) as http:
             try:
@@ -139,14 +144,23 @@ class Watch:
     async def run(self) -> str | None:
         args = self.args
         skip_history_tokens = not args.from_start and args.from_cursor is None
+        held = HeldTokens()
+
+        def joined() -> None:
+            # The replay is done: a step still streaming shows what it said
+            # before we joined, so its live tokens do not start mid-sentence.
+            for token in held.release():
+                self.printer.show(token)
+
         async with follow(args.gateway, args.run_id, self.key, args.from_cursor) as sub:
+            sub.on_caught_up = joined
             reconnects = 0
             async for event in sub:
                 self.cursor = sub.cursor
                 if sub.reconnects != reconnects:
                     reconnects = sub.reconnects
                     self.printer.note(f"connection dropped; resumed ({reconnects})")
-                if skip_history_tokens and not sub.caught_up and event.type == EventType.STEP_TOKEN:
+                if skip_history_tokens and not sub.caught_up and held.hold(event):
                     continue
                 self.printer.show(event)
             self.printer.finish(sub.status)
@@ -156,6 +170,41 @@ class Watch:
         if self.cursor is None:
             return ""
         return f"; pick up with: tidings watch {self.args.run_id} --from {self.cursor}"
+
+
+class HeldTokens:
+    """The tokens of history a default watch leaves out, kept until the replay
+    ends in case their step is still running then.
+
+    Tokens of a step that completed or failed, and of an attempt that a
+    ``step.retrying`` discarded, are dropped as those events pass; whatever
+    is left at ``caught_up`` is the output so far of the steps in flight.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: list[Event] = []
+
+    def hold(self, event: Event) -> bool:
+        """Take ``event`` if it is a token (True); otherwise forget the tokens it ends."""
+        if event.type == EventType.STEP_TOKEN:
+            self._tokens.append(event)
+            return True
+        if not self._tokens:
+            return False
+        if event.type in _TERMINAL:
+            self._tokens.clear()
+        elif event.type in (EventType.STEP_COMPLETED, EventType.STEP_FAILED):
+            self._tokens = [t for t in self._tokens if t.step != event.step]
+        elif event.type == EventType.STEP_RETRYING:
+            discarded = event.data.get("discard_attempt", event.attempt)
+            self._tokens = [
+                t for t in self._tokens if not (t.step == event.step and t.attempt == discarded)
+            ]
+        return False
+
+    def release(self) -> list[Event]:
+        tokens, self._tokens = self._tokens, []
+        return tokens
 
 
 # -- progress ------------------------------------------------------------------
