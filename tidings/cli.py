@@ -25,6 +25,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("tidings.commands.watch", "live progress of a run; resumes on drop"),
     "events": ("tidings.commands.events", "print a run's stored events"),
     "pipelines": ("tidings.commands.pipelines", "list the pipelines a deployment offers"),
+    "approve": ("tidings.commands.control", "approve a run waiting at an approval step"),
+    "reject": ("tidings.commands.control", "reject a run waiting at an approval step"),
+    "cancel": ("tidings.commands.control", "cancel a running run"),
     "replay": ("workers.replay_command", "replay a run's history against the current code"),
 }
 
