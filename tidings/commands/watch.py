@@ -7,8 +7,9 @@ output is plain lines only (no escape codes), the count at the end of each
 step line. The stream replays the run's history first, so a late watcher
 still sees every step's state; the tokens of that history are printed only
 with ``--from-start``, except those of a step still in flight when the replay
-ends, printed then so its live tokens do not start mid-sentence. ``--from CURSOR`` re-watches from any position (the
-events after that cursor, tokens included). ``--json`` prints one event
+ends, printed then so its live tokens do not start mid-sentence. ``--from
+CURSOR`` re-watches from any position (the events after that cursor, tokens
+included). ``--json`` prints one event
 envelope per line instead (the same selection).
 
 A dropped connection or a restarted gateway is resumed by the client library
