@@ -50,6 +50,7 @@ _CODE_STATUS: dict[str, int] = {
     ErrorCode.RUN_FINISHED: 409,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.VALIDATION: 422,
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: 422,
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
 }

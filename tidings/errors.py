@@ -26,6 +26,8 @@ class ErrorCode:
     UNKNOWN_PIPELINE = "unknown_pipeline"
     UNKNOWN_SIGNAL = "unknown_signal"
     RUN_FINISHED = "run_finished"
+    # An Idempotency-Key sent again with another request body (HTTP 422).
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     TOKEN_EXPIRED = "token_expired"
 
 

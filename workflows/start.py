@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from temporalio.common import (
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from tidings.errors import BadRequest, ErrorCode
+from tidings.errors import BadRequest, Conflict, ErrorCode, TidingsError
 from tidings.runs import (
     PIPELINE_ATTRIBUTE,
     PIPELINE_WORKFLOW,
@@ -35,6 +37,10 @@ PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
 # Input fields never shown in the Temporal UI, whatever a pipeline declares.
 _SECRET_NAME = re.compile(r"key|token|secret|passw|auth|credential|cookie", re.IGNORECASE)
 EXCERPT_CHARS = 80
+# Memo key of a run's request fingerprint. The memo is part of the start
+# request itself, so a run never exists without the fingerprint of the body
+# that started it, and a repeated Idempotency-Key is compared against it.
+REQUEST_MEMO = "tidings.request"
 
 
 async def start_run(
@@ -92,7 +98,15 @@ async def start_pipeline(
     execution_timeout: timedelta | None = None,
 ) -> tuple[str, bool]:
     """Start ``PipelineWorkflow`` with id ``arg.run_id`` (input already
-    validated), or find the run that has it; return ``(run_id, created)``."""
+    validated), or find the run that has it; return ``(run_id, created)``.
+
+    A run found under that id (the same Idempotency-Key) must have been
+    started by the same request: another pipeline raises
+    :class:`tidings.errors.Conflict`, another input a 422
+    ``idempotency_key_reused``, rather than answering with a run that is not
+    what the caller asked for.
+    """
+    fingerprint = request_fingerprint(arg.pipeline, arg.input)
     try:
         handle = await client.start_workflow(
             PIPELINE_WORKFLOW,
@@ -103,6 +117,7 @@ async def start_pipeline(
             # A finished run keeps its id: the same key never starts a second run.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             execution_timeout=execution_timeout,
+            memo={REQUEST_MEMO: fingerprint},
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(TENANT_KEY, arg.tenant),
@@ -113,12 +128,45 @@ async def start_pipeline(
             static_details=details,
         )
     except WorkflowAlreadyStartedError:
-        return arg.run_id, False
-    # The SDK keeps the server's answer but exposes no accessor for its
-    # `started` flag, which is the only way to tell a new run from an existing one.
-    response = getattr(handle, "_start_workflow_response", None)
-    created = bool(getattr(response, "started", True))
+        created = False
+    else:
+        # The SDK keeps the server's answer but exposes no accessor for its
+        # `started` flag, which is the only way to tell a new run from an existing one.
+        response = getattr(handle, "_start_workflow_response", None)
+        created = bool(getattr(response, "started", True))
+    if not created:
+        await _check_same_request(client, arg, fingerprint)
     return arg.run_id, created
+
+
+def request_fingerprint(pipeline: str, input: dict[str, Any]) -> str:
+    """What identifies a start request: its pipeline and its (validated) input,
+    independent of key order and whitespace."""
+    canonical = json.dumps(
+        {"pipeline": pipeline, "input": input},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _check_same_request(client: Client, arg: PipelineInput, fingerprint: str) -> None:
+    desc = await client.get_workflow_handle(arg.run_id).describe()
+    pipeline = desc.typed_search_attributes.get(PIPELINE_KEY)
+    if pipeline not in (None, arg.pipeline):
+        raise Conflict(f"Idempotency-Key already used for a run of pipeline {pipeline!r}")
+    stored = (await desc.memo()).get(REQUEST_MEMO)
+    # Runs started before fingerprints were stored have none: the pipeline
+    # check above is all that can be said of them.
+    if stored is not None and stored != fingerprint:
+        raise TidingsError(
+            "Idempotency-Key already used with another request body; "
+            "use a new key for a new run, or send the same body to get the first run",
+            code=ErrorCode.IDEMPOTENCY_KEY_REUSED,
+            status=422,
+        )
 
 
 def input_excerpt(spec: PipelineSpec, input: dict[str, Any]) -> str | None:

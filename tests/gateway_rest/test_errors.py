@@ -3,6 +3,7 @@ and starts or changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -290,3 +291,41 @@ async def test_idempotency_key_reused_for_another_pipeline_is_409(
     runs.track(first.json()["run_id"])
     other = await post_run(demo, key, json={"pipeline": "echo", "input": {"text": "k"}})
     assert "approval" in error_of(other, 409, "conflict")
+
+
+async def test_idempotency_key_reused_with_another_body_is_422(
+    demo: httpx.AsyncClient, runs: Runs, key: str
+) -> None:
+    first = await post_run(demo, key, json={"pipeline": "approval", "input": {"text": "k"}})
+    assert first.status_code == 201, first.text
+    run_id = runs.track(first.json()["run_id"])
+    # The same body, however it is spelt, is the same request: the first run.
+    same = await post_run(
+        demo,
+        key,
+        content=b'{ "input": {"text": "k"},  "pipeline": "approval" }',
+        headers={"Content-Type": "application/json"},
+    )
+    assert same.status_code == 200 and same.json()["run_id"] == run_id, same.text
+    other = await post_run(demo, key, json={"pipeline": "approval", "input": {"text": "k2"}})
+    assert "Idempotency-Key" in error_of(other, 422, "idempotency_key_reused")
+
+
+async def test_racing_bodies_under_one_key_start_one_run_and_refuse_the_rest(
+    demo: httpx.AsyncClient, runs: Runs, key: str
+) -> None:
+    """The fingerprint is written with the run itself (its start request):
+    whichever body wins the race, every other body is refused, never answered
+    with a run that does not match it."""
+    bodies = [{"pipeline": "approval", "input": {"text": f"body-{i % 2}"}} for i in range(10)]
+    responses = await asyncio.gather(*(post_run(demo, key, json=body) for body in bodies))
+    started = [r for r in responses if r.status_code in (200, 201)]
+    assert len({r.json()["run_id"] for r in started}) == 1, [r.text for r in responses]
+    runs.track(started[0].json()["run_id"])
+    assert sorted(r.status_code for r in started) == [200] * (len(started) - 1) + [201]
+    winner = bodies[responses.index(next(r for r in started if r.status_code == 201))]
+    for body, response in zip(bodies, responses, strict=True):
+        if body == winner:
+            assert response.status_code in (200, 201), response.text
+        else:
+            error_of(response, 422, "idempotency_key_reused")
