@@ -117,7 +117,18 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     # A body that is not JSON at all is a malformed request, not a schema miss.
     if any(error.get("type") == "json_invalid" for error in errors):
         return error_response(400, ErrorCode.BAD_REQUEST, "request body is not valid JSON")
+    # A query parameter, path segment or header out of its format or range
+    # (status=BOGUS, limit=0) is a malformed request: 400, as docs/protocol.md
+    # says. 422 is kept for a body that fails its schema.
+    if any(_where(error) != "body" for error in errors):
+        malformed = [error for error in errors if _where(error) != "body"]
+        return error_response(400, ErrorCode.BAD_REQUEST, describe_validation(malformed))
     return error_response(422, ErrorCode.VALIDATION, describe_validation(errors))
+
+
+def _where(error: Any) -> str:
+    loc = error.get("loc") or ("body",)
+    return str(loc[0])
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

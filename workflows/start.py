@@ -68,7 +68,7 @@ async def start_run(
     validated = registry.validate_input(pipeline, input)
     run_id = run_id_for(tenant, idempotency_key)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise BadRequest("Idempotency-Key must be 1 to 255 characters", code=ErrorCode.VALIDATION)
+        raise BadRequest("Idempotency-Key must be 1 to 255 characters")
     arg = PipelineInput(
         tenant=tenant,
         pipeline=pipeline,

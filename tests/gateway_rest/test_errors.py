@@ -261,17 +261,22 @@ async def test_cancelling_or_signalling_a_finished_run_is_409(
 
 async def test_unknown_route_and_method_use_the_error_format(demo: httpx.AsyncClient) -> None:
     error_of(await demo.get("/v1/nothing"), 404, "not_found")
-    assert (await demo.delete("/v1/runs")).json()["error"]["code"]
+    error_of(await demo.delete("/v1/runs"), 405, "bad_request")
 
 
 async def test_bad_list_and_events_parameters(demo: httpx.AsyncClient, runs: Runs) -> None:
-    error_of(await demo.get("/v1/runs", params={"limit": 0}), 422, "validation_error")
-    error_of(await demo.get("/v1/runs", params={"status": "SLEEPING"}), 422, "validation_error")
+    # Query parameters out of format or range are malformed requests: 400, as documented.
+    for params in ({"limit": 0}, {"limit": "x"}, {"status": "SLEEPING"}, {"status": "BOGUS"}):
+        message = error_of(await demo.get("/v1/runs", params=params), 400, "bad_request")
+        assert next(iter(params)) in message and "BOGUS" not in message, message
     error_of(await demo.get("/v1/runs", params={"page": "!!!"}), 400, "bad_request")
     created = await demo.post("/v1/runs", json={"pipeline": "approval", "input": {"text": "s"}})
     run_id = runs.track(created.json()["run_id"])
-    for after in ("x", "1", "1:-2", "abc:def"):
+    for after in ("x", "1", "1:-2", "abc:def", "9" * 40):
         response = await demo.get(f"/v1/runs/{run_id}/events", params={"after": after})
+        error_of(response, 400, "bad_request")
+    for params in ({"limit": 0}, {"limit": 1001}):
+        response = await demo.get(f"/v1/runs/{run_id}/events", params=params)
         error_of(response, 400, "bad_request")
 
 
