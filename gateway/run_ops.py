@@ -211,6 +211,10 @@ def _decode_page(page: str | None, key: bytes, tenant: str, query: str) -> bytes
         signed = base64.b64decode(page + "=" * (-len(page) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         signed = b""
+    # Only the spelling _encode_page writes: base64 ignores a final group's
+    # spare bits, so other texts would decode to the same signed bytes.
+    if base64.urlsafe_b64encode(signed).decode().rstrip("=") != page:
+        signed = b""
     mac, token = signed[:_PAGE_MAC_BYTES], signed[_PAGE_MAC_BYTES:]
     if not token or not hmac.compare_digest(mac, _page_mac(key, tenant, query, token)):
         raise BadRequest(

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from gateway import run_ops
 from gateway.auth import tenant_from_key
 from gateway.errors import describe_validation
 from gateway.event_log import Cursor
@@ -76,3 +77,20 @@ def test_validation_messages_name_fields_never_values() -> None:
     assert text == (
         "input: Input should be a valid dictionary; query.limit: Input should be greater than 0"
     )
+
+
+@pytest.mark.parametrize("token_bytes", [1, 2, 3])  # every length of a final base64 group
+def test_page_cursors_accept_only_the_spelling_handed_out(token_bytes: int) -> None:
+    key, tenant, query = b"k" * 32, "demo", "TidingsTenant = 'demo'"
+    page = run_ops._encode_page(b"t" * token_bytes, key, tenant, query)
+    assert page is not None
+    assert run_ops._decode_page(page, key, tenant, query) == b"t" * token_bytes
+    variants = [page + ("=" * (-len(page) % 4) or "====")]
+    if len(page) % 4:  # a final partial group has spare low bits base64 ignores
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        spare = {2: 0b1111, 3: 0b11}[len(page) % 4]
+        variants.append(page[:-1] + alphabet[alphabet.index(page[-1]) ^ spare])
+    for variant in variants:
+        assert variant != page
+        with pytest.raises(BadRequest):
+            run_ops._decode_page(variant, key, tenant, query)
