@@ -7,10 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from annotated_types import Ge
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from tidings.settings import all_settings_classes
+from tidings.settings import GatewaySettings, all_settings_classes
 
 pytestmark = pytest.mark.unit
 
@@ -55,6 +56,17 @@ def test_every_setting_is_documented_with_its_default() -> None:
     wrong = {k: (documented[k], v) for k, v in expected.items() if documented.get(k, v) != v}
     hint = "\n".join(f"| `{k}` | {v} | … |" for k, v in expected.items() if k in missing)
     assert (missing, stale, wrong) == ([], [], {}), hint
+
+
+def test_the_token_ttl_row_states_the_minimum_the_gateway_enforces() -> None:
+    meaning = next(
+        line
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| `TIDINGS_GATEWAY_TOKEN_TTL_SECONDS` |")
+    )
+    metadata = GatewaySettings.model_fields["token_ttl_seconds"].metadata
+    minimum = next(item.ge for item in metadata if isinstance(item, Ge))
+    assert f"at least {minimum} s" in meaning, meaning
 
 
 def test_readme_opens_with_title_sentence_and_exactly_the_two_commands() -> None:
