@@ -10,16 +10,18 @@ path only, never the query or a header.
 from __future__ import annotations
 
 import logging
-import re
 
-# Query parameters whose values are credentials.
-_SECRET_PARAMS = re.compile(r"(?i)\b(access_token|api_key|token|resume)=[^&\s\"']+")
-REDACTED = "[redacted]"
+from tidings.observability import REDACTED, redact_credentials
+
+__all__ = ["LOGGERS", "REDACTED", "RedactSecrets", "install", "redact"]
+
 LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn")
 
 
 def redact(text: str) -> str:
-    return _SECRET_PARAMS.sub(lambda match: f"{match.group(1)}={REDACTED}", text)
+    """Credential query parameters (any name ending in ``token``, ``resume``,
+    ``api_key`` …) and resume tokens under any name (``from=``, ``after=``)."""
+    return redact_credentials(text)
 
 
 class RedactSecrets(logging.Filter):

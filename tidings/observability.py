@@ -44,12 +44,29 @@ _run_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("tidings_ru
 _tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("tidings_tenant", default=None)
 
 # Credential-shaped text, whatever its value: bearer tokens, credential query
-# parameters, the password in a URL's userinfo.
+# parameters (``resume_token=`` as well as ``token=``: a name *ending* in one),
+# the password in a URL's userinfo, and a resume token itself under any name
+# (``from=``, ``after=``, a message quoting it): base64url of its JSON claims
+# (so ``eyJ``, the encoding of ``{"``), a dot, base64url of its HMAC
+# (gateway/stream/tokens.py). A JWT has the same head and is hidden too.
 _PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[^\s\"',]+"),
-    re.compile(r"(?i)\b((?:access_token|api_key|apikey|token|resume|password)=)[^&\s\"']+"),
+    re.compile(
+        r"(?i)((?<![a-z0-9])[a-z0-9_]*(?:access_token|api_key|apikey|token|resume|password)=)"
+        r"[^&\s\"']+"
+    ),
     re.compile(r"(://[^:/@\s]*:)[^@\s]+(@)"),
+    re.compile(r"()eyJ[A-Za-z0-9_-]{8,}(?:\.|%2[Ee])[A-Za-z0-9_-]{16,}"),
 )
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` without credential-shaped parts (the patterns above)."""
+    for pattern in _PATTERNS:
+        text = pattern.sub(
+            lambda m: m.group(1) + REDACTED + (m.group(2) if m.re.groups > 1 else ""), text
+        )
+    return text
 
 
 # ----------------------------------------------------------------- logging --
@@ -105,11 +122,7 @@ class RedactingFilter(logging.Filter):
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)
-        for pattern in _PATTERNS:
-            text = pattern.sub(
-                lambda m: m.group(1) + REDACTED + (m.group(2) if m.re.groups > 1 else ""), text
-            )
-        return text
+        return redact_credentials(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

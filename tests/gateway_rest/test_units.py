@@ -12,6 +12,7 @@ from gateway.errors import describe_validation
 from gateway.event_log import Cursor
 from gateway.kafka import partition_for
 from gateway.redaction import RedactSecrets, redact
+from gateway.stream.tokens import TokenSigner
 from tidings.errors import BadRequest
 from tidings.settings import Settings, TenantSettings
 
@@ -66,6 +67,27 @@ def test_redaction_hides_credentials_in_query_strings() -> None:
     )  # fmt: skip
     assert RedactSecrets().filter(record)
     assert "secret-key-1" not in record.getMessage()
+
+
+@pytest.mark.parametrize("ttl", [60, 86_400])
+def test_redaction_recognises_a_resume_token_under_any_name(ttl: int) -> None:
+    token, _ = TokenSigner("s" * 32, ttl_seconds=ttl).issue("demo", "demo-1a2b", "sid-xyz")
+    lines = [
+        f'"GET /v1/runs/demo-1a2b/events?after={token}&limit=5 HTTP/1.1" 400',
+        f'"WebSocket /v1/runs/demo-1a2b/stream?from={token}" 4400',
+        f'"WebSocket /v1/runs/demo-1a2b/stream?resume_token={token}" [accepted]',
+        f"/stream?x_resume_token={token[:20]}",  # a truncated token, by its name
+        f"closing: bad cursor {token!r} sent by the client",
+        f"/stream?from={token.replace('.', '%2E')}",
+    ]
+    for line in lines:
+        cleaned = redact(line)
+        assert "[redacted]" in cleaned, cleaned
+        assert token not in cleaned and token.split(".")[1] not in cleaned, cleaned
+        assert token[:20] not in cleaned, cleaned
+    # Ordinary cursors and parameters stay readable.
+    kept = "/v1/runs/demo-1a2b/events?after=0:42&limit=5&from=start&tokens=3"
+    assert redact(kept) == kept
 
 
 def test_validation_messages_name_fields_never_values() -> None:

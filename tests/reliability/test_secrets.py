@@ -165,15 +165,26 @@ async def test_secrets_never_leak(rel: Rel) -> None:
                     "too large": http.post("/v1/runs", headers=auth, content=b"x" * 300_000),
                     "bad cursor": http.get(f"/v1/runs/{run_id}/events?after=%00zz", headers=auth),
                 }
+                # A real resume token under other parameter names: logs must
+                # recognise it by its shape, whatever it is called.
+                provoke["token as after"] = http.get(
+                    f"/v1/runs/{run_id}/events", params={"after": tokens[0]}, headers=auth
+                )
                 for name, call in provoke.items():
                     response = await call
                     assert response.status_code >= 400, (name, response.status_code)
                     bodies[name] = (
                         f"{response.status_code} {dict(response.headers)} {response.text}"
                     )
+                accepted = await http.get(
+                    f"/v1/runs/{run_id}", params={"resume_token": tokens[0]}, headers=auth
+                )
+                assert accepted.status_code == 200, accepted.text
                 for name, query in {
                     "forged token": "resume=x.y",
                     "token on no key": f"resume={tokens[0]}",
+                    "token as from": f"access_token={key}&from={tokens[0]}",
+                    "token as resume_token": f"access_token={key}&resume_token={tokens[0]}",
                 }.items():
                     async with connect(f"{uri}?{query}") as sock:
                         try:
@@ -215,7 +226,8 @@ async def test_secrets_never_leak(rel: Rel) -> None:
     record(
         "secrets",
         injected="distinctive API keys, token secret and model key; a model server echoing "
-        "credentials; 12 provoked errors; DEBUG logs",
+        "credentials; 15 provoked errors and a resume token as after=, from= and "
+        "resume_token=; DEBUG logs",
         places_scanned=len(places),
         bytes_scanned=sum(len(t) for t in places.values()),
         leaks=leaks,
