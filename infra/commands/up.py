@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from infra.commands.common import say, stack_settings
 from infra.services.apps import UserCode, command_exists, tidings_executable
 from infra.stack import Stack
-from tidings.settings import DEV_API_KEYS, TemporalSettings, load
+from tidings.settings import DEV_API_KEYS, TemporalSettings, TenantSettings, load
 
-DEV_KEY = next(iter(DEV_API_KEYS))
+KEYS_VARIABLE = "TIDINGS_TENANTS_API_KEYS"
+# Characters of a configured key shown; the rest is masked.
+KEY_PREFIX = 4
 DEMO_QUESTION = "Why do resumable event streams need an acknowledged cursor?"
 
 
@@ -64,6 +68,8 @@ def user_code(args: argparse.Namespace) -> UserCode:
 def main(args: argparse.Namespace) -> int:
     settings = stack_settings(gateways=args.gateways)
     code = user_code(args)
+    # The keys the gateways will use: they get this process's environment.
+    keys = load(TenantSettings).api_keys
     stack = Stack(settings, task_queue=load(TemporalSettings).task_queue, code=code)
     began = time.monotonic()
     stack.up(say)
@@ -73,14 +79,47 @@ def main(args: argparse.Namespace) -> int:
     print(f"temporal     {stack.temporal.address}   (UI {stack.temporal.ui_url})")
     print(f"kafka        {stack.kafka.bootstrap}")
     print(f"redis        {stack.redis.redis_url}")
-    print(f"api key      {DEV_KEY}   (tenant {DEV_API_KEYS[DEV_KEY]}, local stack only)")
+    for line in key_lines(keys, configured=KEYS_VARIABLE in os.environ):
+        print(line)
     print("stop with    tidings down")
     if args.demo:
-        return _demo(stack)
+        return _demo(stack, demo_key(keys, os.environ.get("TIDINGS_API_KEY")))
     return 0
 
 
-def _demo(stack: Stack) -> int:
+def key_lines(keys: Mapping[str, str], *, configured: bool) -> list[str]:
+    """What ``up`` says about API keys: those in force, and where they come from.
+
+    The development key is public (README) and printed whole; a configured
+    key is a secret, shown only by a short prefix so the operator can tell
+    which of theirs it is.
+    """
+    if not configured:
+        return [
+            f"api key      {key}   (tenant {tenant}, the local default; "
+            f"{KEYS_VARIABLE} replaces it)"
+            for key, tenant in keys.items()
+        ]
+    return [
+        f"api key      {_masked(key)}   (tenant {tenant}, from {KEYS_VARIABLE})"
+        for key, tenant in keys.items()
+    ]
+
+
+def _masked(key: str) -> str:
+    if key in DEV_API_KEYS:
+        return key
+    return key[:KEY_PREFIX] + "…" + f" ({len(key)} characters)"
+
+
+def demo_key(keys: Mapping[str, str], preferred: str | None) -> str:
+    """The key the demo run uses: $TIDINGS_API_KEY if the gateways accept it, else the first."""
+    if preferred is not None and preferred in keys:
+        return preferred
+    return next(iter(keys))
+
+
+def _demo(stack: Stack, api_key: str) -> int:
     run_input = json.dumps({"question": DEMO_QUESTION})
     argv = [tidings_executable(), "run", "research", "--input", run_input, "--watch"]
     if not stack.gateways or not command_exists("tidings.commands.run"):
@@ -93,7 +132,7 @@ def _demo(stack: Stack) -> int:
         "TIDINGS_GATEWAY_URL": first.url(),
         "TIDINGS_GATEWAY_PUBLIC_URL": first.url(),
         "TIDINGS_GATEWAY_PORT": str(first.port),
-        "TIDINGS_API_KEY": DEV_KEY,
+        "TIDINGS_API_KEY": api_key,
     }
     say(f"demo: {' '.join(argv[:3])} against {first.url()}")
     return subprocess.run(argv, env=env, check=False).returncode

@@ -113,9 +113,14 @@ def test_up_is_idempotent_and_down_stops_only_its_own(cli: Cli, stack: StackHand
     assert set(pids) == {"temporal", "kafka", "redis"}
     assert pids["redis"] != bystander.pid
 
-    again = cli("up")
+    # Keys of the operator's own replace the default: `up` names those, masked.
+    again = cli("up", TIDINGS_TENANTS_API_KEYS='{"acme-own-key-0042": "acme"}')
     assert again.returncode == 0, again.stderr
     assert cli.pids() == pids  # healthy services were left alone
+    assert "dev-key-demo" not in again.stdout and "acme-own-key-0042" not in again.stdout
+    assert "api key      acme… (17 characters)   (tenant acme, from TIDINGS_TENANTS_API_KEYS)" in (
+        again.stdout.splitlines()
+    )
 
     status = cli("status")
     assert status.returncode == 0, status.stdout
