@@ -3,9 +3,12 @@ processes against a real gateway process and a real worker process."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import io
 import json
 import signal
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -13,6 +16,7 @@ import pytest
 
 from tests.cli.harness import QUESTION, CliWorld, Result
 from tests.support import free_port, wait_for
+from tidings.commands.watch import Printer, Watch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -169,82 +173,70 @@ async def test_watch_from_a_cursor(world: CliWorld) -> None:
         assert "not a cursor of this run" in refused.err
 
 
+def printed(out: io.StringIO, text: str) -> Callable[[], bool]:
+    return lambda: text in out.getvalue()
+
+
 async def test_watch_joining_mid_step_prints_the_step_from_its_start(world: CliWorld) -> None:
-    """A watch started while the draft streams shows the draft's earlier
+    """A watch that joins while the draft streams shows the draft's earlier
     tokens before its live ones: the line reads from the first word, not from
-    wherever the stream happened to be."""
+    wherever the stream happened to be.
+
+    The worker is frozen (SIGSTOP) inside the draft, well within the step's
+    10 s heartbeat, so the watch joins mid-step for certain. The watch runs
+    in-process (its stream and printer, against the real gateway): a child
+    process would first ask the gateway for the run's status, which waits for
+    the frozen worker's query answer."""
     assert world.worker is not None and world.worker.process is not None
     worker = world.worker.process
-
-    async def stored_events(http: httpx.AsyncClient, run_id: str) -> list[dict[str, Any]]:
-        page = (await http.get(f"/v1/runs/{run_id}/events", params={"limit": 1000})).json()
-        return [item["event"] for item in page["events"]]
-
-    def draft_state(events: list[dict[str, Any]]) -> tuple[bool, bool]:
-        """(draft tokens stored, draft completed)"""
-        tokens = any(e["type"] == "step.token" and e["step"] == "draft" for e in events)
-        done = any(e["type"] == "step.completed" and e["step"] == "draft" for e in events)
-        return tokens, done
-
     headers = {"Authorization": f"Bearer {world.key}"}
+
+    async def drafted(http: httpx.AsyncClient, run_id: str) -> tuple[str, bool]:
+        """(the draft's tokens so far, whether the draft completed)"""
+        page = (await http.get(f"/v1/runs/{run_id}/events", params={"limit": 1000})).json()
+        events = [item["event"] for item in page["events"] if item["event"]["step"] == "draft"]
+        text = "".join(e["data"]["text"] for e in events if e["type"] == "step.token")
+        return text, any(e["type"] == "step.completed" for e in events)
+
+    out = io.StringIO()
     async with httpx.AsyncClient(base_url=world.url, headers=headers) as http:
-        # The draft streams for about a second; freeze the worker inside it
-        # (well within the step's 10 s heartbeat) so the watch joins mid-step.
         for _ in range(3):  # a run whose draft finished before the freeze is no use
             run_id = await world.start_run()
-            mid_draft = False
+            state: tuple[str, bool] = ("", False)
 
             async def drafting(run_id: str = run_id) -> bool:
-                nonlocal mid_draft
-                tokens, done = draft_state(await stored_events(http, run_id))
-                mid_draft = tokens and not done
-                return tokens or done
+                nonlocal state
+                state = await drafted(http, run_id)
+                return bool(state[0]) or state[1]
 
             await wait_for(drafting, 30, "the draft to start streaming", interval=0.02)
-            if mid_draft:
-                worker.send_signal(signal.SIGSTOP)
-                _, done = draft_state(await stored_events(http, run_id))
-                if not done:
-                    break
-                worker.send_signal(signal.SIGCONT)
-        else:
-            pytest.fail("no run could be frozen mid-draft")
-        watch: asyncio.subprocess.Process | None = None
-        try:
-            so_far = "".join(
-                e["data"]["text"]
-                for e in await stored_events(http, run_id)
-                if e["type"] == "step.token" and e["step"] == "draft"
-            )
-            watch = await world.spawn_cli("watch", run_id)
-            assert watch.stdout is not None
-            out = bytearray()
-
-            async def read() -> None:
-                assert watch.stdout is not None
-                while chunk := await watch.stdout.read(4096):
-                    out.extend(chunk)
-
-            reader = asyncio.create_task(read())
+            if state[1]:
+                continue
+            worker.send_signal(signal.SIGSTOP)
             try:
-                # Before the run moves on, the watch already shows the draft's start.
+                so_far, done = await drafted(http, run_id)
+                if done:
+                    continue
+                args = argparse.Namespace(
+                    run_id=run_id, gateway=world.url, from_start=False, from_cursor=None
+                )
+                watch = Watch(args, world.key, Printer(out, as_json=False))
+                watching = asyncio.create_task(watch.run())
+                # Before the run moves on, the watch shows the draft from its start.
                 await wait_for(
-                    lambda: f"  draft | {so_far}".encode() in out,
-                    7,
+                    printed(out, f"  draft | {so_far}"),
+                    5,
                     "the watch to print the draft's earlier output",
                 )
             finally:
                 worker.send_signal(signal.SIGCONT)
-            code = await asyncio.wait_for(watch.wait(), 60)
-            await reader
-        finally:
-            worker.send_signal(signal.SIGCONT)
-            if watch is not None and watch.returncode is None:
-                watch.kill()
-                await watch.wait()
-    text = out.decode()
-    assert code == 0, text
+            status = await asyncio.wait_for(watching, 60)
+            break
+        else:
+            pytest.fail("no run could be frozen mid-draft")
+    assert status == "COMPLETED"
     answer = (await world.finished(run_id))["result"]["answer"]
+    text = out.getvalue()
     lines = text.splitlines()
     assert f"  draft | {answer}" in lines, text
     assert text.count(answer) == 1
