@@ -148,3 +148,14 @@ def test_a_watch_joining_mid_step_prints_the_step_from_its_start() -> None:
     for event in events[draft_token + 1 :]:  # live
         printer.show(event)
     assert "  draft | Hello world." in out.getvalue().splitlines()
+
+
+def test_a_waiting_run_names_the_commands_that_answer_it() -> None:
+    out = io.StringIO()
+    waiting = Event(
+        "run.waiting", "t", RUN, None, 1, 0, {"step": "review", "signals": ["approve", "reject"]}
+    )
+    Printer(out, as_json=False).show(waiting)
+    assert out.getvalue().splitlines() == [
+        f"run waiting: review needs approve or reject (tidings approve|reject {RUN})"
+    ]

@@ -46,7 +46,7 @@ from tidings.commands.common import (
 )
 from tidings.commands.stream import follow, stream_exit_code
 from tidings.events import Event, EventType
-from tidings.runs import RunState
+from tidings.runs import SIGNALS, RunState
 
 PROG = "tidings watch"
 _CURSOR = re.compile(r"^\d{1,6}:\d{1,19}$")
@@ -438,8 +438,12 @@ def _line(event: Event) -> str:
         return f"step {event.step} progress (attempt {event.attempt}): {shown}"
     if event.type == EventType.RUN_WAITING:
         step = data.get("step") or "a step"
-        signals = " or ".join(data.get("signals") or ["a signal"])
-        return f"run waiting: {step} needs {signals}"
+        signals = data.get("signals") or []
+        wanted = " or ".join(signals or ["a signal"])
+        # Name the commands that answer it, where there are such commands.
+        commands = "|".join(name for name in signals if name in SIGNALS)
+        how = f" (tidings {commands} {event.run_id})" if commands else ""
+        return f"run waiting: {step} needs {wanted}{how}"
     if event.type == EventType.RUN_CONTINUED:
         return f"run continued as new (from stage {data.get('next_stage', '?')})"
     if event.type == EventType.ALERT_HOT_LOOP:
