@@ -29,7 +29,7 @@ async def test_healthz_and_readyz(anonymous: httpx.AsyncClient) -> None:
     assert ready.status_code == 200, ready.text
     assert ready.json() == {
         "status": "ready",
-        "checks": {"temporal": "ok", "kafka": "ok", "redis": "ok"},
+        "checks": {"temporal": "ok", "kafka": "ok", "redis": "ok", "pipelines": "ok"},
     }
 
 
@@ -58,9 +58,11 @@ async def test_readyz_is_503_naming_the_service_that_is_down(
     assert response.status_code == 503, response.text
     body = response.json()
     assert body["error"]["code"] == "unavailable"
-    assert body["error"]["message"] == f"not ready: {service} down"
+    # The pipelines registry lives in Redis: without Redis it cannot be read either.
+    down = [service, "pipelines"] if service == "redis" else [service]
+    assert body["error"]["message"] == f"not ready: {', '.join(down)} down"
     assert body["checks"][service] != "ok"
-    assert [name for name, state in body["checks"].items() if state != "ok"] == [service]
+    assert [name for name, state in body["checks"].items() if state != "ok"] == down
 
 
 async def test_metrics_count_requests_by_route_template(
