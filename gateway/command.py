@@ -1,9 +1,11 @@
 """``tidings gateway``: serve the REST API and the WebSocket stream with uvicorn.
 
-Settings are read once here and passed down. uvicorn handles SIGTERM/SIGINT:
-it stops accepting, lets in-flight requests finish (up to
-:data:`GRACEFUL_SHUTDOWN_SECONDS`), then runs the lifespan's shutdown, which
-stops the stream (sockets get 1001 and resume elsewhere) and closes clients.
+Settings are read once here and passed down. On SIGTERM/SIGINT the server
+(:class:`DrainingServer`) stops accepting, closes every stream socket with 1001
+and a reason (clients resume on another replica), then runs uvicorn's own
+shutdown: in-flight requests finish (up to :data:`GRACEFUL_SHUTDOWN_SECONDS`)
+and the lifespan's shutdown stops the tails and closes clients. Deployments
+size their stop grace from :data:`DRAIN_SECONDS` (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import argparse
 import asyncio
 import gc
 import importlib.util
+import logging
+import socket
 
 import uvicorn
 
@@ -24,6 +28,11 @@ from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import GatewaySettings, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# How long stream sockets get to take their 1001 close before uvicorn's own
+# shutdown closes whatever is left (with a bare 1012).
+GOING_AWAY_SECONDS = 5
+# The longest a SIGTERM takes to end the process, lifespan shutdown aside.
+DRAIN_SECONDS = GOING_AWAY_SECONDS + GRACEFUL_SHUTDOWN_SECONDS
 # Allocations between young collections (CPython's default is 700).
 _GC_YOUNG = 50_000
 
@@ -56,10 +65,40 @@ def websocket_implementation(direct_frames: bool = True) -> str | type[asyncio.P
     return DirectFramesProtocol
 
 
-def server_config(settings: Settings) -> uvicorn.Config:
+log = logging.getLogger(__name__)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, closing the stream's sockets with 1001 first on shutdown.
+
+    uvicorn's own shutdown closes every open WebSocket with 1012 and no reason
+    before the lifespan's shutdown runs, so the stream's 1001 ("reconnect with
+    your resume token", the documented contract) would never be sent.
+    """
+
+    def __init__(self, config: uvicorn.Config, apps: list[StreamFirst]) -> None:
+        super().__init__(config)
+        self._apps = apps  # filled by the app factory once uvicorn calls it
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()  # no new sockets while the open ones are told to leave
+        for app in self._apps:
+            left = await app.going_away(GOING_AWAY_SECONDS)
+            if left:
+                log.warning("%d stream sockets still open after %ss", left, GOING_AWAY_SECONDS)
+        await super().shutdown(sockets)
+
+
+def server_config(settings: Settings, made: list[StreamFirst] | None = None) -> uvicorn.Config:
+    """uvicorn's config for the gateway; the app it makes is appended to ``made``."""
+
     def make_app() -> StreamFirst:
         app = create_app(settings)
-        return StreamFirst(app, app.state.stream)
+        first = StreamFirst(app, app.state.stream)
+        if made is not None:
+            made.append(first)
+        return first
 
     return uvicorn.Config(
         # A factory: uvicorn calls it inside the serving event loop, where the
@@ -100,10 +139,11 @@ def main(args: argparse.Namespace) -> int:
     # naming the variable, file and field, instead of failing every run.
     check_pipelines(settings)
     setup_tracing(settings.tracing, "tidings-gateway")
-    config = server_config(settings)  # configures uvicorn's logging ...
+    apps: list[StreamFirst] = []
+    config = server_config(settings, apps)  # configures uvicorn's logging ...
     redaction.install()  # ... so the filter goes on after it
     tune_gc()
-    uvicorn.Server(config).run()
+    DrainingServer(config, apps).run()
     return 0
 
 

@@ -30,6 +30,10 @@ class StreamFirst:
         self.app = app
         self._stream = stream
 
+    async def going_away(self, within: float) -> int:
+        """Close the stream's sockets with 1001 (see ``gateway.command``)."""
+        return 0 if self._stream is None else await self._stream.going_away(within)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket" and self._stream is not None:
             match = _STREAM_PATH.fullmatch(scope["path"])

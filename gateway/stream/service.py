@@ -103,6 +103,21 @@ class StreamService:
             sub.fail(going_away())
         await self._hub.stop(going_away())
 
+    async def going_away(self, within: float) -> int:
+        """Close every socket with 1001 and its reason, and wait (up to
+        ``within`` seconds) until their handlers have ended, so a server
+        shutting down after this finds no socket left to close its own way.
+        The tails keep running (``stop`` ends them). Returns the sockets
+        still open when the time ran out."""
+        for sub in list(self.subscribers):
+            sub.fail(going_away())
+        deadline = asyncio.get_running_loop().time() + within
+        while self.subscribers and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+            # The handlers discard their subscriber as they end; there is no
+            # event to wait on for "the set is empty", and this runs once.
+            await asyncio.sleep(0.02)
+        return len(self.subscribers)
+
     async def serve(self, websocket: WebSocket, run_id: str) -> None:
         """Serve one stream socket (what the route calls; ``gateway.fast_path``
         calls it without the route)."""
