@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_VERSION := 26.3
 
-.PHONY: up down status test lint typecheck unit deps browser bench lock clean
+.PHONY: up down status test lint typecheck unit deps browser chart-tools bench lock clean
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tidings needs Python 3.11"'
@@ -23,6 +23,13 @@ deps: $(VENV)/.installed
 # Only the tests need a browser: Debian's chromium and playwright-core from npm.
 browser: $(VENV)/.installed
 	$(BIN)/python -m infra.browser
+
+# The Helm chart's checks (tests/deploy/test_chart.py): helm and kubeconform
+# built with `go install` at pinned versions, and kubeconform's schemas made from
+# Kubernetes' OpenAPI document and the KEDA and Prometheus-operator CRDs, all
+# fetched through the Go module proxy into ~/.cache/tidings/go.
+chart-tools: $(VENV)/.installed
+	$(BIN)/python -m infra.chart
 
 up: deps
 	$(BIN)/tidings up --demo
@@ -43,7 +50,7 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest -m unit
 
-test: deps browser lint typecheck
+test: deps browser chart-tools lint typecheck
 	$(BIN)/pytest
 
 bench: deps
