@@ -23,6 +23,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 FAULTS = [
     "worker SIGKILL",
     "gateway SIGKILL",
+    "gateway rolling restart",
     "Kafka restart",
     "Redis restart",
     "Temporal restart",
