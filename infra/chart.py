@@ -73,7 +73,9 @@ def go_binary() -> Path:
     local = Path("/usr/local/go/bin/go")  # the official tarball's place, often off PATH
     found = shutil.which("go") or (str(local) if os.access(local, os.X_OK) else None)
     if found is None:
-        raise ChartToolsUnavailable("go not found: install Go (go.dev/dl) to check the chart")
+        raise ChartToolsUnavailable(
+            "go not found: install Go 1.26 from go.dev/dl to check the chart"
+        )
     return Path(found)
 
 
