@@ -1,9 +1,9 @@
 """A rolling restart of the gateways while clients stream, as Kubernetes does
-one (deploy/helm/tidings): SIGTERM one replica, wait for it to exit, start it
-again, then the other. Every socket on a stopping replica gets 1001 with its
-reason, its client resumes on the other replica with its token, and every
-client still sees every event of its run once and in order (``run_case``
-checks each client against the topic).
+one (deploy/helm/tidings, maxSurge 1): a third replica comes up, then SIGTERM
+one old replica, wait for its exit, then the other. Every socket on a
+stopping replica gets 1001 with its reason, its client resumes on the next
+replica with its token, and every client still sees every event of its run
+once and in order (``run_case`` checks each client against the topic).
 """
 
 from __future__ import annotations
@@ -66,46 +66,57 @@ async def test_gateway_rolling_restart(rel: Rel, caplog: pytest.LogCaptureFixtur
     key = d.secrets.api_key
     caplog.set_level(logging.INFO, logger="tidings.client")
     held = await waiting_run(d.urls[1], key)
+    # As a rolling update with maxSurge 1: the new replica is up before the
+    # old ones stop, one at a time.
+    surge = await asyncio.to_thread(d.new_gateway)
+    d.extras.append(surge)
+    await asyncio.to_thread(surge.wait_ready)
+    streaming_at_stop: dict[int, int] = {}
 
-    async def stop_and_restart(case: Case, index: int, moved: int) -> None:
+    async def stop(case: Case, index: int) -> None:
         out, opened = Probe(), asyncio.Event()
         task = asyncio.create_task(probe(d.gateways[index].url, held, key, opened, out))
         await asyncio.wait_for(opened.wait(), 10)  # its token came: the socket is open
+        streaming_at_stop[index] = sum(1 for w in case.watches if not w.done.is_set())
+        case.notes[f"clients_streaming_at_stop_{index}"] = streaming_at_stop[index]
         began = time.monotonic()
         await asyncio.to_thread(d.gateways[index].stop)  # SIGTERM, then wait for the exit
         case.notes[f"gateway_{index}_sigterm_to_exit_seconds"] = round(time.monotonic() - began, 2)
         await asyncio.wait_for(task, 10)
         assert (out.code, out.reason) == (CloseCode.GOING_AWAY, REASON)
         assert out.frames[-1] == {"kind": "error", "code": "going_away", "message": REASON}
-        # Every client that was on it has resumed elsewhere (or its run ended).
+        # Every client that was on it has resumed on the next replica (or its run ended).
         await wait_for(
             lambda: all(
                 w.done.is_set()
-                or (w.subscription is not None and w.subscription.reconnects >= moved)
+                or (w.subscription is not None and w.subscription.reconnects >= index + 1)
                 for w in case.watches
             ),
             30,
             f"every client to leave gateway {index}",
         )
-        await asyncio.to_thread(d.restart_gateway, index)
 
     async def inject(case: Case) -> None:
-        # Clients start on gateway 0, move to 1, then back to the restarted 0.
-        await stop_and_restart(case, 0, moved=1)
-        await stop_and_restart(case, 1, moved=2)
+        # Clients start on gateway 0, move to 1 when it stops, then to the surge replica.
+        await stop(case, 0)
+        await stop(case, 1)
 
     try:
         tally = await run_case(
             rel,
             "gateway rolling restart",
-            "SIGTERM each of two gateways in turn, restarting each before the next",
+            "SIGTERM each of two gateways in turn, with a third one up (maxSurge 1)",
             inject,
-            gateways=d.urls,
+            gateways=[*d.urls, surge.url],
         )
     finally:
         await rel.temporal.get_workflow_handle(held).terminate("test over")
-        await asyncio.to_thread(d.ensure_healthy)
+        d.extras.remove(surge)
+        await asyncio.to_thread(surge.stop)
+        await asyncio.to_thread(d.ensure_healthy)  # the stopped replicas start again
+    # Both stops landed while clients streamed, and each streaming client moved.
+    assert streaming_at_stop[1] > 0, "every run had ended before the second stop"
     assert tally.reconnects >= tally.clients, "clients did not follow the restarts"
     # The clients were told why, with the code and reason, on each stop.
     told = [r for r in caplog.records if f"closed (1001 {REASON})" in r.getMessage()]
-    assert len(told) >= tally.clients, f"{len(told)} 1001 closes seen by {tally.clients} clients"
+    assert len(told) == tally.reconnects, f"{len(told)} 1001 closes, {tally.reconnects} reconnects"
