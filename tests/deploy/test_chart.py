@@ -26,6 +26,7 @@ from infra.chart import ChartTools, ensure_chart_tools
 from tidings.settings import Settings, StackSettings, env_names
 from tidings.topics import completions_topic
 from workers.completions import DEFAULT_GROUP
+from workflows.registry import dedicated_queue
 
 pytestmark = pytest.mark.unit
 
@@ -130,6 +131,8 @@ def test_helm_lint(tools: ChartTools, name: str) -> None:
                 "worker.pdb.enabled=false",
                 "worker.metricsPort=0",
                 "pipelines.configMap=my-pipelines",
+                "pipelines.names={mine}",
+                "worker.activities={mysteps:activities}",
             ),
         ),
     ],
@@ -345,3 +348,33 @@ def test_service_monitors_scrape_both_planes(tools: ChartTools) -> None:
     # Off by default: a cluster without the operator has no such kind.
     kinds = {d["kind"] for d in manifests(render(tools, VALUES["kind"]))}
     assert "ServiceMonitor" not in kinds and "Deployment" in kinds
+
+
+def test_own_pipelines_reach_the_workers_and_their_queues_are_watched(tools: ChartTools) -> None:
+    """Workers read the folder and announce it (gateways find the pipelines in
+    Redis), each such pipeline has a task queue of its own, and KEDA watches it."""
+    docs = manifests(
+        render(
+            tools,
+            [],
+            "pipelines.configMap=my-pipelines",
+            "pipelines.names={mine,theirs}",
+            "worker.activities={mysteps:activities}",
+        )
+    )
+    worker = by_kind(docs, "Deployment", "worker")["spec"]["template"]["spec"]
+    (container,) = worker["containers"]
+    assert container["args"] == ["worker", "--activities", "mysteps:activities"]
+    folder = env_of(container)["TIDINGS_WORKER_PIPELINES_DIR"]["value"]
+    assert {"name": "pipelines", "mountPath": folder, "readOnly": True} in container["volumeMounts"]
+    assert {"name": "pipelines", "configMap": {"name": "my-pipelines"}} in worker["volumes"]
+    gateway = by_kind(docs, "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert "TIDINGS_WORKER_PIPELINES_DIR" not in env_of(gateway["containers"][0])
+    assert all(v["name"] != "pipelines" for v in gateway["volumes"])
+    triggers = by_kind(docs, "ScaledObject", "worker")["spec"]["triggers"]
+    queues = [t["metadata"]["taskQueue"] for t in triggers]
+    assert queues == [
+        "tidings",
+        dedicated_queue("tidings", "mine"),
+        dedicated_queue("tidings", "theirs"),
+    ]

@@ -106,10 +106,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 - name: TIDINGS_TRACING_SAMPLE_RATIO
   value: {{ .Values.tracing.sampleRatio | quote }}
-{{- if .Values.pipelines.configMap }}
-- name: TIDINGS_WORKER_PIPELINES_DIR
-  value: /etc/tidings/pipelines
-{{- end }}
 {{- include "tidings.secretEnvVar" (dict "env" "TIDINGS_TENANTS_API_KEYS" "ref" .Values.secrets.apiKeys) }}
 {{- include "tidings.secretEnvVar" (dict "env" "TIDINGS_GATEWAY_TOKEN_SECRET" "ref" .Values.secrets.tokenSecret) }}
 {{- include "tidings.secretEnvVar" (dict "env" "TIDINGS_GATEWAY_TOKEN_SECRETS_PREVIOUS" "ref" .Values.secrets.tokenSecretsPrevious) }}
@@ -124,22 +120,22 @@ app.kubernetes.io/component: {{ .component }}
 {{- include "tidings.envMap" .Values.extraEnv }}
 {{- end -}}
 
-{{/* Volumes both planes mount: a writable /tmp (the root filesystem is
-read-only) and the pipelines ConfigMap when given. */}}
+{{/* Volumes: a writable /tmp (the root filesystem is read-only) and, for
+workers (dict "root" $ "pipelines" true), the pipelines ConfigMap when given. */}}
 {{- define "tidings.volumes" -}}
 - name: tmp
   emptyDir: {}
-{{- with .Values.pipelines.configMap }}
+{{- if and .pipelines .root.Values.pipelines.configMap }}
 - name: pipelines
   configMap:
-    name: {{ . }}
+    name: {{ .root.Values.pipelines.configMap }}
 {{- end }}
 {{- end -}}
 
 {{- define "tidings.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
-{{- if .Values.pipelines.configMap }}
+{{- if and .pipelines .root.Values.pipelines.configMap }}
 - name: pipelines
   mountPath: /etc/tidings/pipelines
   readOnly: true
