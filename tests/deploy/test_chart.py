@@ -269,7 +269,7 @@ def test_a_literal_secret_is_refused(tools: ChartTools) -> None:
     assert "TIDINGS_GATEWAY_TOKEN_SECRET is a secret" in done.stderr
     assert "hunter2" not in done.stderr
     refused = helm(tools, "template", "tidings", str(CHART), "--set", "extraEnv.PATH=/x")
-    assert "only TIDINGS_* settings" in refused.stderr
+    assert "'PATH' does not match pattern '^TIDINGS_[A-Z0-9_]+$'" in refused.stderr
 
 
 @pytest.mark.parametrize("name", VALUES)
@@ -334,7 +334,24 @@ def test_worker_scales_on_the_task_queue_or_kafka_lag(tools: ChartTools) -> None
 
     bad = helm(tools, "template", "tidings", str(CHART), "--set", "worker.autoscaling.signal=cpu")
     assert bad.returncode != 0
-    assert "must be temporal or kafka" in bad.stderr
+    assert "/worker/autoscaling/signal': value must be one of 'temporal', 'kafka'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("gatway.replicas=2", "additional properties 'gatway' not allowed"),
+        ("kafka.partitions=0", "/kafka/partitions': minimum: got 0, want 1"),
+        ("environment=staging", "/environment': value must be one of 'local', 'production'"),
+        ("extraSecretEnv[0].env=PATH", "/extraSecretEnv/0"),
+    ],
+)
+def test_bad_values_are_refused_by_name(tools: ChartTools, setting: str, message: str) -> None:
+    """values.schema.json: a misspelt key or an out-of-range value stops helm
+    with the value's path, before anything is rendered."""
+    done = helm(tools, "template", "tidings", str(CHART), "--set", setting)
+    assert done.returncode != 0
+    assert message in done.stderr, done.stderr
 
 
 def test_service_monitors_scrape_both_planes(tools: ChartTools) -> None:
