@@ -24,7 +24,9 @@ from fastapi import APIRouter, FastAPI
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from gateway import deps, errors, health, metrics, pipelines, runs
+from gateway import deps, errors, health, metrics, pipelines, runs, tokens_api
+from gateway.access import AccessControl
+from gateway.auth import tenant_from_key
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.deps import Services, services_of
 from gateway.kafka import KafkaFactory
@@ -115,6 +117,8 @@ def create_app(
         return services_of(app).temporal
 
     parts: list[Extension] = []
+    # API keys and read tokens, for the REST routes (gateway.auth) and the stream.
+    access = AccessControl(settings, lambda key: tenant_from_key(settings, key))
     stream_service: StreamService | None = None
     if stream:
         # The stream's metrics land in this app's registry, so /metrics shows them.
@@ -123,6 +127,7 @@ def create_app(
             redis,
             runs=OwnedRunDirectory(temporal),
             registry=metrics_.registry,
+            access=access,
         )
         parts.append(stream_service)
     parts.extend(extensions)
@@ -166,6 +171,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics_
+    app.state.access = access
     # What gateway.fast_path.StreamFirst hands stream sockets to.
     app.state.stream = stream_service
     errors.install(app)
@@ -173,6 +179,7 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(runs.router)
     app.include_router(pipelines.router)
+    app.include_router(tokens_api.router)
     for part in parts:
         app.include_router(part.router)
     mount_dashboard(app)

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.deps import get_settings
@@ -48,12 +48,41 @@ def tenant_from_key(settings: Settings, key: str | None) -> str | None:
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
 
 
-def require_tenant(
+async def require_tenant(
+    request: Request,
     settings: Annotated[Settings, Depends(get_settings)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """FastAPI dependency: the caller's tenant, or 401 ``unauthorized``."""
+    """FastAPI dependency: the caller's tenant, or 401 ``unauthorized``.
+
+    With the app's :class:`gateway.access.AccessControl` a read token is
+    accepted too, on the routes and runs it covers (else 403)."""
     key = credentials.credentials if credentials is not None else None
+    access = getattr(request.app.state, "access", None)
+    if access is not None:
+        tenant_: str = await access.for_request(request, key)
+        return tenant_
+    return require_tenant_by_key(settings, key)
+
+
+Tenant = Annotated[str, Depends(require_tenant)]
+
+
+async def require_api_key(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller's tenant for routes only an API key may call: a read token is 403."""
+    key = credentials.credentials if credentials is not None else None
+    access = getattr(request.app.state, "access", None)
+    if access is not None:
+        tenant_: str = await access.api_key_only(key)
+        return tenant_
+    return require_tenant_by_key(settings, key)
+
+
+def require_tenant_by_key(settings: Settings, key: str | None) -> str:
     tenant = tenant_from_key(settings, key)
     if tenant is None:
         message = "missing API key" if key is None else "invalid API key"
@@ -61,4 +90,4 @@ def require_tenant(
     return tenant
 
 
-Tenant = Annotated[str, Depends(require_tenant)]
+ApiKeyTenant = Annotated[str, Depends(require_api_key)]

@@ -111,6 +111,7 @@ async def start_run(
         status=status,
         stream_url=stream_url(settings, request, run_id),
         temporal_ui_url=temporal_ui_url(settings, run_id),
+        stream_token=request.app.state.access.tokens.mint(tenant, [run_id])[0],
     )
 
 

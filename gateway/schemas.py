@@ -30,6 +30,12 @@ class RunStarted(BaseModel):
     status: str = Field(description="The run's state: RUNNING for a new run.")
     stream_url: str = Field(description="WebSocket URL of the run's live events.")
     temporal_ui_url: str
+    stream_token: str | None = Field(
+        default=None,
+        description="A read token for this run only (its stream, status and events), "
+        "expiring after TIDINGS_GATEWAY_STREAM_TOKEN_TTL_SECONDS: hand it to a browser "
+        "instead of the API key.",
+    )
 
 
 class RunSummary(BaseModel):

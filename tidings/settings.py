@@ -12,7 +12,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tidings.errors import ConfigError
@@ -122,6 +129,27 @@ class TenantSettings(BaseSettings):
         return self.api_keys.get(api_key)
 
 
+class JwtIssuer(BaseModel):
+    """A customer's token issuer (``TIDINGS_GATEWAY_JWT_ISSUERS``): its tenant,
+    and an HMAC ``secret`` or the ``jwks_url`` of its public keys."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    tenant: str
+    secret: SecretStr | None = None
+    jwks_url: str | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtIssuer:
+        if not is_valid_tenant(self.tenant):
+            raise ValueError(f"tenant names are [a-z0-9-]{{1,48}}, got {self.tenant!r}")
+        if (self.secret is None) == (self.jwks_url is None):
+            raise ValueError("each issuer needs exactly one of secret or jwks_url")
+        if self.secret is not None and len(self.secret.get_secret_value()) < 32:
+            raise ValueError("an issuer's HMAC secret must be at least 32 characters")
+        return self
+
+
 class GatewaySettings(BaseSettings):
     model_config = _config("TIDINGS_GATEWAY_")
 
@@ -132,6 +160,16 @@ class GatewaySettings(BaseSettings):
     # Accepted for verification only, so keys can rotate without cutting clients off.
     token_secrets_previous: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Read tokens (gateway/access.py): the one POST /v1/runs answers with, and
+    # the longest POST /v1/tokens mints.
+    stream_token_ttl_seconds: int = Field(default=3600, ge=60)
+    stream_token_max_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # The customer's own JWTs: issuer -> {tenant, secret | jwks_url} (JSON).
+    jwt_issuers: Annotated[dict[str, JwtIssuer], NoDecode] = Field(default_factory=dict, repr=False)
+    jwt_audience: str = "tidings"
+    jwt_runs_claim: str = "tidings_runs"
+    # A token naming an unknown key id fetches the JWKS again, at most this often.
+    jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_frame_bytes: int = Field(default=64 * 1024, ge=256)
     # The request head (request line and headers): a client that has not sent
@@ -156,11 +194,27 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _watermarks(self) -> GatewaySettings:
+        if self.stream_token_ttl_seconds > self.stream_token_max_ttl_seconds:
+            raise ValueError(
+                "TIDINGS_GATEWAY_STREAM_TOKEN_TTL_SECONDS must not exceed "
+                "TIDINGS_GATEWAY_STREAM_TOKEN_MAX_TTL_SECONDS"
+            )
         if self.buffer_low_bytes >= self.buffer_high_bytes:
             raise ValueError(
                 "TIDINGS_GATEWAY_BUFFER_LOW_BYTES must be below TIDINGS_GATEWAY_BUFFER_HIGH_BYTES"
             )
         return self
+
+    @field_validator("jwt_issuers", mode="before")
+    @classmethod
+    def _parse_issuers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                message = f"must be a JSON object of issuer -> settings ({exc.msg})"
+                raise ValueError(message) from None
+        return value
 
     @field_validator("token_secrets_previous", mode="before")
     @classmethod

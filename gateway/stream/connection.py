@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -40,6 +40,9 @@ from .sink import FrameSink, sink_of
 from .subscriber import Subscriber
 from .tail import TenantTail
 from .tokens import Claims, TokenSigner, new_session_id
+
+if TYPE_CHECKING:
+    from gateway.access import AccessControl
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ class StreamContext:
     # from authentication to release (handshakes in progress included).
     max_sockets: int = 10_000
     open_sockets: dict[str, int] = field(default_factory=dict)
+    # Read tokens as well as API keys (gateway/access.py); None: API keys only.
+    access: AccessControl | None = None
 
 
 async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
@@ -222,7 +227,7 @@ class StreamSocket:
         """The subscriber, its run, its partition's end offset sampled after
         it registered with the tail, and its resume token."""
         ctx = self.ctx
-        tenant = self._authenticate()
+        tenant = await self._authenticate()
         self._admit(tenant)
         token = self.ws.query_params.get("resume")
         start = self.ws.query_params.get("from")
@@ -302,11 +307,14 @@ class StreamSocket:
         self.ctx.open_sockets[tenant] = count + 1
         self.admitted = tenant
 
-    def _authenticate(self) -> str:
+    async def _authenticate(self) -> str:
         header = self.ws.headers.get("authorization", "")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key:
+        in_query = scheme.lower() != "bearer" or not key
+        if in_query:
             key = self.ws.query_params.get("access_token", "")
+        if self.ctx.access is not None:
+            return await self.ctx.access.for_stream(key.strip(), self.run_id, in_query=in_query)
         tenant = self.ctx.authenticate(key.strip()) if key else None
         if tenant is None:
             raise StreamClosed(CloseCode.UNAUTHORIZED, "missing or invalid API key")

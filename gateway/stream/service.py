@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import importlib
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, WebSocket
 from prometheus_client import CollectorRegistry
@@ -23,6 +24,9 @@ from redis.asyncio import Redis
 
 from gateway.lag import gateway_id as lag_field
 from tidings.settings import Settings
+
+if TYPE_CHECKING:
+    from gateway.access import AccessControl
 
 from .connection import StreamContext, serve
 from .directory import CachedRunDirectory, RunDirectory
@@ -47,6 +51,7 @@ class StreamService:
         stall_seconds: float = 30.0,
         tail_idle_seconds: float = 60.0,
         gateway_id: str | None = None,
+        access: AccessControl | None = None,
     ) -> None:
         """``authenticate`` maps an API key to its tenant (default: the REST
         engineer's ``gateway.auth.tenant_from_key`` if present, else the
@@ -54,7 +59,8 @@ class StreamService:
         its queue undrained while its reader waits (catch-up) or its tenant's
         tail is paused, before it is closed with 4408. ``gateway_id``: this
         replica's field in the Redis lag hashes (default: host and
-        ``settings.gateway.port``)."""
+        ``settings.gateway.port``). ``access``: accept read tokens too
+        (``gateway.access``); without it only ``authenticate``'s API keys."""
         gateway = settings.gateway
         self.subscribers: set[Subscriber] = set()
         self.metrics = StreamMetrics(self._socket_depths, registry, tails=self._tail_levels)
@@ -85,6 +91,7 @@ class StreamService:
             subscribers=self.subscribers,
             stall_seconds=stall_seconds,
             max_sockets=settings.tenants.max_sockets,
+            access=access,
         )
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()

@@ -102,6 +102,7 @@ async def test_secrets_never_leak(rel: Rel) -> None:
     metrics_port = free_port()
     bodies: dict[str, str] = {}
     tokens: list[str] = []
+    read_tokens: dict[str, str] = {}
     async with hostile_model_server() as (model_url, model_saw):
         worker = d.new_worker(
             TIDINGS_TEMPORAL_TASK_QUEUE=queue,
@@ -125,6 +126,11 @@ async def test_secrets_never_leak(rel: Rel) -> None:
                 )
                 assert started.status_code == 201, started.text
                 run_id = started.json()["run_id"]
+                read_tokens["stream token"] = started.json()["stream_token"]
+                minted = await http.post("/v1/tokens", headers=auth, json={"runs": [run_id]})
+                assert minted.status_code == 201, minted.text
+                read_tokens["minted token"] = minted.json()["token"]
+                read = {"Authorization": f"Bearer {read_tokens['stream token']}"}
                 # The browser way: the key in the query string (the access log must redact it).
                 frames: list[str] = []
                 uri = gateway.url.replace("http://", "ws://") + f"/v1/runs/{run_id}/stream"
@@ -164,6 +170,15 @@ async def test_secrets_never_leak(rel: Rel) -> None:
                     "unknown signal": http.post(f"/v1/runs/{run_id}/signals/nope", headers=auth),
                     "too large": http.post("/v1/runs", headers=auth, content=b"x" * 300_000),
                     "bad cursor": http.get(f"/v1/runs/{run_id}/events?after=%00zz", headers=auth),
+                    # A read token where it may not go.
+                    "read token starts": http.post(
+                        "/v1/runs", headers=read, json={"pipeline": PIPELINE, "input": {}}
+                    ),
+                    "read token lists": http.get("/v1/runs", headers=read),
+                    "read token mints": http.post(
+                        "/v1/tokens", headers=read, json={"runs": [run_id]}
+                    ),
+                    "read token, other run": http.get(f"/v1/runs/{d.tenant}-x", headers=read),
                 }
                 # A real resume token under other parameter names: logs must
                 # recognise it by its shape, whatever it is called.
@@ -185,8 +200,10 @@ async def test_secrets_never_leak(rel: Rel) -> None:
                     "token on no key": f"resume={tokens[0]}",
                     "token as from": f"access_token={key}&from={tokens[0]}",
                     "token as resume_token": f"access_token={key}&resume_token={tokens[0]}",
+                    "other run": f"access_token={read_tokens['minted token']}",
                 }.items():
-                    async with connect(f"{uri}?{query}") as sock:
+                    target = uri if name != "other run" else uri.replace(run_id, f"{run_id}x")
+                    async with connect(f"{target}?{query}") as sock:
                         try:
                             async with asyncio.timeout(10):
                                 while True:
@@ -216,7 +233,11 @@ async def test_secrets_never_leak(rel: Rel) -> None:
         "dlq records": "\n".join(v.decode("utf-8", "replace") for v in dlq),
     }
     assert any('"step.failed"' in places["events of the failed run"] for _ in [0])
-    needles = {**secrets, **{f"resume token {i}": t for i, t in enumerate(tokens)}}
+    needles = {
+        **secrets,
+        **read_tokens,
+        **{f"resume token {i}": t for i, t in enumerate(tokens)},
+    }
     leaks = [
         f"{what} in {where}"
         for where, text in places.items()
