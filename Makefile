@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_VERSION := 26.3
 
-.PHONY: up down status test lint typecheck unit deps browser chart-tools bench lock clean
+.PHONY: up down status test lint typecheck unit deps browser chart-tools bench lock clean js
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tidings needs Python 3.11"'
@@ -50,7 +50,12 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest -m unit
 
-test: deps browser chart-tools lint typecheck
+# The JavaScript client (clients/js): its locked dev dependencies, its tests
+# (which build it first) and the size budget; Node 20 and npm are all it needs.
+js:
+	cd clients/js && npm ci --no-audit --no-fund && npm test
+
+test: deps browser chart-tools lint typecheck js
 	$(BIN)/pytest
 
 bench: deps
@@ -64,6 +69,7 @@ lock: $(VENV)/.installed
 	    --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	    --generate-hashes --upgrade --no-header --quiet -o requirements/lock.txt
 	npm install --package-lock-only --ignore-scripts
+	cd clients/js && npm install --package-lock-only --ignore-scripts
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,132 @@
+/**
+ * `reduceRun`: a run's events folded into the state a UI shows. Pure: it never
+ * mutates its input, so it suits React's useReducer.
+ *
+ * It applies the discard rule of docs/protocol.md: once an attempt of a step
+ * is known to be replaced (`step.retrying`, or any event of a later attempt),
+ * that attempt's partial text is dropped and its late events are ignored. It
+ * tolerates what a resumed stream or a reload can deliver: repeats (tokens
+ * are deduplicated by their seq within the attempt; every other event is
+ * idempotent and a step's status only moves forward within an attempt) and
+ * out-of-phase events (a later attempt seen before the retry announcement).
+ * tidings/client.py's `reduce_run` implements the same rules; the shared
+ * fixtures in clients/fixtures/ keep them in agreement.
+ */
+import type { TidingsEvent } from "./events.js";
+
+export type RunStatus = "PENDING" | "RUNNING" | "WAITING" | "COMPLETED" | "FAILED" | "CANCELLED";
+export type StepStatus = "running" | "waiting" | "requested" | "retrying" | "completed" | "failed";
+
+export interface StepState {
+  status: StepStatus;
+  /** The newest attempt seen; `text` and `output` are that attempt's. */
+  attempt: number;
+  text: string;
+  output: unknown;
+}
+
+export interface RunState {
+  status: RunStatus;
+  /** The step a run waits on (an approval), else null. */
+  waiting: string | null;
+  steps: Record<string, StepState>;
+  output: unknown;
+  error: unknown;
+  /** The seq of the last token applied to each step's current attempt (dedupe). */
+  tokenSeq: Record<string, number>;
+}
+
+export function initialRunState(): RunState {
+  return { status: "PENDING", waiting: null, steps: {}, output: null, error: null, tokenSeq: {} };
+}
+
+const FINISHED: Record<string, RunStatus> = {
+  "run.completed": "COMPLETED",
+  "run.failed": "FAILED",
+  "run.cancelled": "CANCELLED",
+};
+// Within one attempt a step's status only moves up this order.
+const RANK: Record<StepStatus, number> = {
+  retrying: 0,
+  running: 1,
+  waiting: 1,
+  requested: 1,
+  completed: 2,
+  failed: 2,
+};
+const STEP_STATUS: Record<string, StepStatus> = {
+  "step.started": "running",
+  "step.progress": "running",
+  "step.token": "running",
+  "step.requested": "requested",
+  "step.completed": "completed",
+  "step.failed": "failed",
+};
+
+const isOver = (status: RunStatus) => status === "COMPLETED" || status === "FAILED" || status === "CANCELLED";
+const num = (value: unknown): number | undefined => (typeof value === "number" ? value : undefined);
+
+export function reduceRun(state: RunState | undefined, event: TidingsEvent): RunState {
+  const s = state ?? initialRunState();
+  const data = (event.data ?? {}) as Record<string, unknown>;
+  const over = isOver(s.status);
+  const finished = FINISHED[event.type];
+  if (finished) {
+    if (over) return s;
+    return {
+      ...s,
+      status: finished,
+      waiting: null,
+      output: finished === "COMPLETED" ? (data.output ?? null) : s.output,
+      error: finished === "FAILED" ? (data.error ?? data.message ?? null) : s.error,
+    };
+  }
+  if (event.type === "run.started") {
+    return over || s.status !== "PENDING" ? s : { ...s, status: "RUNNING" };
+  }
+  if (event.type === "run.waiting") {
+    const step = typeof data.step === "string" ? data.step : event.step;
+    const known = step ? s.steps[step] : undefined;
+    if (over || (known && RANK[known.status] === 2)) return s;
+    return { ...s, status: "WAITING", waiting: step ?? null };
+  }
+  return event.step ? reduceStep(s, event.step, event, data) : s;
+}
+
+function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record<string, unknown>): RunState {
+  const prev = s.steps[name];
+  const attempt = event.attempt || 1;
+  let next: StepState;
+  let seq = s.tokenSeq[name] ?? -1;
+  if (event.type === "step.retrying") {
+    const failed = num(data.discard_attempt) ?? attempt;
+    const following = num(data.next_attempt) ?? failed + 1;
+    if (prev && (prev.attempt > failed || RANK[prev.status] === 2)) return s;
+    next = { status: "retrying", attempt: following, text: "", output: null };
+    seq = -1;
+  } else {
+    let status = STEP_STATUS[event.type];
+    if (!status || (prev && attempt < prev.attempt)) return s; // unknown type, or a replaced attempt
+    if (event.type === "step.started" && data.kind === "approval") status = "waiting";
+    const fresh = !prev || attempt > prev.attempt;
+    const base: StepState = fresh ? { status, attempt, text: "", output: null } : prev;
+    if (fresh) seq = -1;
+    next = { ...base, status: RANK[status] >= RANK[base.status] ? status : base.status };
+    if (event.type === "step.token") {
+      if (event.seq <= seq) return s; // a repeat
+      seq = event.seq;
+      if (typeof data.text === "string") next.text = base.text + data.text;
+    }
+    if (event.type === "step.completed") next.output = data.output ?? null;
+  }
+  const steps = { ...s.steps, [name]: next };
+  const tokenSeq = { ...s.tokenSeq, [name]: seq };
+  const ended = RANK[next.status] === 2 && s.waiting === name;
+  return {
+    ...s,
+    steps,
+    tokenSeq,
+    waiting: ended ? null : s.waiting,
+    status: ended && s.status === "WAITING" ? "RUNNING" : s.status,
+  };
+}
