@@ -1,4 +1,8 @@
-"""Python client for a run's event stream (``GET /v1/runs/{id}/stream``).
+"""Python client: start a run, follow its event stream (``GET /v1/runs/{id}/stream``),
+and fold the events into the run's state (:func:`reduce_run`, the same rules as
+the JavaScript client's ``reduceRun``).
+
+    run = await start_run("http://127.0.0.1:8000", api_key, "research", {"question": "?"})
 
     async with subscribe("http://127.0.0.1:8000", run_id, api_key) as sub:
         async for event in sub:
@@ -23,16 +27,30 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from tidings.errors import CloseCode, TidingsError
 from tidings.events import EnvelopeError, Event
+from tidings.run_state import initial_run_state, reduce_run
+
+__all__ = [
+    "StartedRun",
+    "StreamError",
+    "Subscription",
+    "initial_run_state",
+    "reduce_run",
+    "start_run",
+    "stream_url",
+    "subscribe",
+]
 
 log = logging.getLogger(__name__)
 
@@ -293,3 +311,53 @@ async def subscribe(
         yield subscription
     finally:
         await subscription.aclose()
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """``POST /v1/runs``' answer. ``stream_token`` reads this run only: hand it
+    to a browser instead of the API key (docs/clients.md)."""
+
+    run_id: str
+    status: str
+    stream_url: str
+    temporal_ui_url: str
+    stream_token: str | None
+
+
+async def start_run(
+    gateway: str,
+    api_key: str,
+    pipeline: str,
+    input: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    timeout: float = 30.0,  # noqa: ASYNC109 (the HTTP client's timeout, passed on)
+) -> StartedRun:
+    """Start a run; the same ``idempotency_key`` always answers the same run.
+    A refusal raises :class:`TidingsError` with the gateway's code and status."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
+    async with httpx.AsyncClient(base_url=gateway, timeout=timeout) as http:
+        response = await http.post(
+            "/v1/runs", headers=headers, json={"pipeline": pipeline, "input": dict(input)}
+        )
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code >= 400:
+        error = body.get("error") or {} if isinstance(body, dict) else {}
+        raise TidingsError(
+            str(error.get("message") or f"HTTP {response.status_code}"),
+            code=str(error.get("code") or "http_error"),
+            status=response.status_code,
+        )
+    return StartedRun(
+        run_id=body["run_id"],
+        status=body["status"],
+        stream_url=body["stream_url"],
+        temporal_ui_url=body["temporal_ui_url"],
+        stream_token=body.get("stream_token"),
+    )

@@ -1,0 +1,147 @@
+"""``reduce_run``: a run's events folded into the state a UI shows.
+
+The same rules as the JavaScript client's ``reduceRun`` (clients/js/src/reduce.ts);
+the shared recorded streams in ``clients/fixtures/`` keep the two in agreement.
+
+- The discard rule (docs/protocol.md): once an attempt of a step is known to
+  be replaced (``step.retrying``, or any event of a later attempt), its partial
+  text is dropped and its late events are ignored.
+- Repeats are harmless: tokens are deduplicated by their ``seq`` within the
+  attempt, every other event is idempotent, and within an attempt a step's
+  status only moves forward. So a client that restores a saved state and
+  resumes from an earlier position converges on the same state.
+- The run's status is final once it completed, failed or was cancelled.
+
+Pure: the state given is never changed; a new one is returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+RunState = dict[str, Any]
+
+_FINISHED = {"run.completed": "COMPLETED", "run.failed": "FAILED", "run.cancelled": "CANCELLED"}
+_OVER = frozenset(_FINISHED.values())
+# Within one attempt a step's status only moves up this order.
+_RANK = {"retrying": 0, "running": 1, "waiting": 1, "requested": 1, "completed": 2, "failed": 2}
+_STEP_STATUS = {
+    "step.started": "running",
+    "step.progress": "running",
+    "step.token": "running",
+    "step.requested": "requested",
+    "step.completed": "completed",
+    "step.failed": "failed",
+}
+
+
+def initial_run_state() -> RunState:
+    """Before any event. ``token_seq`` is bookkeeping (the last token applied per step)."""
+    return {
+        "status": "PENDING",
+        "waiting": None,
+        "steps": {},
+        "output": None,
+        "error": None,
+        "token_seq": {},
+    }
+
+
+def visible(state: RunState) -> dict[str, Any]:
+    """The state without its bookkeeping: what both clients agree on."""
+    return {k: v for k, v in state.items() if k != "token_seq"}
+
+
+def reduce_run(state: RunState | None, event: Mapping[str, Any]) -> RunState:
+    s = state if state is not None else initial_run_state()
+    data = event.get("data") or {}
+    over = s["status"] in _OVER
+    kind = event.get("type")
+    finished = _FINISHED.get(str(kind))
+    if finished is not None:
+        if over:
+            return s
+        return {
+            **s,
+            "status": finished,
+            "waiting": None,
+            "output": data.get("output") if finished == "COMPLETED" else s["output"],
+            "error": _error(data) if finished == "FAILED" else s["error"],
+        }
+    if kind == "run.started":
+        return s if over or s["status"] != "PENDING" else {**s, "status": "RUNNING"}
+    if kind == "run.waiting":
+        step = data.get("step") if isinstance(data.get("step"), str) else event.get("step")
+        known = s["steps"].get(step) if step else None
+        if over or (known is not None and _RANK[known["status"]] == 2):
+            return s
+        return {**s, "status": "WAITING", "waiting": step or None}
+    step_name = event.get("step")
+    return _reduce_step(s, step_name, event, data) if step_name else s
+
+
+def _error(data: Mapping[str, Any]) -> Any:
+    for key in ("error", "message"):
+        if data.get(key) is not None:
+            return data[key]
+    return None
+
+
+def _number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _reduce_step(
+    s: RunState, name: str, event: Mapping[str, Any], data: Mapping[str, Any]
+) -> RunState:
+    prev: dict[str, Any] | None = s["steps"].get(name)
+    attempt = event.get("attempt") or 1
+    seq: int = s["token_seq"].get(name, -1)
+    kind = event.get("type")
+    if kind == "step.retrying":
+        failed = _number(data.get("discard_attempt"))
+        failed = attempt if failed is None else failed
+        following = _number(data.get("next_attempt"))
+        following = failed + 1 if following is None else following
+        if prev is not None and (prev["attempt"] > failed or _RANK[prev["status"]] == 2):
+            return s
+        new: dict[str, Any] = {
+            "status": "retrying",
+            "attempt": following,
+            "text": "",
+            "output": None,
+        }
+        seq = -1
+    else:
+        status = _STEP_STATUS.get(str(kind))
+        if status is None or (prev is not None and attempt < prev["attempt"]):
+            return s  # an unknown type, or a replaced attempt
+        if kind == "step.started" and data.get("kind") == "approval":
+            status = "waiting"
+        fresh = prev is None or attempt > prev["attempt"]
+        base: dict[str, Any] = (
+            {"status": status, "attempt": attempt, "text": "", "output": None}
+            if fresh or prev is None
+            else prev
+        )
+        if fresh:
+            seq = -1
+        keep = _RANK[status] < _RANK[base["status"]]
+        new = {**base, "status": base["status"] if keep else status}
+        if kind == "step.token":
+            if event.get("seq", 0) <= seq:
+                return s  # a repeat
+            seq = event.get("seq", 0)
+            if isinstance(data.get("text"), str):
+                new["text"] = base["text"] + data["text"]
+        if kind == "step.completed":
+            new["output"] = data.get("output")
+    ended = _RANK[new["status"]] == 2 and s["waiting"] == name
+    return {
+        **s,
+        "steps": {**s["steps"], name: new},
+        "token_seq": {**s["token_seq"], name: seq},
+        "waiting": None if ended else s["waiting"],
+        "status": "RUNNING" if ended and s["status"] == "WAITING" else s["status"],
+    }
