@@ -1,13 +1,17 @@
 """Fixtures of the JavaScript client's real-stack tests: the built package
-(``npm ci`` and ``npm run build`` in clients/js when dist/ is missing) and Node."""
+(``npm ci`` and ``npm run build`` in clients/js when dist/ is missing), and
+the browser (Debian's chromium driven by playwright-core, as tests/web does)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from infra.browser import Browser, BrowserUnavailable, ensure_browser
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "clients" / "js"
@@ -26,3 +30,13 @@ def js_client() -> Path:
     if not entry.exists():
         subprocess.run(["npm", "run", "build"], cwd=PACKAGE, check=True, timeout=300)
     return entry
+
+
+@pytest.fixture(scope="session")
+def browser() -> Browser:
+    try:
+        return ensure_browser()
+    except BrowserUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no browser for the React page's test: {exc}")
+        pytest.skip(f"no browser for the React page's test: {exc}")

@@ -119,10 +119,11 @@ async def worker(settings: Settings) -> AsyncIterator[None]:
             yield
 
 
-async def stored_events(url: str, run_id: str) -> list[dict[str, Any]]:
+async def stored_events(url: str, run_id: str, *, key: str = KEY) -> list[dict[str, Any]]:
+    """Every stored event of the run (GET /v1/runs/{id}/events, all pages)."""
     events: list[dict[str, Any]] = []
     params: dict[str, Any] = {"limit": 1000}
-    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {KEY}"}) as http:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}) as http:
         for _ in range(20):
             page = (await http.get(f"/v1/runs/{run_id}/events", params=params)).json()
             events += [item["event"] for item in page["events"]]
