@@ -3,8 +3,9 @@ by the gateway itself at ``/`` (no build step, no CDN, no framework).
 
 The page is a plain client of the public contract: it calls the REST API with
 the API key the user enters and subscribes to ``/v1/runs/{id}/stream`` with
-``?access_token=``, resuming with its token after a drop. Nothing here reads
-a run or holds state: it only serves three files.
+``?access_token=`` and a read token minted for the run, resuming with its
+token after a drop. Nothing here reads a run or holds state: it only serves
+three files.
 
 Wiring (``create_app``)::
 

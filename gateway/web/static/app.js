@@ -2,7 +2,8 @@
 //
 // A plain client of the public contract (docs/protocol.md): REST with
 // `Authorization: Bearer <key>`, and the run's WebSocket stream with
-// `?access_token=<key>`. The stream keeps the latest resume token, acks the
+// `?access_token=<read token>`, a token for that run only (POST /v1/tokens),
+// so the key itself never lands in a URL. The stream keeps the latest resume token, acks the
 // cursors it has processed, reconnects with `?resume=<token>` after a drop
 // (exponential backoff with jitter, bounded) and drops re-sent events by id,
 // so the streamed text is never lost nor repeated.
@@ -138,6 +139,7 @@ class RunStream {
     this.ackTimer = null;
     this.ended = false;
     this.stopped = false;
+    this.readToken = null;
     this.resetConnectionState();
   }
 
@@ -150,8 +152,21 @@ class RunStream {
     this.caughtUp = false;
   }
 
-  start() {
+  async start() {
+    await this.mintReadToken();
     this.connect();
+  }
+
+  // A read token for this run: the stream URL then carries a credential that
+  // expires and reads only this run, never the API key (which the gateway
+  // refuses in a query string when TIDINGS_ENV=production). A gateway without
+  // POST /v1/tokens gets the key, as before.
+  async mintReadToken() {
+    try {
+      this.readToken = (await api('POST', '/v1/tokens', { runs: [this.runId] })).token || null;
+    } catch {
+      this.readToken = null;
+    }
   }
 
   // Open again from the run's first event (after 4410). Already seen events are dropped by id.
@@ -186,7 +201,7 @@ class RunStream {
 
   url() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const params = new URLSearchParams({ access_token: apiKey() });
+    const params = new URLSearchParams({ access_token: this.readToken || apiKey() });
     if (this.token) params.set('resume', this.token);
     else params.set('from', 'start');
     return `${scheme}//${location.host}${runPath(this.runId)}/stream?${params}`;
@@ -275,6 +290,12 @@ class RunStream {
     stats.lastClose = code;
     if (this.ended || this.stopped) return;
     const detail = (this.lastError && this.lastError.message) || reason || '';
+    if (code === 4401 && this.readToken && this.lastError?.code === 'token_expired') {
+      // The read token expired on a long watch: a new one, then resume.
+      this.readToken = null;
+      this.start();
+      return;
+    }
     if (FATAL.has(code)) {
       this.stopped = true;
       this.cb.onStatus('error', `Stopped (${code})`);
