@@ -194,6 +194,10 @@ class GatewaySettings(BaseSettings):
 
     @model_validator(mode="after")
     def _watermarks(self) -> GatewaySettings:
+        if "tidings" in self.jwt_issuers:
+            raise ValueError(
+                "TIDINGS_GATEWAY_JWT_ISSUERS: the issuer 'tidings' is the gateway's own"
+            )
         if self.stream_token_ttl_seconds > self.stream_token_max_ttl_seconds:
             raise ValueError(
                 "TIDINGS_GATEWAY_STREAM_TOKEN_TTL_SECONDS must not exceed "

@@ -62,6 +62,11 @@ def test_issuer_settings_are_checked_at_start(monkeypatch: pytest.MonkeyPatch) -
         "TIDINGS_GATEWAY_JWT_ISSUERS", '{"https://a": {"tenant": "demo", "jwks_url": "http://k"}}'
     )
     assert load(GatewaySettings).jwt_issuers["https://a"].jwks_url == "http://k"
+    monkeypatch.setenv(
+        "TIDINGS_GATEWAY_JWT_ISSUERS", '{"tidings": {"tenant": "demo", "jwks_url": "http://k"}}'
+    )
+    with pytest.raises(ConfigError, match="the gateway's own"):
+        load(GatewaySettings)
     monkeypatch.delenv("TIDINGS_GATEWAY_JWT_ISSUERS")
     monkeypatch.setenv("TIDINGS_GATEWAY_STREAM_TOKEN_TTL_SECONDS", "90000")
     with pytest.raises(ConfigError, match="STREAM_TOKEN_MAX_TTL_SECONDS"):
