@@ -10,7 +10,8 @@ the shared recorded streams in ``clients/fixtures/`` keep the two in agreement.
   attempt, every other event is idempotent, and within an attempt a step's
   status only moves forward. So a client that restores a saved state and
   resumes from an earlier position converges on the same state.
-- The run's status is final once it completed, failed or was cancelled.
+- Once the run is over (any terminal event: completed, failed, cancelled,
+  terminated, timed out) its state is final.
 
 Pure: the state given is never changed; a new one is returned.
 """
@@ -22,7 +23,14 @@ from typing import Any
 
 RunState = dict[str, Any]
 
-_FINISHED = {"run.completed": "COMPLETED", "run.failed": "FAILED", "run.cancelled": "CANCELLED"}
+_FINISHED = {
+    "run.completed": "COMPLETED",
+    "run.failed": "FAILED",
+    "run.cancelled": "CANCELLED",
+    # Temporal closed the run (docs/protocol.md, "Terminal events").
+    "run.terminated": "TERMINATED",
+    "run.timed_out": "TIMED_OUT",
+}
 _OVER = frozenset(_FINISHED.values())
 # Within one attempt a step's status only moves up this order.
 _RANK = {"retrying": 0, "running": 1, "waiting": 1, "requested": 1, "completed": 2, "failed": 2}
@@ -67,7 +75,7 @@ def reduce_run(state: RunState | None, event: Mapping[str, Any]) -> RunState:
             "status": finished,
             "waiting": None,
             "output": data.get("output") if finished == "COMPLETED" else s["output"],
-            "error": _error(data) if finished == "FAILED" else s["error"],
+            "error": _error(data) if finished in ("FAILED", "TERMINATED") else s["error"],
         }
     if kind == "run.started":
         return s if over or s["status"] != "PENDING" else {**s, "status": "RUNNING"}
@@ -78,11 +86,13 @@ def reduce_run(state: RunState | None, event: Mapping[str, Any]) -> RunState:
             return s
         return {**s, "status": "WAITING", "waiting": step or None}
     step_name = event.get("step")
-    return _reduce_step(s, step_name, event, data) if step_name else s
+    # A run that is over is final: a step's late events (an activity still
+    # winding down after a termination) do not change it.
+    return _reduce_step(s, step_name, event, data) if step_name and not over else s
 
 
 def _error(data: Mapping[str, Any]) -> Any:
-    for key in ("error", "message"):
+    for key in ("error", "message", "reason"):
         if data.get(key) is not None:
             return data[key]
     return None

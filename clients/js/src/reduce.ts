@@ -9,12 +9,21 @@
  * are deduplicated by their seq within the attempt; every other event is
  * idempotent and a step's status only moves forward within an attempt) and
  * out-of-phase events (a later attempt seen before the retry announcement).
+ * Once the run is over (any terminal event) its state is final.
  * tidings/client.py's `reduce_run` implements the same rules; the shared
  * fixtures in clients/fixtures/ keep them in agreement.
  */
 import type { TidingsEvent } from "./events.js";
 
-export type RunStatus = "PENDING" | "RUNNING" | "WAITING" | "COMPLETED" | "FAILED" | "CANCELLED";
+export type RunStatus =
+  | "PENDING"
+  | "RUNNING"
+  | "WAITING"
+  | "COMPLETED"
+  | "FAILED"
+  | "CANCELLED"
+  | "TERMINATED"
+  | "TIMED_OUT";
 export type StepStatus = "running" | "waiting" | "requested" | "retrying" | "completed" | "failed";
 
 export interface StepState {
@@ -44,6 +53,9 @@ const FINISHED: Record<string, RunStatus> = {
   "run.completed": "COMPLETED",
   "run.failed": "FAILED",
   "run.cancelled": "CANCELLED",
+  // Temporal closed the run (docs/protocol.md, "Terminal events").
+  "run.terminated": "TERMINATED",
+  "run.timed_out": "TIMED_OUT",
 };
 // Within one attempt a step's status only moves up this order.
 const RANK: Record<StepStatus, number> = {
@@ -63,7 +75,7 @@ const STEP_STATUS: Record<string, StepStatus> = {
   "step.failed": "failed",
 };
 
-const isOver = (status: RunStatus) => status === "COMPLETED" || status === "FAILED" || status === "CANCELLED";
+const isOver = (status: RunStatus) => status !== "PENDING" && status !== "RUNNING" && status !== "WAITING";
 const num = (value: unknown): number | undefined => (typeof value === "number" ? value : undefined);
 
 export function reduceRun(state: RunState | undefined, event: TidingsEvent): RunState {
@@ -78,7 +90,10 @@ export function reduceRun(state: RunState | undefined, event: TidingsEvent): Run
       status: finished,
       waiting: null,
       output: finished === "COMPLETED" ? (data.output ?? null) : s.output,
-      error: finished === "FAILED" ? (data.error ?? data.message ?? null) : s.error,
+      error:
+        finished === "FAILED" || finished === "TERMINATED"
+          ? (data.error ?? data.message ?? data.reason ?? null)
+          : s.error,
     };
   }
   if (event.type === "run.started") {
@@ -90,7 +105,9 @@ export function reduceRun(state: RunState | undefined, event: TidingsEvent): Run
     if (over || (known && RANK[known.status] === 2)) return s;
     return { ...s, status: "WAITING", waiting: step ?? null };
   }
-  return event.step ? reduceStep(s, event.step, event, data) : s;
+  // A run that is over is final: a step's late events (an activity still
+  // winding down after a termination) do not change it.
+  return event.step && !over ? reduceStep(s, event.step, event, data) : s;
 }
 
 function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record<string, unknown>): RunState {
