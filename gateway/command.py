@@ -52,7 +52,7 @@ def _port(value: str) -> int:
 
 
 def websocket_implementation(direct_frames: bool = True) -> str | type[asyncio.Protocol]:
-    """DESIGN.md measured websockets-sansio fastest of uvicorn's servers, and
+    """docs/design.md's measured inputs put websockets-sansio fastest of uvicorn's servers, and
     ours adds the stream's direct sink to it (``gateway.ws_protocol``) unless
     ``direct_frames`` is off; older uvicorn releases lack it, so fall back to
     the legacy ``websockets`` one (sockets then send through ASGI)."""
@@ -112,7 +112,7 @@ def server_config(settings: Settings, made: list[StreamFirst] | None = None) -> 
         http=guarded_http_protocol(settings.gateway),
         ws=websocket_implementation(settings.gateway.direct_frames),
         # Browsers offer permessage-deflate and servers accept it by default;
-        # DESIGN.md measured it cutting throughput 3-4x and raising memory.
+        # docs/design.md: measured cutting throughput 3-4x and raising memory.
         ws_per_message_deflate=False,
         # Above the stream's own frame limit, so the stream (not uvicorn)
         # decides and closes with 1009 and a reason.

@@ -23,7 +23,7 @@ _PARTITIONER = DefaultPartitioner()
 
 
 def run_key(run_id: str) -> bytes:
-    """The Kafka record key of a run's events (DESIGN.md: key = run id)."""
+    """The Kafka record key of a run's events (docs/design.md: key = run id)."""
     return run_id.encode("utf-8")
 
 

@@ -1,4 +1,4 @@
-"""The ``/v1/runs`` REST routes (DESIGN.md, "REST").
+"""The ``/v1/runs`` REST routes (docs/protocol.md, "REST").
 
 Routes stay thin: authenticate (the ``Tenant`` dependency), check ownership
 (``run_ops.owned_run``: another tenant's run is a 404), call one operation,

@@ -41,14 +41,14 @@ class ActivityErrorType:
 
 
 class CloseCode(IntEnum):
-    """WebSocket close codes of the public contract (DESIGN.md)."""
+    """WebSocket close codes of the public contract (docs/protocol.md)."""
 
     NORMAL = 1000
     GOING_AWAY = 1001
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     # RFC 6455 "Try Again Later": the tenant has its maximum of sockets open on
-    # this gateway (an extension of DESIGN.md's codes; clients back off and retry).
+    # this gateway (an extension of the original codes; clients back off and retry).
     TRY_AGAIN_LATER = 1013
     BAD_FRAME = 4400
     UNAUTHORIZED = 4401

@@ -1,7 +1,7 @@
 """The WebSocket stream: stateless fan-out of a run's events with Redis-backed resume.
 
-See ``service.py`` for how an app mounts it and ``docs/stream.md`` for the
-protocol choices beyond DESIGN.md.
+See ``service.py`` for how an app mounts it and ``README.md`` beside it for
+the protocol choices beyond docs/protocol.md.
 """
 
 from .cursor import Cursor, CursorError

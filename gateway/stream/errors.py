@@ -1,7 +1,7 @@
 """The one exception the stream raises to end a socket, mapped once at the edge.
 
 Every reason for closing a stream socket becomes a :class:`StreamClosed`
-carrying the public close code (DESIGN.md) and a reason safe to show the
+carrying the public close code (docs/protocol.md) and a reason safe to show the
 client; ``connection.py`` turns it into an ``error`` frame plus a close.
 """
 

@@ -1,4 +1,4 @@
-"""Server frames and the one client frame, as on the wire (DESIGN.md).
+"""Server frames and the one client frame, as on the wire (docs/protocol.md).
 
 An event frame is built once per Kafka record, and the same bytes go to every
 socket that follows the run: the envelope is spliced in as the producer wrote

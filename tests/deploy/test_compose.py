@@ -2,7 +2,7 @@
 
 These tests read ``docker-compose.yml``, the proxy config, the Dockerfile and the
 init scripts under ``infra/docker/`` and hold them to the deployment contract:
-the services of DESIGN.md's production topology, healthchecks and ordered
+the services of docs/design.md's production topology, healthchecks and ordered
 start-up, pinned images, Redis with AOF, settings names that exist, secrets that
 must come from the env file, a WebSocket-capable proxy in front of both gateways
 and nothing else published. The init scripts run against stand-in CLIs.
@@ -47,7 +47,7 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKER = ROOT / "infra" / "docker"
 ENV_EXAMPLE = DOCKER / "tidings.env.example"
 
-# The two replicas of each that DESIGN.md asks for; more may be added.
+# The two replicas of each that docs/design.md asks for; more may be added.
 GATEWAYS = ("gateway-1", "gateway-2")
 WORKERS = ("worker-1", "worker-2")
 REQUIRED_SERVICES = {

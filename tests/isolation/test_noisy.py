@@ -1,4 +1,4 @@
-"""One noisy tenant must not raise another tenant's latency (DESIGN.md).
+"""One noisy tenant must not raise another tenant's latency (docs/design.md).
 
 Tenant A produces ten times tenant B's event rate to its own sockets on the
 same gateway process. B's emit-to-client latency is measured in windows that

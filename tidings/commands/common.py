@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
-DEFAULT_API_KEY = "dev-key-demo"  # the local stack's demo tenant (DESIGN.md)
+DEFAULT_API_KEY = "dev-key-demo"  # the local stack's demo tenant (docs/design.md)
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 
 EXIT_OK = 0
