@@ -1,8 +1,10 @@
 """Every error becomes ``{"error": {"code", "message"}}`` here, once, at the edge.
 
 Routes and services raise :class:`tidings.errors.TidingsError` (or let a
-Temporal RPC error escape); nothing below this module builds an error
-response. Messages are written for clients: they never carry an API key, a
+Temporal, Kafka or Redis error escape); nothing below this module builds an
+error response. A dependency that is away (``gateway.outages``) is a 503
+``unavailable`` with ``Retry-After`` and one warning line, never a traceback.
+Messages are written for clients: they never carry an API key, a
 secret or a stack trace, and request-validation messages are rebuilt from
 field locations only, never echoing the submitted values.
 """
@@ -13,14 +15,17 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
+from gateway.outages import dependency_down
+from gateway.stream.errors import OUTAGE_RETRY_SECONDS
 from tidings.errors import ErrorCode, RateLimited, TidingsError
 
 log = logging.getLogger(__name__)
@@ -54,12 +59,8 @@ _CODE_STATUS: dict[str, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.UNAVAILABLE: 503,
 }
-# Temporal answers these when it is down or overloaded: the client may retry.
-_TEMPORAL_UNAVAILABLE = {
-    RPCStatusCode.UNAVAILABLE,
-    RPCStatusCode.DEADLINE_EXCEEDED,
-    RPCStatusCode.RESOURCE_EXHAUSTED,
-}
+# Every 503 says when to come back.
+_RETRY_LATER = {"Retry-After": str(OUTAGE_RETRY_SECONDS)}
 
 
 class ErrorDetail(BaseModel):
@@ -101,6 +102,8 @@ async def _tidings_error(request: Request, exc: Exception) -> JSONResponse:
     headers = None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after)}
+    elif status == 503:
+        headers = _RETRY_LATER
     if status >= 500:
         # ConfigError and friends: the message is for operators, not clients.
         log.warning(
@@ -140,25 +143,33 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, exc.headers)
 
 
-async def _rpc_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RPCError)
-    if exc.status in _TEMPORAL_UNAVAILABLE:
-        log.warning("Temporal unavailable on %s %s", request.method, request.url.path)
-        return error_response(503, ErrorCode.UNAVAILABLE, "Temporal is unavailable; retry later")
-    log.error("Temporal error on %s %s: %s", request.method, request.url.path, exc.status)
-    return error_response(500, ErrorCode.INTERNAL, "internal error")
+def _outage(request: Request, exc: Exception) -> JSONResponse | None:
+    down = dependency_down(exc)
+    if down is None:
+        return None
+    log.warning(
+        "%s unavailable on %s %s (%s)", down, request.method, request.url.path, type(exc).__name__
+    )
+    message = f"{down} is unavailable; retry in {OUTAGE_RETRY_SECONDS} s"
+    return error_response(503, ErrorCode.UNAVAILABLE, message, _RETRY_LATER)
 
 
-async def _kafka_error(request: Request, exc: Exception) -> JSONResponse:
-    # aiokafka errors say whether retrying can help; ask the error, not a type list.
-    if getattr(exc, "retriable", False) or isinstance(exc, KafkaConnectionError):
-        log.warning("Kafka unavailable on %s %s", request.method, request.url.path)
-        return error_response(503, ErrorCode.UNAVAILABLE, "Kafka is unavailable; retry later")
-    log.error("Kafka error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+async def _dependency_error(request: Request, exc: Exception) -> JSONResponse:
+    """Temporal, Kafka and Redis errors: 503 if the dependency is away, else
+    a 500 whose log line names the kind of error (never its text, which may
+    carry a URL with a password)."""
+    answer = _outage(request, exc)
+    if answer is not None:
+        return answer
+    detail = exc.status if isinstance(exc, RPCError) else type(exc).__name__
+    log.error("dependency error on %s %s: %s", request.method, request.url.path, detail)
     return error_response(500, ErrorCode.INTERNAL, "internal error")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    answer = _outage(request, exc)  # e.g. a Kafka deadline (gateway.outages.KafkaUnavailable)
+    if answer is not None:
+        return answer
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, ErrorCode.INTERNAL, "internal error")
 
@@ -168,6 +179,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TidingsError, _tidings_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RPCError, _rpc_error)
-    app.add_exception_handler(KafkaError, _kafka_error)
+    app.add_exception_handler(RPCError, _dependency_error)
+    app.add_exception_handler(KafkaError, _dependency_error)
+    app.add_exception_handler(RedisError, _dependency_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from typing import Any
 
 import httptools
@@ -54,6 +55,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     header_timeout: float = 10.0
     max_header_bytes: int = 65536
+    # SO_SNDBUF of a connection that becomes a WebSocket; 0: the kernel's autotuning.
+    send_buffer_bytes: int = 0
 
     def __init__(
         self,
@@ -112,6 +115,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse_headers_too_large()
 
     def handle_websocket_upgrade(self) -> None:
+        if self.send_buffer_bytes:
+            # Autotuning lets one socket whose reader stopped pin megabytes
+            # of kernel memory; a stream socket's frames wait in its queue
+            # instead, where the gateway bounds and counts them.
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
         ws = self.ws_protocol_class
         if (
             isinstance(ws, type)
@@ -238,5 +248,6 @@ def guarded_http_protocol(settings: GatewaySettings) -> type[GuardedHttpToolsPro
         {
             "header_timeout": settings.header_timeout_seconds,
             "max_header_bytes": settings.max_header_bytes,
+            "send_buffer_bytes": settings.send_buffer_bytes,
         },
     )

@@ -175,6 +175,9 @@ class DirectSink:
         # connection_lost sets it too, so a dead peer never leaves this waiting.
         await self._protocol.writable.wait()
 
+    def close_now(self, wire: bytes, code: int, reason: str, linger: float) -> bool:
+        return self._protocol.close_now(wire, code, reason, linger)
+
 
 class DirectFramesProtocol(WebSocketsSansIOProtocol):
     def __init__(
@@ -297,6 +300,34 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
         # The 101 goes out with the first frames, as on the path below.
         self.loop.call_soon(self.flush_held)
         self.start_keepalive()
+
+    def close_now(self, wire: bytes, code: int, reason: str, linger: float) -> bool:
+        """uvicorn's ``websocket.close``, preceded by ``wire``, without its wait
+        for the transport to be writable: a client that stopped reading
+        would otherwise get neither frame, and hold its socket's buffers
+        until a timeout dropped it (1006). The frames go after what the
+        transport and the kernel hold (both bounded: the sink writes below
+        the high-water mark, and SO_SNDBUF is capped), so a client that
+        reads again gets every frame before them; one that does not answer
+        the close within ``linger`` seconds is aborted, which frees the
+        kernel's buffers at once."""
+        if (
+            self.close_sent
+            or self.disconnected
+            or self.transport.is_closing()
+            or self.conn.state is not State.OPEN
+        ):
+            return False
+        self.flush_held()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.writelines([wire, *self.conn.data_to_send()])
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(linger, self.transport.abort)
+        return True
 
     def flush_held(self) -> None:
         held, self.held = self.held, None

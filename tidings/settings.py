@@ -191,6 +191,13 @@ class GatewaySettings(BaseSettings):
     # How often the gateway re-reads the pipelines workers announced
     # (workers.announce); an unknown name is looked up again at once.
     pipelines_refresh_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # SO_SNDBUF of each stream socket (Linux doubles it for bookkeeping, so
+    # the kernel holds at most twice this for a client that stops reading);
+    # 0 leaves the kernel's autotuning, megabytes per socket.
+    send_buffer_bytes: int = Field(default=128 * 1024, ge=0, le=64 * 1024 * 1024)
+    # Acks are written to Redis coalesced (the latest per session) at most
+    # this often; a gateway killed with kill -9 loses about this much of them.
+    ack_flush_ms: int = Field(default=5, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _watermarks(self) -> GatewaySettings:

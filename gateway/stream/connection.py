@@ -3,12 +3,16 @@
 Opening: authenticate, check the resume token and its session, ask the run
 directory, register with the tenant's live tail, fix the first offset, then
 send the token frame first. Running: the socket's own task reads acks from
-the client, a catch-up task runs while there is something to replay, and a
-writer while frames are queued (``subscriber.py``); the client leaving, the
-subscriber failing or sending ``end``, or a task failing ends the socket and
-cancels the rest. Every refusal is a
-:class:`StreamClosed`, turned into an ``error`` frame and a close code in one
-place (:func:`serve`).
+the client and records them in the gateway's :class:`AckLedger` (never
+waiting for Redis), a catch-up task runs while there is something to replay,
+and a writer while frames are queued (``subscriber.py``); the client leaving,
+the subscriber failing, or a task failing ends the socket and cancels the
+rest. After ``end`` the socket keeps reading acks for a short grace (until
+the client has acked everything sent, leaves, or the grace is over), so a
+client reconnecting to a finished run does not start over. Every refusal is
+a :class:`StreamClosed`, turned into an ``error`` frame and a close code in
+one place (:func:`serve`); a dependency that is away (Temporal, Kafka,
+Redis) is a 1013 with a retry hint and a warning, not a 1011 and a traceback.
 """
 
 from __future__ import annotations
@@ -20,18 +24,20 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import Counter, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from gateway.outages import KafkaUnavailable, dependency_down
 from tidings.errors import CloseCode
 from tidings.settings import GatewaySettings, KafkaSettings
 
+from .acks import AckLedger
 from .cursor import Cursor, CursorError
 from .directory import CachedRunDirectory, RunInfo
-from .errors import StreamClosed, try_again_later
-from .frames import error_frame, parse_ack, token_frame
+from .errors import StreamClosed, Unavailable, try_again_later
+from .frames import error_frame, parse_ack, token_frame, wire_text
 from .hub import TailHub
 from .metrics import StreamMetrics
 from .replay import PartitionReader, catch_up
@@ -45,11 +51,21 @@ if TYPE_CHECKING:
     from gateway.access import AccessControl
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Events are stamped by the emitter's clock; seek a little before the run's
 # start so clock skew between hosts cannot hide its first events.
 _CLOCK_SKEW_MS = 60_000
 _CLOSE_TIMEOUT = 10.0
+# After ``end``, how long acks still in flight are read before the close.
+_END_GRACE_SECONDS = 1.0
+# A Kafka that does not answer an offset lookup within this is taken as
+# away: the socket is refused with 1013 rather than held for the client's
+# request timeout.
+_KAFKA_ANSWER_SECONDS = 5.0
+# Writing a session's last ack on close waits at most this for Redis (the
+# ack stays with the ledger's writer if Redis is slower).
+_SETTLE_SECONDS = 2.0
 # A send the kernel accepts at once never suspends, so a writer with a long
 # queue would keep the event loop until its queue is empty while every other
 # socket (other tenants' too) waits: a writer yields after this long.
@@ -69,6 +85,7 @@ class StreamContext:
     replay_slots: asyncio.Semaphore
     subscribers: set[Subscriber]
     stall_seconds: float
+    acks: AckLedger
     # TIDINGS_TENANTS_MAX_SOCKETS: sockets per tenant on this gateway, counted
     # from authentication to release (handshakes in progress included).
     max_sockets: int = 10_000
@@ -88,19 +105,43 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
         code = exc
     except WebSocketDisconnect:
         code = None
-    except Exception:
-        log.exception("stream socket for %s failed", run_id)
-        code = StreamClosed(CloseCode.INTERNAL_ERROR, "internal error; resume with your token")
+    except Exception as exc:
+        down = dependency_down(exc)
+        if down is None:
+            log.exception("stream socket for %s failed", run_id)
+            code = StreamClosed(CloseCode.INTERNAL_ERROR, "internal error; resume with your token")
+        else:
+            log.warning(
+                "stream socket for %s refused: %s unavailable (%s)",
+                run_id,
+                down,
+                type(exc).__name__,
+            )
+            code = Unavailable(down)
     finally:
         socket.release()
+    await socket.settle_acks()
     if code is not None:
         ctx.metrics.closes.labels(str(int(code.code))).inc()
+        frame = error_frame(code.error_code, code.reason, code.retry_after)
+        sink = socket.sink
+        if (
+            sink is not None
+            and ws.application_state is WebSocketState.CONNECTED
+            and sink.close_now(
+                wire_text(frame.encode()), int(code.code), code.close_reason, _CLOSE_TIMEOUT
+            )
+        ):
+            # Written without waiting for the socket to drain: a client that
+            # stopped reading gets them when it reads again, or is cut off
+            # after the linger, and nothing here waits on it.
+            return
         with contextlib.suppress(Exception):
             # A slow client may take a while to drain before the close frame fits.
             async with asyncio.timeout(_CLOSE_TIMEOUT):
                 if ws.application_state is WebSocketState.CONNECTING:
                     await ws.accept()
-                await ws.send_text(error_frame(code.error_code, code.reason))
+                await ws.send_text(frame)
                 await ws.close(int(code.code), code.close_reason)
     elif (
         socket.sub is not None
@@ -131,6 +172,8 @@ class StreamSocket:
         self._reading = False
         self._interrupted = False
         self._reader: asyncio.Task[Any] | None = None
+        self._acked = -1  # the highest offset the client acked on this socket
+        self._grace: asyncio.TimerHandle | None = None
 
     async def run(self) -> None:
         """Open, then read acks until the client leaves or the subscriber is
@@ -144,7 +187,7 @@ class StreamSocket:
         sub, info, end, token = await self._open()
         reader = self._reader = asyncio.current_task()
         assert reader is not None and self.tail is not None
-        sub.on_over = self._interrupt
+        sub.on_over = self._over
         sub.on_queued = self._start_writer
         await self.ws.accept()
         # The 101, the token and, when nothing needs reading, caught_up: one write.
@@ -162,8 +205,12 @@ class StreamSocket:
         if info.cached and not info.finished:
             ctx.runs.watch(sub.tenant, sub.run_id, opened_at, self._finished)
         try:
-            if not sub.over:
+            # A run that ended at once (all its events and end in the first
+            # write) still has its acks read, for the grace.
+            if not sub.over or (sub.failure is None and sub.done):
                 self._reading = True
+                if sub.over:
+                    self._over()
                 await self._read(sub)
         except asyncio.CancelledError:
             if not self._interrupted:
@@ -171,6 +218,8 @@ class StreamSocket:
             reader.uncancel()
         finally:
             self._reading = False
+            if self._grace is not None:
+                self._grace.cancel()
             for task in self._tasks:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -180,6 +229,39 @@ class StreamSocket:
             raise sub.failure
         if self._error is not None:
             raise self._error
+
+    def _over(self) -> None:
+        """The subscriber is over: stop reading, at once if it failed, else
+        (``end`` is out) once the client has acked all it was sent, or after
+        a short grace for acks still on their way."""
+        sub = self.sub
+        if (
+            sub is None
+            or sub.failure is not None
+            or not self._reading
+            or self._acked >= sub.sent_max
+        ):
+            self._interrupt()
+        elif self._grace is None:
+            self._grace = asyncio.get_running_loop().call_later(_END_GRACE_SECONDS, self._interrupt)
+
+    def _session_expired(self) -> None:
+        if self._error is None:
+            self._error = StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
+        self._interrupt()
+
+    async def settle_acks(self) -> None:
+        """Write this socket's last ack to Redis now (close, end)."""
+        if self.claims is None:
+            return
+        acks = self.ctx.acks
+        acks.forget(self.claims.sid)
+        if acks.pending(self.claims.sid):
+            try:
+                async with asyncio.timeout(_SETTLE_SECONDS):
+                    await acks.settle(self.claims.sid)
+            except Exception as exc:  # the ledger's writer keeps it and retries
+                log.warning("last ack of a %s socket not written yet: %s", self.run_id, exc)
 
     def _interrupt(self) -> None:
         """Stop the read of acks (the socket's own task), if it is reading."""
@@ -249,6 +331,9 @@ class StreamSocket:
                 raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another tenant")
             if claims.run_id != self.run_id:
                 raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another run")
+            if ctx.acks.pending(claims.sid):
+                # Its last socket's acks first: a resume starts right after them.
+                await ctx.acks.settle(claims.sid)
             session = await ctx.sessions.load(claims.sid)
             if session is None:
                 raise StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
@@ -273,10 +358,10 @@ class StreamSocket:
         ctx.subscribers.add(sub)
         if start == "now" and session is None:
             # Live only: the retention start is of no use, so it is not asked.
-            end = await ctx.hub.offsets.end(tail.topic, partition)
+            end = await _kafka(ctx.hub.offsets.end(tail.topic, partition))
             earliest = end
         else:
-            earliest, end = await ctx.hub.offsets.bounds(tail.topic, partition)
+            earliest, end = await _kafka(ctx.hub.offsets.bounds(tail.topic, partition))
         if session is not None:
             sub.next_offset = session.next_offset
             if session.next_offset < earliest:
@@ -336,7 +421,7 @@ class StreamSocket:
         if info.started_at is None:
             return earliest
         since = int(info.started_at.timestamp() * 1000) - _CLOCK_SKEW_MS
-        found = await self.ctx.hub.offsets.first_at_or_after(tail.topic, partition, since)
+        found = await _kafka(self.ctx.hub.offsets.first_at_or_after(tail.topic, partition, since))
         return end if found is None else max(found, earliest)
 
     async def _catch_up(self, sub: Subscriber, end: int) -> None:
@@ -452,8 +537,11 @@ class StreamSocket:
             if cursor.partition != sub.partition or cursor.offset > sub.sent_max:
                 raise StreamClosed(CloseCode.BAD_FRAME, f"ack for a cursor never sent: {cursor}")
             assert self.claims is not None
-            if not await ctx.sessions.advance(self.claims.sid, cursor.offset + 1):
-                raise StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
+            if cursor.offset > self._acked:
+                self._acked = cursor.offset
+                ctx.acks.record(self.claims.sid, cursor.offset + 1, self._session_expired)
+            if sub.done and self._acked >= sub.sent_max:
+                return  # after end, with everything acked: nothing more to read
             if ctx.signer.due_for_refresh(self.claims):
                 text, self.claims = ctx.signer.issue(sub.tenant, sub.run_id, self.claims.sid)
                 sub.push_control(token_frame(text))
@@ -470,6 +558,17 @@ def _after_cursor(after: Cursor, partition: int, earliest: int, end: int) -> int
             "events after your cursor are past Kafka retention; subscribe with from=start",
         )
     return after.offset + 1
+
+
+async def _kafka(answer: Coroutine[Any, Any, T]) -> T:
+    """``answer``, or :class:`KafkaUnavailable` once Kafka has not answered
+    for :data:`_KAFKA_ANSWER_SECONDS` (the lookups are batched and shielded:
+    giving up here cancels nobody else's)."""
+    try:
+        async with asyncio.timeout(_KAFKA_ANSWER_SECONDS):
+            return await answer
+    except TimeoutError:
+        raise KafkaUnavailable(f"no answer within {_KAFKA_ANSWER_SECONDS:g} s") from None
 
 
 def _too_big(limit: int) -> StreamClosed:

@@ -27,6 +27,10 @@ _ERROR_CODES: dict[int, str] = {
     CloseCode.TRY_AGAIN_LATER: ErrorCode.RATE_LIMITED,
 }
 
+# What a socket refused for a dependency outage is told to wait (the REST
+# answers' Retry-After says the same).
+OUTAGE_RETRY_SECONDS = 5
+
 # RFC 6455 caps a close reason at 123 bytes.
 _MAX_REASON = 123
 
@@ -34,10 +38,13 @@ _MAX_REASON = 123
 class StreamClosed(Exception):
     """Ends one socket with ``code``; ``reason`` goes to the client verbatim."""
 
-    def __init__(self, code: CloseCode, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str, *, retry_after: int | None = None) -> None:
         super().__init__(f"{int(code)} {reason}")
         self.code = code
         self.reason = reason
+        # Seconds the client should wait before it tries again (1013 only):
+        # the error frame's ``retry_after``.
+        self.retry_after = retry_after
 
     @property
     def error_code(self) -> str:
@@ -59,7 +66,25 @@ def try_again_later(limit: int) -> StreamClosed:
     return StreamClosed(
         CloseCode.TRY_AGAIN_LATER,
         f"your tenant has {limit} streams open on this gateway, its maximum; retry later",
+        retry_after=1,
     )
+
+
+class Unavailable(StreamClosed):
+    """A dependency (Temporal, Kafka, Redis) is away: 1013 with a retry hint,
+    error code ``unavailable`` as on REST's 503."""
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(
+            CloseCode.TRY_AGAIN_LATER,
+            f"{dependency} is unavailable; retry in {OUTAGE_RETRY_SECONDS} s",
+            retry_after=OUTAGE_RETRY_SECONDS,
+        )
+        self.dependency = dependency
+
+    @property
+    def error_code(self) -> str:
+        return ErrorCode.UNAVAILABLE
 
 
 def going_away() -> StreamClosed:

@@ -63,7 +63,7 @@ def control(text: str, *, last: bool = False) -> Frame:
     return Frame(wire_text(text.encode()), last=last)
 
 
-def _json(value: dict[str, str]) -> str:
+def _json(value: dict[str, str | int]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
@@ -78,8 +78,11 @@ def end_frame(status: str) -> str:
     return _json({"kind": "end", "status": status})
 
 
-def error_frame(code: str, message: str) -> str:
-    return _json({"kind": "error", "code": code, "message": message})
+def error_frame(code: str, message: str, retry_after: int | None = None) -> str:
+    frame: dict[str, str | int] = {"kind": "error", "code": code, "message": message}
+    if retry_after is not None:
+        frame["retry_after"] = retry_after  # (extension) seconds to wait, with 1013
+    return _json(frame)
 
 
 def event_frame(partition: int, offset: int, value: bytes, run_id: str) -> Frame:

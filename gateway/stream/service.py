@@ -25,6 +25,8 @@ from redis.asyncio import Redis
 from gateway.lag import gateway_id as lag_field
 from tidings.settings import Settings
 
+from .acks import AckLedger
+
 if TYPE_CHECKING:
     from gateway.access import AccessControl
 
@@ -74,6 +76,8 @@ class StreamService:
             lag_redis=redis,
             gateway_id=gateway_id if gateway_id is not None else lag_field(gateway.port),
         )
+        sessions = SessionStore(redis, ttl_seconds=gateway.token_ttl_seconds)
+        self._acks = AckLedger(sessions.advance_many, interval=gateway.ack_flush_ms / 1000)
         self._ctx = StreamContext(
             gateway=gateway,
             kafka=settings.kafka,
@@ -83,7 +87,7 @@ class StreamService:
                 [s.get_secret_value() for s in gateway.token_secrets_previous],
                 ttl_seconds=gateway.token_ttl_seconds,
             ),
-            sessions=SessionStore(redis, ttl_seconds=gateway.token_ttl_seconds),
+            sessions=sessions,
             runs=CachedRunDirectory(runs),
             hub=self._hub,
             metrics=self.metrics,
@@ -92,6 +96,7 @@ class StreamService:
             stall_seconds=stall_seconds,
             max_sockets=settings.tenants.max_sockets,
             access=access,
+            acks=self._acks,
         )
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()
@@ -109,6 +114,7 @@ class StreamService:
         for sub in list(self.subscribers):
             sub.fail(going_away())
         await self._hub.stop(going_away())
+        await self._acks.close()
 
     async def going_away(self, within: float) -> int:
         """Close every socket with 1001 and its reason, and wait (up to

@@ -28,6 +28,25 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
+# The latest acks of many sessions in one command (``acks.py``); one 0/1 per
+# key, as _ADVANCE. ARGV: ttl, then each key's next offset.
+_ADVANCE_MANY = """
+local alive = {}
+for i, key in ipairs(KEYS) do
+  local current = redis.call('HGET', key, 'next')
+  if current then
+    if tonumber(ARGV[i + 1]) > tonumber(current) then
+      redis.call('HSET', key, 'next', ARGV[i + 1])
+    end
+    redis.call('EXPIRE', key, ARGV[1])
+    alive[i] = 1
+  else
+    alive[i] = 0
+  end
+end
+return alive
+"""
+
 # A batch of new sessions in one command (a script runs atomically): none is
 # left without its expiry, and Redis parses one request, not 2N + 2.
 # ARGV: ttl, then tenant, run, partition, next for each key in turn.
@@ -57,6 +76,7 @@ class SessionStore:
         self._ttl = ttl_seconds
         self._advance = redis.register_script(_ADVANCE)
         self._create_many = redis.register_script(_CREATE)
+        self._advance_many = redis.register_script(_ADVANCE_MANY)
         # Sockets opening together write their sessions together.
         self._creating: Batcher[Session, None] = Batcher(self._create, max_batch=500)
 
@@ -87,6 +107,14 @@ class SessionStore:
         session has expired meanwhile."""
         done = await self._advance(keys=[_PREFIX + sid], args=[next_offset, self._ttl])
         return bool(done)
+
+    async def advance_many(self, nexts: dict[str, int]) -> dict[str, bool]:
+        """:meth:`advance` for many sessions in one round trip."""
+        sids = list(nexts)
+        alive = await self._advance_many(
+            keys=[_PREFIX + sid for sid in sids], args=[self._ttl, *(nexts[sid] for sid in sids)]
+        )
+        return {sid: bool(flag) for sid, flag in zip(sids, alive, strict=True)}
 
     async def touch(self, sid: str) -> None:
         await self._redis.expire(_PREFIX + sid, self._ttl)

@@ -46,6 +46,13 @@ class FrameSink(Protocol):
         """Return once the transport is below its low-water mark, or closed."""
         ...
 
+    def close_now(self, wire: bytes, code: int, reason: str, linger: float) -> bool:
+        """Write the frame ``wire`` and a close frame without waiting for the
+        socket to drain (they go after what the transport holds), then abort
+        the connection if the peer has not answered the close within
+        ``linger`` seconds; False if the socket is already closing."""
+        ...
+
 
 def sink_of(ws: WebSocket) -> FrameSink | None:
     extension = ws.scope.get("extensions", {}).get(EXTENSION)

@@ -20,6 +20,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from temporalio.client import Client
 
 from gateway.command import websocket_implementation
+from gateway.http_protocol import guarded_http_protocol
 from gateway.stream import RunInfo, StreamService, TemporalRunDirectory
 from tidings.settings import Settings
 
@@ -77,8 +78,10 @@ def build_app(settings: Settings) -> tuple[FastAPI, StreamService]:
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     return uvicorn.Config(
         app,
-        # What ``tidings gateway`` serves with: the direct sink unless the
-        # settings turn it off (then frames go through ASGI).
+        # What ``tidings gateway`` serves with: its HTTP protocol (which sets
+        # a stream socket's SO_SNDBUF), the direct sink unless the settings
+        # turn it off (then frames go through ASGI).
+        http=guarded_http_protocol(settings.gateway),
         ws=websocket_implementation(settings.gateway.direct_frames),
         ws_per_message_deflate=False,
         ws_max_size=settings.gateway.max_frame_bytes * 4,

@@ -46,6 +46,8 @@ async def gateway(settings: Settings, *, send_buffer: int | None = None) -> Asyn
     """A gateway in this process, in real uvicorn on a free port."""
     port = free_port()
     settings = with_port(settings, port)
+    if send_buffer is not None:
+        settings = with_gateway(settings, send_buffer_bytes=send_buffer)
     app, service = build_app(settings)
     server = uvicorn.Server(server_config(app, settings))
     task = asyncio.create_task(server.serve(sockets=[listening_socket(port, send_buffer)]))
