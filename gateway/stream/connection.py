@@ -86,6 +86,9 @@ class StreamContext:
     subscribers: set[Subscriber]
     stall_seconds: float
     acks: AckLedger
+    # How long a socket closed with an error frame (4408 ...) has to read it
+    # and answer the close before its connection is aborted.
+    close_linger_seconds: float = _CLOSE_TIMEOUT
     # TIDINGS_TENANTS_MAX_SOCKETS: sockets per tenant on this gateway, counted
     # from authentication to release (handshakes in progress included).
     max_sockets: int = 10_000
@@ -129,7 +132,10 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
             sink is not None
             and ws.application_state is WebSocketState.CONNECTED
             and sink.close_now(
-                wire_text(frame.encode()), int(code.code), code.close_reason, _CLOSE_TIMEOUT
+                wire_text(frame.encode()),
+                int(code.code),
+                code.close_reason,
+                ctx.close_linger_seconds,
             )
         ):
             # Written without waiting for the socket to drain: a client that

@@ -51,6 +51,7 @@ class StreamService:
         registry: CollectorRegistry | None = None,
         max_concurrent_replays: int = 32,
         stall_seconds: float = 30.0,
+        close_linger_seconds: float = 10.0,
         tail_idle_seconds: float = 60.0,
         gateway_id: str | None = None,
         access: AccessControl | None = None,
@@ -59,7 +60,9 @@ class StreamService:
         engineer's ``gateway.auth.tenant_from_key`` if present, else the
         settings' key table). ``stall_seconds``: how long a client may leave
         its queue undrained while its reader waits (catch-up) or its tenant's
-        tail is paused, before it is closed with 4408. ``gateway_id``: this
+        tail is paused, before it is closed with 4408. ``close_linger_seconds``:
+        how long a socket closed with an error has to read it and answer the
+        close before its connection is aborted (its kernel buffers freed). ``gateway_id``: this
         replica's field in the Redis lag hashes (default: host and
         ``settings.gateway.port``). ``access``: accept read tokens too
         (``gateway.access``); without it only ``authenticate``'s API keys."""
@@ -97,6 +100,7 @@ class StreamService:
             max_sockets=settings.tenants.max_sockets,
             access=access,
             acks=self._acks,
+            close_linger_seconds=close_linger_seconds,
         )
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()

@@ -42,6 +42,10 @@ class LazyTemporalDirectory:
         return await self._inner.lookup(tenant, run_id)
 
 
+# Shorter than a gateway's 10 s, so a test sees a stalled socket aborted.
+CLOSE_LINGER_SECONDS = 3.0
+
+
 def build_app(settings: Settings) -> tuple[FastAPI, StreamService]:
     # Blocking pool: a burst of reconnects waits for a connection instead of
     # failing with "Too many connections" (the default pool raises at 100).
@@ -50,7 +54,9 @@ def build_app(settings: Settings) -> tuple[FastAPI, StreamService]:
     )
     redis = Redis(connection_pool=pool)
     runs = LazyTemporalDirectory(settings.temporal.address, settings.temporal.namespace)
-    service = StreamService(settings, redis, runs=runs, stall_seconds=5.0)
+    service = StreamService(
+        settings, redis, runs=runs, stall_seconds=5.0, close_linger_seconds=CLOSE_LINGER_SECONDS
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
+import subprocess
 from urllib.parse import urlsplit
 
 import pytest
 from websockets.asyncio.client import connect
 
+from tests.stream.app import CLOSE_LINGER_SECONDS
 from tests.stream.conftest import StreamEnv
 from tests.stream.harness import (
     read_until_closed,
@@ -102,3 +105,110 @@ async def test_slow_client_is_cut_then_resumes_without_loss(stream_env: StreamEn
                 resumed.append(event)
         assert [e.id for e in resumed] == [e.id for e in events]
         assert sub.status == "COMPLETED"
+
+
+def kernel_send_buffer(server_port: int, client_port: int) -> tuple[int, int]:
+    """(bytes the kernel holds for sending, its cap) of the gateway's end of a
+    connection, as ``ss -tm`` reports them (``skmem`` w, queued, and tb)."""
+    out = subprocess.run(
+        ["ss", "-tmnH", "state", "established", f"( sport = :{server_port} )"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    lines = out.splitlines()
+    for n, line in enumerate(lines):
+        if line.split() and line.split()[-1].endswith(f":{client_port}"):
+            skmem = " ".join(lines[n : n + 2])
+            queued, cap = re.search(r"\bw(\d+)", skmem), re.search(r"\btb(\d+)", skmem)
+            assert queued is not None and cap is not None, out
+            return int(queued[1]), int(cap[1])
+    raise AssertionError(f"no connection from :{client_port} in {out!r}")
+
+
+async def test_stalled_reader_gets_its_error_frame_and_4408(stream_env: StreamEnv) -> None:
+    """The gateway's own SO_SNDBUF cap (no test override), a client whose
+    socket stops reading: after the cut it reads every frame it was sent,
+    the ``too_slow`` error and the 4408 close, not a 1006."""
+    env = stream_env
+    settings = env.settings(send_queue_max_events=50, send_queue_max_bytes=64 * 1024)
+    cap = settings.gateway.send_buffer_bytes
+    assert 0 < cap <= 128 * 1024
+    key = env.key(env.tenant)
+    async with served(settings) as (gw, em), temporal_run(env.temporal, env.tenant) as run_id:
+        assert gw.service is not None
+        registry = gw.service.metrics.registry
+        events = script(env.tenant, run_id, tokens=600, payload=2000)
+        url = ws_url(gw.url, run_id)
+        sock = tiny_socket(url)
+        async with connect(
+            url,
+            sock=sock,
+            additional_headers={"Authorization": f"Bearer {key}"},
+            max_queue=1,  # websockets stops reading its transport at once
+            compression=None,
+        ) as slow:
+            assert json.loads(await slow.recv())["kind"] == "token"
+            for start in range(0, len(events), 50):
+                await em.emit_many(events[start : start + 50])
+            await wait_for(
+                lambda: registry.get_sample_value(
+                    "tidings_stream_slow_client_closes_total", {"tenant": env.tenant}
+                )
+                == 1,
+                20,
+                "the stalled client to be cut",
+            )
+            held, limit = kernel_send_buffer(urlsplit(gw.url).port or 80, sock.getsockname()[1])
+            # Linux doubles SO_SNDBUF for its bookkeeping, and may queue one
+            # segment past it.
+            assert limit <= 2 * cap and held <= limit + 64 * 1024, (held, limit)
+            code, frames = await read_until_closed(slow)
+        assert code == 4408
+        assert frames[-1]["kind"] == "error" and frames[-1]["code"] == "too_slow"
+        seen = [f["event"]["id"] for f in frames if f["kind"] == "event"]
+        assert seen and seen == [e.id for e in events[: len(seen)]]
+        assert len(seen) < len(events), "the stalled client was cut before the end"
+
+
+async def test_a_reader_that_never_reads_again_is_aborted_after_the_linger(
+    stream_env: StreamEnv,
+) -> None:
+    """Once cut, a socket whose client never reads again does not keep its
+    kernel buffers: the connection is aborted after the close linger."""
+    env = stream_env
+    settings = env.settings(send_queue_max_events=50, send_queue_max_bytes=64 * 1024)
+    key = env.key(env.tenant)
+    async with served(settings) as (gw, em), temporal_run(env.temporal, env.tenant) as run_id:
+        assert gw.service is not None
+        registry = gw.service.metrics.registry
+        url = ws_url(gw.url, run_id)
+        sock = tiny_socket(url)
+        server_port, client_port = urlsplit(gw.url).port or 80, sock.getsockname()[1]
+        async with connect(
+            url,
+            sock=sock,
+            additional_headers={"Authorization": f"Bearer {key}"},
+            max_queue=1,
+            compression=None,
+        ) as slow:
+            assert json.loads(await slow.recv())["kind"] == "token"
+            await em.emit_many(script(env.tenant, run_id, tokens=600, payload=2000))
+            await wait_for(
+                lambda: registry.get_sample_value(
+                    "tidings_stream_slow_client_closes_total", {"tenant": env.tenant}
+                )
+                == 1,
+                20,
+                "the stalled client to be cut",
+            )
+            assert kernel_send_buffer(server_port, client_port)[0] > 0, "frames wait unread"
+
+            def gone() -> bool:
+                try:
+                    kernel_send_buffer(server_port, client_port)
+                except AssertionError:
+                    return True
+                return False
+
+            await wait_for(gone, CLOSE_LINGER_SECONDS + 5, "the gateway to abort the connection")
