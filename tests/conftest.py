@@ -65,6 +65,18 @@ class StackHandle:
             pytest.skip("restart needs the private test stack, not one named by TIDINGS_TEST_*")
         self._stack.restart(service, _say)
 
+    def stop(self, service: str) -> None:
+        """Stop ``service`` (SIGTERM) until :meth:`start` brings it back on the
+        same port and data: an outage. Private stack only, as :meth:`restart`."""
+        if self._stack is None:
+            pytest.skip("stop needs the private test stack, not one named by TIDINGS_TEST_*")
+        self._stack.down(_say, only=[service])
+
+    def start(self, service: str) -> None:
+        """Start a service :meth:`stop` stopped; returns once it is healthy."""
+        assert self._stack is not None
+        self._stack.up(_say, only=[service])
+
 
 def _say(message: str) -> None:
     print(f"[test stack] {message}", file=sys.stderr)

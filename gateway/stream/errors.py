@@ -66,7 +66,6 @@ def try_again_later(limit: int) -> StreamClosed:
     return StreamClosed(
         CloseCode.TRY_AGAIN_LATER,
         f"your tenant has {limit} streams open on this gateway, its maximum; retry later",
-        retry_after=1,
     )
 
 

@@ -154,8 +154,10 @@ class TenantTail:
         self._endings: dict[int, list[tuple[int, Subscriber, str]]] = {}
 
     async def start(self) -> None:
-        await self._consumer.start()
         try:
+            # Inside: a consumer that failed to bootstrap (Kafka away) is still
+            # stopped, not left to the collector's "Unclosed AIOKafkaConsumer".
+            await self._consumer.start()
             # The consumer's own metadata only covers topics it already uses;
             # a fresh fetch is the way to learn a topic's partitions up front.
             cluster = await self._consumer._client.fetch_all_metadata()
