@@ -16,8 +16,9 @@ one; processed cursors are acked every ``ack_every`` events or
 ``ack_interval`` seconds. Events re-sent after a reconnect (sent but not yet
 acked) are dropped by id. Nothing is dropped silently: a refusal that a retry
 cannot fix (bad key, unknown run, expired token) raises :class:`StreamError`.
-A gateway at the tenant's socket quota closes with 1013 (Try Again Later): the
-subscription waits at least ``try_later_delay`` (jittered) and tries the next
+A gateway at the tenant's socket quota, or missing a dependency, closes with
+1013 (Try Again Later): the subscription waits at least ``try_later_delay``,
+or the error frame's ``retry_after`` if longer (jittered), and tries the next
 gateway, within the same bounded number of attempts.
 """
 
@@ -146,6 +147,7 @@ class Subscription:
         self._acked: str | None = None
         self._unacked = 0
         self._error: tuple[str, str] | None = None
+        self._retry_after = 0.0  # the last error frame's hint, in seconds
         self._done = False
 
     def __aiter__(self) -> Subscription:
@@ -219,6 +221,8 @@ class Subscription:
             await self.aclose()
         elif kind == "error":
             self._error = (str(frame.get("code")), str(frame.get("message")))
+            hint = frame.get("retry_after")
+            self._retry_after = float(hint) if isinstance(hint, int | float) else 0.0
         else:
             log.warning("ignoring unknown frame kind %r from the gateway", kind)
         return None
@@ -246,6 +250,7 @@ class Subscription:
         self._ws = None
         code = exc.rcvd.code if exc.rcvd is not None else _ABNORMAL
         error, self._error = self._error, None
+        hint, self._retry_after = self._retry_after, 0.0
         if code in FATAL_CLOSE_CODES:
             reason = error[1] if error else (exc.rcvd.reason if exc.rcvd else "")
             raise StreamError(f"stream refused ({code}): {reason}", close_code=code)
@@ -253,7 +258,7 @@ class Subscription:
         self._url_index += 1
         detail = error[1] if error else ""
         if code in RETRY_LATER_CLOSE_CODES:
-            self._floor = self._try_later_delay
+            self._floor = max(self._try_later_delay, hint)
             self._refusal = (code, detail)
         log.info("stream of %s closed (%s %s); resuming", self.run_id, code, detail)
 
