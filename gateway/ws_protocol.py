@@ -25,7 +25,10 @@ an ``asyncio.Event`` (one) in uvicorn, are replaced by :class:`Inbox` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
@@ -45,6 +48,10 @@ from gateway.handshake import switching_protocols
 from gateway.stream.sink import EXTENSION
 
 T = TypeVar("T")
+
+# SO_LINGER on with a zero timeout: close() resets the connection and frees
+# its buffers at once.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 class Inbox(Generic[T]):
@@ -326,8 +333,18 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(linger, self.transport.abort)
+        self.close_timer = self.loop.call_later(linger, self._reset)
         return True
+
+    def _reset(self) -> None:
+        """Abort with a reset: a plain abort closes the descriptor, but the
+        kernel keeps an orphan socket with the unsent bytes for as long as
+        the peer keeps advertising a zero window (minutes)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.transport.abort()
 
     def flush_held(self) -> None:
         held, self.held = self.held, None
