@@ -85,7 +85,7 @@ class AckLedger:
             try:
                 await self._advance(due)
             except Exception as exc:
-                log.warning("%d sessions' last acks not written: %s", len(due), exc)
+                log.warning("%d sessions' last acks not written (%s)", len(due), type(exc).__name__)
 
     async def _run(self) -> None:
         try:
@@ -109,7 +109,8 @@ class AckLedger:
                 raise
             if not self._failing:
                 self._failing = True
-                log.warning("acks not written to Redis, kept to retry: %s", exc)
+                # The error's kind only: its text may carry the Redis URL.
+                log.warning("acks not written to Redis, kept to retry (%s)", type(exc).__name__)
             # Do not spin against a Redis that is away.
             await asyncio.sleep(min(1.0, self._interval * 100))
             return

@@ -267,7 +267,9 @@ class StreamSocket:
                 async with asyncio.timeout(_SETTLE_SECONDS):
                     await acks.settle(self.claims.sid)
             except Exception as exc:  # the ledger's writer keeps it and retries
-                log.warning("last ack of a %s socket not written yet: %s", self.run_id, exc)
+                log.warning(
+                    "last ack of a %s socket not written yet (%s)", self.run_id, type(exc).__name__
+                )
 
     def _interrupt(self) -> None:
         """Stop the read of acks (the socket's own task), if it is reading."""
