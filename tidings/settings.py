@@ -261,6 +261,10 @@ class WorkerSettings(BaseSettings):
     # while no worker ran. 0 turns it off (a closed run's sockets then wait).
     run_close_poll_seconds: float = Field(default=1.0, ge=0, le=60)
     run_close_catch_up_seconds: float = Field(default=3600.0, ge=0)
+    # A finished step's result is kept in Redis this long, so an attempt that
+    # Temporal starts again after an outage returns it instead of redoing the
+    # step (workers/finished_steps.py); 0 keeps nothing.
+    step_result_ttl_seconds: int = Field(default=900, ge=0, le=7 * 24 * 3600)
 
 
 class ModelSettings(BaseSettings):

@@ -17,7 +17,7 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
 from activities.coalesce import CoalescePolicy
 from activities.emitter import Emitter
@@ -31,6 +31,7 @@ from activities.steps import activities_of
 from tidings.errors import ConfigError
 from tidings.lag import LagReader
 from tidings.settings import Settings
+from workers.finished_steps import FinishedSteps
 from workflows.pipeline import PipelineWorkflow
 from workflows.registry import PipelineRegistry
 
@@ -175,9 +176,14 @@ def _worker(clients: Clients, settings: Settings, objects: list[object], queue: 
     traced = any(
         isinstance(i, TracingInterceptor) for i in clients.temporal.config()["interceptors"]
     )
+    interceptors: list[Interceptor] = [] if traced else [TracingInterceptor()]
+    ttl = settings.worker.step_result_ttl_seconds
+    if clients.redis is not None and ttl > 0:
+        converter = clients.temporal.data_converter.payload_converter
+        interceptors.append(FinishedSteps(clients.redis, converter, ttl))
     return Worker(
         clients.temporal,
-        interceptors=[] if traced else [TracingInterceptor()],
+        interceptors=interceptors,
         task_queue=queue,
         workflows=[PipelineWorkflow],
         activities=activities_of(*objects),
