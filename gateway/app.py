@@ -30,6 +30,7 @@ from gateway.auth import tenant_from_key
 from gateway.body_limit import BodyLimitMiddleware
 from gateway.deps import Services, services_of
 from gateway.kafka import KafkaFactory
+from gateway.memory import MemoryKeeper, malloc_trim
 from gateway.metrics import Metrics, MetricsMiddleware
 from gateway.run_directory import OwnedRunDirectory
 from gateway.starter import RunStarter, default_starter
@@ -159,6 +160,14 @@ def create_app(
             for part in parts:
                 await part.start()
                 stack.push_async_callback(part.stop)
+            if settings.gateway.memory_trim_seconds > 0:
+                keeper = MemoryKeeper(
+                    settings.gateway.memory_trim_seconds,
+                    settings.gateway.memory_trim_growth_mib * 2**20,
+                    trim=malloc_trim(),
+                )
+                await keeper.start()
+                stack.push_async_callback(keeper.stop)
             log.info("gateway ready on %s", settings.gateway.base_url())
             yield
 

@@ -198,6 +198,11 @@ class GatewaySettings(BaseSettings):
     # Acks are written to Redis coalesced (the latest per session) at most
     # this often; a gateway killed with kill -9 loses about this much of them.
     ack_flush_ms: int = Field(default=5, ge=1, le=1000)
+    # Every this many seconds the gateway looks at its RSS; once it has grown
+    # by memory_trim_growth_mib since the last clean-up, it runs a full
+    # garbage collection and malloc_trim(0) (gateway/memory.py). 0 = never.
+    memory_trim_seconds: float = Field(default=30.0, ge=0, le=3600)
+    memory_trim_growth_mib: int = Field(default=32, ge=1, le=65536)
 
     @model_validator(mode="after")
     def _watermarks(self) -> GatewaySettings:
