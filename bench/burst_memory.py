@@ -68,6 +68,38 @@ def rss_mib(pid: int | str = "self") -> float:
     return 0.0
 
 
+def pymalloc_stats() -> dict[str, Any]:
+    """CPython's object allocator: arenas held from the OS vs. blocks in use
+    (``sys._debugmallocstats`` writes to the C stderr; read it back)."""
+    import tempfile
+
+    with tempfile.TemporaryFile(mode="w+b") as out:
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode("ascii", "replace")
+    stats: dict[str, Any] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        value = value.strip().replace(",", "")
+        if name.startswith("# arenas allocated current"):
+            stats["arenas_current"] = int(value)
+        elif name.startswith("# bytes in allocated blocks"):
+            stats["blocks_in_use_mib"] = round(int(value) / 2**20, 1)
+        elif name.startswith("# bytes in available blocks"):
+            stats["blocks_free_mib"] = round(int(value) / 2**20, 1)
+        elif name.startswith("# arenas highwater mark"):
+            stats["arenas_highwater"] = int(value)
+        elif name.startswith("Total") and "arenas_total_mib" not in stats:
+            stats["arenas_total_mib"] = round(int(value) / 2**20, 1)
+    return stats
+
+
 class Probe:
     """Answers one JSON command per connection, from a thread beside the event loop."""
 
@@ -113,6 +145,8 @@ class Probe:
             finally:
                 gc.set_debug(0)
             return {"collected": found, "types": dict(kinds.most_common(15))}
+        if command == "pymalloc":
+            return pymalloc_stats()
         if command == "trim":
             began = time.perf_counter()
             released = self._libc.malloc_trim(0)
@@ -309,6 +343,7 @@ def main() -> None:
 
         def sample(label: str, **extra: Any) -> None:
             row = {"sample": label, **ask(probe_port, "stats"), **extra}
+            row["pymalloc"] = ask(probe_port, "pymalloc")
             print(json.dumps(row), flush=True)
 
         sample("baseline")
@@ -323,6 +358,9 @@ def main() -> None:
                     feed.terminate()
                     feed.wait(timeout=20)
             wait_until(lambda: open_sockets(base) == 0, 60, "the socket gauge falls to 0")
+            if args.trace:
+                # Python-level growth is what survives a full collection.
+                ask(probe_port, "collect")
             sample(f"after burst {n}", burst=result["outcomes"], per_second=result["per_second"])
             if args.trace:
                 print(json.dumps({"diff": ask(probe_port, "diff")["top"]}), flush=True)

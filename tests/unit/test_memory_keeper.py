@@ -42,18 +42,20 @@ def test_growth_below_the_threshold_costs_nothing() -> None:
     assert (process.collections, process.trims) == (0, 0)
 
 
-def test_growth_past_the_threshold_collects_and_trims_once() -> None:
+def test_growth_past_the_threshold_collects_and_trims_once_it_stops() -> None:
     process = Process(100 * MIB)
     keeper = _keeper(process)
     process.rss, process.freed_by_cleanup = 140 * MIB, 20 * MIB
-    assert keeper.check()
+    assert not keeper.check()  # grew 40 MiB since the last look: mid-burst
+    assert process.collections == 0
+    assert keeper.check()  # no further growth: the burst is over
     assert (process.collections, process.trims, keeper.cleanups) == (1, 1, 1)
     # Measured again from what the clean-up left (120), not from the start.
     assert not keeper.check()
     process.rss = 151 * MIB
     assert not keeper.check()
     process.rss = 152 * MIB
-    assert keeper.check()
+    assert keeper.check()  # 1 MiB since the last look: not growing any more
 
 
 def test_growth_is_measured_from_the_lowest_point() -> None:
@@ -62,6 +64,7 @@ def test_growth_is_measured_from_the_lowest_point() -> None:
     process.rss = 80 * MIB
     assert not keeper.check()
     process.rss = 115 * MIB
+    assert not keeper.check()
     assert keeper.check()
 
 
