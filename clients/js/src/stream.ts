@@ -30,6 +30,10 @@ export interface StreamOptions {
   store?: ResumeStore;
   /** Called with true when a connection is open (its token arrived), false when it drops. */
   onConnection?: (open: boolean) => void;
+  /** Called when a connection has sent every stored event (`caught_up`): live from now on. */
+  onCaughtUp?: () => void;
+  /** Called before each reconnect: the close code that ended the connection, the wait, the attempt (1-based). */
+  onRetry?: (retry: { code: number; delayMs: number; attempt: number }) => void;
 }
 
 export interface StreamConfig extends StreamOptions {
@@ -86,6 +90,7 @@ export class RunStream implements AsyncIterable<TidingsEvent> {
         }
         let wait = backoffDelay(failures++, random);
         if (code === 1013) wait = Math.max(wait, TRY_LATER_MS * (0.5 + random()));
+        this.config.onRetry?.({ code, delayMs: wait, attempt: failures });
         await sleep(wait);
       }
     } finally {
@@ -161,6 +166,7 @@ export class RunStream implements AsyncIterable<TidingsEvent> {
         if (!frames.length) ack();
       } else if (frame.kind === "caught_up") {
         progressed = true;
+        this.config.onCaughtUp?.();
       } else if (frame.kind === "end") {
         ack();
         ended = true;

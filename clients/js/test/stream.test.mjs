@@ -97,3 +97,24 @@ test("a stored resume token is used and cleared when the run ends; close() ends 
   }
   assert.equal(opened[1].url.searchParams.get("from"), "now");
 });
+
+test("reports each reconnect (close code, wait, attempt) and the catch-up, for status displays", async () => {
+  const { FakeSocket } = scripted([
+    (ws) => { ws.frame({ kind: "token", token: "t1" }); ws.drop(1006); },
+    (ws) => { ws.drop(4408); },
+    (ws) => { ws.frame({ kind: "token", token: "t2" }); ws.frame({ kind: "caught_up" }); ws.frame({ kind: "end", status: "COMPLETED" }); },
+  ]);
+  const sleeper = { ...noSleep, waits: [] };
+  const retries = [];
+  let caughtUp = 0;
+  const client = new TidingsClient({ baseUrl: "http://a", token: "k", WebSocket: FakeSocket });
+  const stream = client.stream("r", {
+    sleep: sleeper.sleep.bind(sleeper),
+    onRetry: (retry) => retries.push(retry),
+    onCaughtUp: () => caughtUp++,
+  });
+  assert.deepEqual(await collect(stream), []);
+  assert.deepEqual(retries.map((r) => [r.code, r.attempt]), [[1006, 1], [4408, 2]]);
+  assert.deepEqual(retries.map((r) => r.delayMs), sleeper.waits);
+  assert.equal(caughtUp, 1);
+});
