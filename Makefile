@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP_VERSION := 26.3
+DASHBOARD_CLIENT := gateway/web/static/client/index.js
 
 .PHONY: up down status test lint typecheck unit deps browser chart-tools bench lock clean js
 
@@ -17,8 +18,15 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
-deps: $(VENV)/.installed
+deps: $(VENV)/.installed $(DASHBOARD_CLIENT)
 	$(BIN)/tidings deps
+
+# The dashboard (gateway/web) runs on the JavaScript client: its ES modules are
+# compiled into a git-ignored folder the gateway serves under /dashboard/client/.
+# Node 20 and npm are all it needs.
+$(DASHBOARD_CLIENT): clients/js/package-lock.json clients/js/tsconfig.json clients/js/tsconfig.dashboard.json $(wildcard clients/js/src/*.ts)
+	cd clients/js && npm ci --no-audit --no-fund && npm run build:dashboard
+	touch $@
 
 # Only the tests need a browser: Debian's chromium and playwright-core from npm.
 browser: $(VENV)/.installed
