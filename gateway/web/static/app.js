@@ -1,37 +1,51 @@
 // The Tidings dashboard: start runs, list them, and watch one live.
 //
-// A plain client of the public contract (docs/protocol.md): REST with
-// `Authorization: Bearer <key>`, and the run's WebSocket stream with
-// `?access_token=<read token>`, a token for that run only (POST /v1/tokens),
-// so the key itself never lands in a URL. The stream keeps the latest resume token, acks the
-// cursors it has processed, reconnects with `?resume=<token>` after a drop
-// (exponential backoff with jitter, bounded) and drops re-sent events by id,
-// so the streamed text is never lost nor repeated.
+// Built on the JavaScript client, @tidings/client (clients/js), compiled by
+// `make deps` into ./client/ and served by the gateway: its TidingsClient for
+// REST, its RunStream for the stream (resume with the latest token, acks,
+// repeats dropped by id, reconnects with a capped full-jitter backoff, 1013
+// waited out, typed errors) and its reduceRun for the run's state (the
+// discard rule of docs/protocol.md). This file only renders: what each step
+// shows comes from reduceRun; the event views below add details per event kind.
+//
+// The API key goes in an Authorization header only; the stream's URL carries a
+// read token for that run (POST /v1/runs answers one, POST /v1/tokens mints one).
 //
 // Event data is only ever rendered with textContent: never as HTML.
 
 const KEY_STORAGE = 'tidings.apiKey';
 const DEFAULT_KEY = 'dev-key-demo';
 const DEFAULT_INPUT = { question: 'How do resume tokens let a client recover after a dropped connection?' };
-
-const ACK_INTERVAL_MS = 1000;
-const ACK_EVERY_EVENTS = 50;
-const BACKOFF_BASE_MS = 250;
-const BACKOFF_MAX_MS = 8000;
-const MAX_RECONNECTS = 12; // consecutive failed attempts before giving up
 const LOG_LIMIT = 300;
 
-// Close codes (DESIGN.md): refusals a retry cannot fix, and the expired token.
-const FATAL = new Map([
+// Close codes (docs/protocol.md) a retry cannot fix; RunStream throws them.
+const REFUSED = new Map([
   [4400, 'The gateway refused a frame (4400).'],
   [4401, 'Not authorised: check the API key (4401).'],
   [4403, 'Not allowed to watch this run (4403).'],
   [4404, 'Unknown run (4404).'],
   [1009, 'A frame was too big (1009).'],
 ]);
-const TOKEN_EXPIRED = 4410;
+const OVER = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT']);
 
 const $ = (id) => document.getElementById(id);
+
+// The client's modules: without them (the build is missing) the page says so
+// instead of staying blank.
+let tidings = null;
+try {
+  tidings = await import('./client/index.js');
+} catch (err) {
+  showMissingClient(err);
+}
+
+function showMissingClient(err) {
+  const box = $('client-missing');
+  $('client-missing-detail').textContent = String(err && err.message || err);
+  box.hidden = false;
+  $('conn').dataset.state = 'error';
+  $('conn-text').textContent = 'Dashboard not built';
+}
 
 // ---------------------------------------------------------------- helpers
 
@@ -78,42 +92,47 @@ function summarise(value, limit = 160) {
   return text.length > limit ? text.slice(0, limit - 1) + '…' : text;
 }
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
+// REST through the client, with the key the user saved.
+function rest() {
+  return new tidings.TidingsClient({ baseUrl: location.origin, token: apiKey() });
 }
 
-async function api(method, path, body, extraHeaders = {}) {
-  const headers = { Authorization: `Bearer ${apiKey()}`, ...extraHeaders };
-  const init = { method, headers };
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(body);
-  }
-  let response;
-  try {
-    response = await fetch(path, init);
-  } catch (err) {
-    throw new ApiError(0, 'unreachable', `The gateway is unreachable (${err.message}).`);
-  }
-  let data = null;
-  try { data = await response.json(); } catch { /* not JSON */ }
-  if (!response.ok) {
-    const error = (data && data.error) || {};
-    throw new ApiError(response.status, error.code || String(response.status),
-      error.message || `HTTP ${response.status}`);
-  }
-  return data;
+function api(method, path, body, headers) {
+  return rest().request(method, path, body, headers);
 }
 
 const runPath = (runId) => `/v1/runs/${encodeURIComponent(runId)}`;
 
-// Exposed for tests and for curious people with a console: counters only.
-const stats = { connections: 0, reconnects: 0, events: 0, duplicates: 0, acks: 0, lastClose: null };
-window.tidings = { stats };
+// Resume tokens kept across this view's streams: a stream opened again with a
+// fresh read token resumes where the last one was. Not kept across a reload,
+// which replays the run from its start (the page's state is not stored).
+function memoryStore() {
+  const tokens = new Map();
+  return {
+    get: (key) => tokens.get(key) ?? null,
+    set: (key, value) => { tokens.set(key, value); },
+    delete: (key) => { tokens.delete(key); },
+  };
+}
+
+// Exposed for tests and for curious people with a console: counters, and the
+// open run's state as reduceRun made it.
+const totals = { connections: 0, reconnects: 0, events: 0, duplicates: 0, acks: 0, lastClose: null };
+window.tidings = {
+  get stats() {
+    const live = current && current.stream ? current.stream.stats : { connections: 0, duplicates: 0, acks: 0 };
+    return {
+      ...totals,
+      connections: totals.connections + live.connections,
+      duplicates: totals.duplicates + live.duplicates,
+      acks: totals.acks + live.acks,
+      events: totals.events + live.duplicates,
+    };
+  },
+  get state() {
+    return current ? current.state : null;
+  },
+};
 
 // ---------------------------------------------------------------- connection status
 
@@ -123,207 +142,54 @@ function setConnection(state, text) {
   $('conn-text').textContent = text;
 }
 
-// ---------------------------------------------------------------- the stream
+// ---------------------------------------------------------------- event views
+//
+// What an event adds to the page beyond the state reduceRun keeps (a step's
+// status, attempt and text; the run's status, output and error): one function
+// per event kind, called after the reducer with `applied` false when the
+// reducer ignored the event (a repeat, a replaced attempt, a run already over).
 
-// One subscription to one run's stream, across reconnects.
-class RunStream {
-  constructor(runId, onEvent, callbacks) {
-    this.runId = runId;
-    this.onEvent = onEvent;
-    this.cb = callbacks; // {onEnd(status), onFatal(message, code), onStatus(state, text)}
-    this.token = null;
-    this.seen = new Set();
-    this.ws = null;
-    this.failures = 0;
-    this.timer = null;
-    this.ackTimer = null;
-    this.ended = false;
-    this.stopped = false;
-    this.readToken = null;
-    this.resetConnectionState();
-  }
-
-  resetConnectionState() {
-    // A cursor can only be acked on the connection that sent it.
-    this.ackable = null;
-    this.acked = null;
-    this.unacked = 0;
-    this.lastError = null;
-    this.caughtUp = false;
-  }
-
-  async start() {
-    await this.mintReadToken();
-    this.connect();
-  }
-
-  // A read token for this run: the stream URL then carries a credential that
-  // expires and reads only this run, never the API key (which the gateway
-  // refuses in a query string when TIDINGS_ENV=production). A gateway without
-  // POST /v1/tokens gets the key, as before.
-  async mintReadToken() {
-    try {
-      this.readToken = (await api('POST', '/v1/tokens', { runs: [this.runId] })).token || null;
-    } catch {
-      this.readToken = null;
+const EVENT_VIEWS = {
+  'run.started'(view, event, data) {
+    if (data.pipeline) $('run-title').textContent = `Run of ${data.pipeline}`;
+  },
+  'step.progress'(view, event, data, applied) {
+    if (applied) view.setDetail(event.step, progressText(data));
+  },
+  'step.retrying'(view, event, data, applied) {
+    if (!applied) return;
+    const failed = Number(data.discard_attempt) || Number(event.attempt) || 1;
+    const next = Number(data.next_attempt) || failed + 1;
+    view.setDetail(event.step, `Attempt ${failed} failed; retrying as attempt ${next}.`);
+    view.noteDiscarded(event.step, failed, next);
+  },
+  'step.completed'(view, event, data, applied, before) {
+    if (!applied) return;
+    const output = data.output && typeof data.output === 'object' ? data.output : {};
+    if (before.steps[event.step]?.status === 'waiting' && 'approved' in output) {
+      view.setDetail(event.step, output.approved ? 'Approved.' : 'Not approved.');
     }
-  }
+  },
+  'step.failed'(view, event, data, applied) {
+    if (applied) view.setDetail(event.step, `Failed: ${summarise(data.error || data, 300)}`);
+  },
+  'step.requested'(view, event, data, applied) {
+    if (applied) view.setDetail(event.step, 'Handed to an external agent service.');
+  },
+  'alert.hot_loop'(view, event, data) {
+    view.setDetail(event.step, `Hot loop: ${data.retries} retries in ${data.elapsed_seconds} s.`);
+  },
+};
 
-  // Open again from the run's first event (after 4410). Already seen events are dropped by id.
-  restartFromStart() {
-    this.token = null;
-    this.failures = 0;
-    this.stopped = false;
-    this.connect();
-  }
+function progressText(data) {
+  if (Array.isArray(data.sub_questions)) return `Sub-questions: ${data.sub_questions.join(' · ')}`;
+  if (Array.isArray(data.hits)) return data.hits.length ? `Found: ${data.hits.join(', ')}` : 'No passages found.';
+  return summarise(data);
+}
 
-  retry() {
-    this.failures = 0;
-    this.stopped = false;
-    this.connect();
-  }
-
-  // The network is back: skip the rest of the backoff.
-  nudge() {
-    if (this.timer !== null && !this.ws && !this.stopped && !this.ended) this.connect();
-  }
-
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    clearInterval(this.ackTimer);
-    if (this.ws) {
-      const ws = this.ws;
-      this.ws = null;
-      try { ws.close(1000, 'closed by the page'); } catch { /* already closed */ }
-    }
-  }
-
-  url() {
-    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const params = new URLSearchParams({ access_token: this.readToken || apiKey() });
-    if (this.token) params.set('resume', this.token);
-    else params.set('from', 'start');
-    return `${scheme}//${location.host}${runPath(this.runId)}/stream?${params}`;
-  }
-
-  connect() {
-    if (this.stopped || this.ended) return;
-    clearTimeout(this.timer);
-    this.timer = null;
-    this.resetConnectionState();
-    const resuming = Boolean(this.token);
-    this.cb.onStatus('connecting', resuming ? 'Resuming…' : 'Connecting…');
-    const ws = new WebSocket(this.url());
-    this.ws = ws;
-    stats.connections += 1;
-    ws.onmessage = (message) => {
-      if (this.ws === ws) this.frame(ws, message.data);
-    };
-    ws.onclose = (close) => {
-      if (this.ws === ws) this.closed(close.code, close.reason);
-    };
-    clearInterval(this.ackTimer);
-    this.ackTimer = setInterval(() => {
-      if (this.ws === ws) this.flushAcks(ws);
-    }, ACK_INTERVAL_MS);
-  }
-
-  frame(ws, raw) {
-    let frame;
-    try { frame = JSON.parse(raw); } catch { return; }
-    switch (frame.kind) {
-      case 'token':
-        this.token = String(frame.token);
-        this.cb.onStatus(this.caughtUp ? 'live' : 'replaying', this.caughtUp ? 'Live' : 'Catching up…');
-        break;
-      case 'event': {
-        const event = frame.event || {};
-        stats.events += 1;
-        this.failures = 0; // a working connection: the backoff starts over
-        if (event.id && this.seen.has(event.id)) {
-          stats.duplicates += 1;
-        } else {
-          if (event.id) this.seen.add(event.id);
-          this.onEvent(event);
-        }
-        this.processed(ws, String(frame.cursor));
-        break;
-      }
-      case 'caught_up':
-        this.caughtUp = true;
-        this.failures = 0;
-        this.cb.onStatus('live', 'Live');
-        break;
-      case 'end':
-        this.flushAcks(ws);
-        this.ended = true;
-        clearInterval(this.ackTimer);
-        this.cb.onStatus('ended', 'Run finished: stream closed');
-        this.cb.onEnd(String(frame.status || ''));
-        break;
-      case 'error':
-        this.lastError = { code: String(frame.code || ''), message: String(frame.message || '') };
-        break;
-      default:
-        break; // unknown frame kinds are ignored (forward compatible)
-    }
-  }
-
-  processed(ws, cursor) {
-    this.ackable = cursor;
-    this.unacked += 1;
-    if (this.unacked >= ACK_EVERY_EVENTS) this.flushAcks(ws);
-  }
-
-  flushAcks(ws) {
-    if (!this.ackable || this.ackable === this.acked || ws.readyState !== WebSocket.OPEN) return;
-    ws.send(JSON.stringify({ ack: this.ackable }));
-    this.acked = this.ackable;
-    this.unacked = 0;
-    stats.acks += 1;
-  }
-
-  closed(code, reason) {
-    this.ws = null;
-    clearInterval(this.ackTimer);
-    stats.lastClose = code;
-    if (this.ended || this.stopped) return;
-    const detail = (this.lastError && this.lastError.message) || reason || '';
-    if (code === 4401 && this.readToken && this.lastError?.code === 'token_expired') {
-      // The read token expired on a long watch: a new one, then resume.
-      this.readToken = null;
-      this.start();
-      return;
-    }
-    if (FATAL.has(code)) {
-      this.stopped = true;
-      this.cb.onStatus('error', `Stopped (${code})`);
-      this.cb.onFatal(detail ? `${FATAL.get(code)} ${detail}` : FATAL.get(code), code);
-      return;
-    }
-    if (code === TOKEN_EXPIRED) {
-      this.stopped = true;
-      this.cb.onStatus('error', 'Token expired');
-      this.cb.onFatal(`Token expired: the stream cannot resume where it was (4410). ${detail}`.trim(), code);
-      return;
-    }
-    // 1001 going away, 1006 dropped, 1011 internal error, 4408 too slow, 1000
-    // without an end: nothing is lost, resume with the token.
-    this.failures += 1;
-    if (this.failures > MAX_RECONNECTS) {
-      this.stopped = true;
-      this.cb.onStatus('error', 'Disconnected');
-      this.cb.onFatal(`Could not reach the gateway after ${MAX_RECONNECTS} attempts.`, code);
-      return;
-    }
-    const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (this.failures - 1));
-    const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-    stats.reconnects += 1;
-    this.cb.onStatus('reconnecting',
-      `Reconnecting in ${(delay / 1000).toFixed(1)} s (attempt ${this.failures}, closed ${code})`);
-    this.timer = setTimeout(() => this.connect(), delay);
-  }
+// What a step's badge says: the reducer's status, "streaming" while text arrives.
+function stepLabel(step) {
+  return step.status === 'running' && step.text ? 'streaming' : step.status;
 }
 
 // ---------------------------------------------------------------- the run view
@@ -331,14 +197,15 @@ class RunStream {
 class RunView {
   constructor(runId) {
     this.runId = runId;
-    this.steps = new Map(); // name -> {row, state, attempt, parts}
-    this.streams = new Map(); // step -> {box, text, attempts: Map<attempt, span>}
-    // step -> Set of attempts a step.retrying replaced, also before the step streams any text.
-    this.discarded = new Map();
-    this.waitingStep = null;
-    this.finalStatus = null; // set by the stream's end frame
+    this.state = tidings.initialRunState();
+    this.rows = new Map(); // step -> {row, stateEl, attemptsEl, detailEl}
+    this.texts = new Map(); // step -> {box, note, text, span, attempt, length}
+    this.shownWaiting = null;
     this.logCount = 0;
     this.stream = null;
+    this.store = memoryStore();
+    this.readToken = null;
+    this.finished = false;
 
     $('run-id').textContent = runId;
     $('run-title').textContent = 'Run';
@@ -358,6 +225,10 @@ class RunView {
     show($('run-view'), true);
   }
 
+  get over() {
+    return OVER.has(this.state.status);
+  }
+
   setStatus(status) {
     const badge = $('run-status');
     badge.dataset.status = status;
@@ -371,181 +242,127 @@ class RunView {
     show(link, Boolean(href));
   }
 
-  // -- steps
+  // -- events
 
-  step(name) {
-    let step = this.steps.get(name);
-    if (!step) {
-      const row = el('li', 'step');
+  apply(event) {
+    const before = this.state;
+    this.state = tidings.reduceRun(before, event);
+    const applied = this.state !== before;
+    this.log(event);
+    const data = event.data && typeof event.data === 'object' ? event.data : {};
+    const view = EVENT_VIEWS[event.type];
+    // Unknown types are ignored (forward compatible); so are events without their step.
+    if (view && (event.step || !event.type.startsWith('step.'))) view(this, event, data, applied, before);
+    if (event.step && this.state.steps[event.step]) this.renderStep(event.step);
+    this.renderRun();
+  }
+
+  // -- steps (from the reduced state)
+
+  row(name) {
+    let row = this.rows.get(name);
+    if (!row) {
+      const li = el('li', 'step');
       const head = el('div', 'step-head');
-      const title = el('span', 'step-name', name);
-      const state = el('span', 'badge');
-      const attempts = el('span', 'step-attempts');
-      head.append(title, state, attempts);
-      const detail = el('p', 'step-detail');
-      detail.hidden = true;
-      row.append(head, detail);
-      row.dataset.step = name;
-      $('steps').append(row);
-      step = { row, stateEl: state, attemptsEl: attempts, detailEl: detail, attempt: 1, state: '' };
-      this.steps.set(name, step);
+      const stateEl = el('span', 'badge');
+      const attemptsEl = el('span', 'step-attempts');
+      head.append(el('span', 'step-name', name), stateEl, attemptsEl);
+      const detailEl = el('p', 'step-detail');
+      detailEl.hidden = true;
+      li.append(head, detailEl);
+      li.dataset.step = name;
+      $('steps').append(li);
+      row = { row: li, stateEl, attemptsEl, detailEl };
+      this.rows.set(name, row);
     }
-    return step;
+    return row;
   }
 
-  setStep(name, state, attempt, detail) {
-    const step = this.step(name);
-    if (state) {
-      step.state = state;
-      step.stateEl.textContent = state;
-      step.stateEl.dataset.status = state;
-      step.row.dataset.state = state;
-    }
-    if (attempt && attempt >= step.attempt) {
-      step.attempt = attempt;
-      step.attemptsEl.textContent = attempt > 1 ? `attempt ${attempt}` : '';
-    }
-    if (detail !== undefined) {
-      step.detailEl.textContent = detail;
-      step.detailEl.hidden = !detail;
-    }
+  renderStep(name) {
+    const step = this.state.steps[name];
+    const row = this.row(name);
+    const label = stepLabel(step);
+    row.stateEl.textContent = label;
+    row.stateEl.dataset.status = label;
+    row.row.dataset.state = label;
+    row.attemptsEl.textContent = step.attempt > 1 ? `attempt ${step.attempt}` : '';
+    if (step.text || this.texts.has(name)) this.renderText(name, step);
   }
 
-  // -- streamed text
+  setDetail(name, detail) {
+    if (!name) return;
+    const row = this.row(name);
+    row.detailEl.textContent = detail;
+    row.detailEl.hidden = !detail;
+  }
 
-  textOf(name) {
-    let stream = this.streams.get(name);
-    if (!stream) {
-      const box = el('section', 'stream');
-      const heading = el('h3', null, `${name}: live text`);
+  // -- streamed text: the current attempt's, as reduceRun keeps it
+
+  textBox(name) {
+    let box = this.texts.get(name);
+    if (!box) {
+      const section = el('section', 'stream');
       const note = el('p', 'hint stream-note');
       note.hidden = true;
       const text = el('p', 'stream-text');
       text.dataset.step = name;
       text.setAttribute('aria-live', 'off');
-      box.append(heading, note, text);
-      $('streams').append(box);
-      stream = { box, note, text, attempts: new Map() };
-      this.streams.set(name, stream);
+      section.append(el('h3', null, `${name}: live text`), note, text);
+      $('streams').append(section);
+      box = { note, text, span: null, attempt: 0, length: 0 };
+      this.texts.set(name, box);
     }
-    return stream;
+    return box;
   }
 
-  token(name, attempt, text) {
-    if (this.discarded.get(name)?.has(attempt)) return; // a late token of a replaced attempt
-    const stream = this.textOf(name);
-    let span = stream.attempts.get(attempt);
-    if (!span) {
-      span = el('span');
-      span.dataset.attempt = String(attempt);
-      stream.attempts.set(attempt, span);
-      stream.text.append(span);
+  renderText(name, step) {
+    const box = this.textBox(name);
+    if (!box.span || box.attempt !== step.attempt || step.text.length < box.length) {
+      // A new attempt replaces the old one's partial text.
+      box.span?.remove();
+      box.span = el('span');
+      box.span.dataset.attempt = String(step.attempt);
+      box.text.append(box.span);
+      box.attempt = step.attempt;
+      box.length = 0;
     }
-    span.append(document.createTextNode(text));
-    stream.text.classList.add('streaming');
-  }
-
-  // Idempotent: attempt N re-announces every earlier attempt (repeats are also dropped by id).
-  discard(name, attempt, nextAttempt) {
-    if (!this.discarded.has(name)) this.discarded.set(name, new Set());
-    this.discarded.get(name).add(attempt);
-    const stream = this.streams.get(name);
-    if (!stream) return;
-    const span = stream.attempts.get(attempt);
-    if (span) span.remove();
-    stream.attempts.delete(attempt);
-    stream.note.textContent = `Attempt ${attempt} failed; its partial text was discarded` +
-      (nextAttempt ? ` (attempt ${nextAttempt} streams below).` : '.');
-    stream.note.hidden = false;
-  }
-
-  endStreaming(name) {
-    const stream = this.streams.get(name);
-    if (stream) stream.text.classList.remove('streaming');
-  }
-
-  // -- events
-
-  apply(event) {
-    this.log(event);
-    const data = event.data && typeof event.data === 'object' ? event.data : {};
-    const step = event.step;
-    const attempt = Number(event.attempt) || 1;
-    switch (event.type) {
-      case 'run.started':
-        this.setStatus('RUNNING');
-        if (data.pipeline) $('run-title').textContent = `Run of ${data.pipeline}`;
-        break;
-      case 'run.waiting':
-        this.setStatus('WAITING');
-        this.showApproval(data.step || step || '');
-        break;
-      case 'run.completed':
-        this.setStatus('COMPLETED');
-        this.showResult(data.output);
-        break;
-      case 'run.failed':
-        this.setStatus('FAILED');
-        this.showFailure(`The run failed: ${summarise(data.error || data.message || data, 400)}`);
-        break;
-      case 'run.cancelled':
-        this.setStatus('CANCELLED');
-        this.showFailure('The run was cancelled.');
-        break;
-      case 'run.continued':
-        break;
-      case 'step.started':
-        if (step) this.setStep(step, data.kind === 'approval' ? 'waiting' : 'running', attempt);
-        break;
-      case 'step.progress':
-        if (step) this.setStep(step, null, attempt, progressText(data));
-        break;
-      case 'step.token':
-        if (step && typeof data.text === 'string') {
-          this.token(step, attempt, data.text);
-          if (this.steps.get(step)?.state !== 'streaming') this.setStep(step, 'streaming', attempt);
-        }
-        break;
-      case 'step.retrying': {
-        if (!step) break;
-        const failed = Number(data.discard_attempt) || attempt;
-        const next = Number(data.next_attempt) || failed + 1;
-        this.discard(step, failed, next);
-        this.setStep(step, 'retrying', next, `Attempt ${failed} failed; retrying as attempt ${next}.`);
-        break;
-      }
-      case 'step.completed':
-        if (step) {
-          this.setStep(step, 'completed', attempt, completedText(data, this.steps.get(step)));
-          this.endStreaming(step);
-          if (step === this.waitingStep) this.hideApproval();
-        }
-        break;
-      case 'step.failed':
-        if (step) {
-          this.setStep(step, 'failed', attempt, `Failed: ${summarise(data.error || data, 300)}`);
-          this.endStreaming(step);
-          if (step === this.waitingStep) this.hideApproval();
-        }
-        break;
-      case 'step.requested':
-        if (step) this.setStep(step, 'requested', attempt, 'Handed to an external agent service.');
-        break;
-      case 'alert.hot_loop':
-        if (step) this.setStep(step, null, attempt,
-          `Hot loop: ${data.retries} retries in ${data.elapsed_seconds} s.`);
-        break;
-      default:
-        break; // unknown types are ignored (forward compatible)
+    // Within an attempt the text only grows: append what is new.
+    if (step.text.length > box.length) {
+      box.span.append(document.createTextNode(step.text.slice(box.length)));
+      box.length = step.text.length;
     }
+    box.text.classList.toggle('streaming', step.status === 'running');
+  }
+
+  noteDiscarded(name, failed, next) {
+    const box = this.texts.get(name);
+    if (!box) return;
+    box.note.textContent = `Attempt ${failed} failed; its partial text was discarded` +
+      (next ? ` (attempt ${next} streams below).` : '.');
+    box.note.hidden = false;
+  }
+
+  // -- the run (from the reduced state)
+
+  renderRun() {
+    const { status, waiting, output, error } = this.state;
+    if (status !== 'PENDING') this.setStatus(status);
+    if (waiting !== this.shownWaiting) {
+      if (waiting && !this.over) this.showApproval(waiting);
+      else this.hideApproval();
+    }
+    if (status === 'COMPLETED') this.showResult(output);
+    else if (status === 'FAILED') this.showFailure(`The run failed: ${summarise(error ?? 'no reason given', 400)}`);
+    else if (status === 'CANCELLED') this.showFailure('The run was cancelled.');
+    else if (status === 'TERMINATED') this.showFailure(`The run was terminated: ${summarise(error ?? 'no reason given', 400)}`);
+    else if (status === 'TIMED_OUT') this.showFailure('The run timed out.');
   }
 
   log(event) {
     const list = $('log');
     const parts = [event.type, event.step || '', event.attempt > 1 ? `#${event.attempt}` : '',
       `seq ${event.seq}`];
-    const item = el('li', null, parts.filter(Boolean).join('  '));
-    list.append(item);
+    list.append(el('li', null, parts.filter(Boolean).join('  ')));
     while (list.childElementCount > LOG_LIMIT) list.firstElementChild.remove();
     this.logCount += 1;
     $('log-count').textContent = `(${this.logCount})`;
@@ -554,7 +371,7 @@ class RunView {
   // -- approval
 
   showApproval(stepName) {
-    this.waitingStep = stepName;
+    this.shownWaiting = stepName;
     $('approval-step').textContent = stepName ? `on step “${stepName}”` : '';
     $('approval-note').textContent = '';
     $('approve').disabled = false;
@@ -563,7 +380,7 @@ class RunView {
   }
 
   hideApproval() {
-    this.waitingStep = null;
+    this.shownWaiting = null;
     show($('approval'), false);
   }
 
@@ -572,7 +389,7 @@ class RunView {
     $('reject').disabled = true;
     $('approval-note').textContent = signal === 'approve' ? 'Approving…' : 'Rejecting…';
     try {
-      const body = this.waitingStep ? { step: this.waitingStep } : {};
+      const body = this.shownWaiting ? { step: this.shownWaiting } : {};
       await api('POST', `${runPath(this.runId)}/signals/${signal}`, body);
       $('approval-note').textContent = signal === 'approve' ? 'Approved: the run carries on.' : 'Rejected.';
     } catch (err) {
@@ -585,7 +402,7 @@ class RunView {
   // -- outcome
 
   showResult(output) {
-    if (output === undefined || output === null) return;
+    if (output === undefined || output === null || !$('final').hidden) return;
     const answer = typeof output === 'object' && typeof output.answer === 'string'
       ? output.answer
       : JSON.stringify(output, null, 2);
@@ -600,6 +417,7 @@ class RunView {
   }
 
   showFailure(message) {
+    if (!$('run-failure').hidden) return;
     $('run-failure').textContent = message;
     show($('run-failure'), true);
     this.hideApproval();
@@ -619,13 +437,15 @@ class RunView {
   // -- lifecycle
 
   async load(started) {
-    if (started) this.setTemporalLink(started.temporal_ui_url);
-    if (started && started.status) this.setStatus(started.status);
+    if (started) {
+      this.setTemporalLink(started.temporalUiUrl);
+      this.readToken = started.streamToken;
+    }
     try {
       const run = await api('GET', runPath(this.runId));
       if (current !== this) return;
       this.setTemporalLink(run.temporal_ui_url);
-      if (!this.steps.size) this.setStatus(run.status);
+      if (this.state.status === 'PENDING') this.setStatus(run.status);
       if (run.pipeline) $('run-title').textContent = `Run of ${run.pipeline}`;
     } catch (err) {
       if (current !== this) return;
@@ -637,62 +457,115 @@ class RunView {
       // Not fatal: the stream may still work; say so and carry on.
       this.showStreamError(`Could not load the run: ${err.message}`);
     }
-    this.subscribe();
+    this.watch();
   }
 
-  subscribe() {
-    this.stream = new RunStream(this.runId, (event) => this.apply(event), {
-      onStatus: (state, text) => {
-        if (current !== this) return;
-        setConnection(state, text);
-        if (state === 'live' || state === 'replaying') this.hideStreamError();
+  // A read token for this run: the stream URL then carries a credential that
+  // expires and reads only this run, never the API key (which the gateway
+  // refuses in a query string when TIDINGS_ENV=production). A gateway without
+  // POST /v1/tokens gets the key, as before.
+  async mintReadToken() {
+    try {
+      this.readToken = (await api('POST', '/v1/tokens', { runs: [this.runId] })).token || null;
+    } catch {
+      this.readToken = null;
+    }
+  }
+
+  async watch() {
+    if (!this.readToken) await this.mintReadToken();
+    if (current !== this) return;
+    const usedReadToken = Boolean(this.readToken);
+    const client = new tidings.TidingsClient({ baseUrl: location.origin, token: this.readToken || apiKey() });
+    const mine = () => current === this && this.stream === stream;
+    setConnection('connecting', this.store.get(this.runId) ? 'Resuming…' : 'Connecting…');
+    const stream = client.stream(this.runId, {
+      from: 'start',
+      store: this.store,
+      onConnection: (open) => {
+        if (open && mine()) {
+          setConnection('replaying', 'Catching up…');
+          this.hideStreamError();
+        }
       },
-      onEnd: (status) => {
-        if (current !== this) return;
-        if (status) this.setStatus(status);
-        this.finalStatus = status || null;
-        this.hideApproval();
-        this.refreshOutcome();
-        loadRuns();
-      },
-      onFatal: (message, code) => {
-        if (current !== this) return;
-        this.showStreamError(message, { restart: code === TOKEN_EXPIRED, retry: !FATAL.has(code) && code !== TOKEN_EXPIRED });
+      onCaughtUp: () => { if (mine()) setConnection('live', 'Live'); },
+      onRetry: ({ code, delayMs, attempt }) => {
+        totals.reconnects += 1;
+        totals.lastClose = code;
+        if (mine()) {
+          setConnection('reconnecting',
+            `Reconnecting in ${(delayMs / 1000).toFixed(1)} s (attempt ${attempt}, closed ${code})`);
+        }
       },
     });
-    this.stream.start();
+    this.stream = stream;
+    try {
+      for await (const event of stream) {
+        if (!mine()) break;
+        totals.events += 1;
+        this.apply(event);
+      }
+      if (mine()) this.ended();
+    } catch (err) {
+      if (!mine()) return;
+      this.retire();
+      this.failed(err, usedReadToken);
+    }
   }
 
-  // The end frame means every event was sent; the REST result is authoritative.
-  async refreshOutcome() {
+  // The stream's counters join the page's totals when it is replaced.
+  retire() {
+    if (!this.stream) return;
+    const { connections, duplicates, acks } = this.stream.stats;
+    totals.connections += connections;
+    totals.duplicates += duplicates;
+    totals.events += duplicates;
+    totals.acks += acks;
+    this.stream.close();
+    this.stream = null;
+  }
+
+  failed(err, usedReadToken) {
+    totals.lastClose = err.status ?? null;
+    if (err instanceof tidings.AuthError && err.code === 'token_expired' && usedReadToken) {
+      // The read token expired on a long watch: a new one, then resume (the store has the position).
+      this.readToken = null;
+      this.watch();
+      return;
+    }
+    if (err instanceof tidings.StreamExpiredError) {
+      setConnection('error', 'Token expired');
+      this.showStreamError(
+        `Token expired: the stream cannot resume where it was (4410). ${err.message}`.trim(), { restart: true });
+      return;
+    }
+    const refused = REFUSED.get(err.status);
+    setConnection('error', refused ? `Stopped (${err.status})` : 'Disconnected');
+    const detail = err.message && !/^stream refused/.test(err.message) ? ` ${err.message}` : '';
+    this.showStreamError(refused ? refused + detail : `The stream stopped: ${err.message || err}`,
+      { retry: !refused });
+  }
+
+  // The run is over and every event was sent; the REST result is authoritative.
+  async ended() {
+    this.finished = true;
+    setConnection('ended', 'Run finished: stream closed');
+    this.hideApproval();
+    loadRuns();
     try {
       const run = await api('GET', runPath(this.runId));
       if (current !== this) return;
       // Temporal may close the run a moment after its last event: keep the stream's status.
-      this.setStatus(this.finalStatus || run.status);
+      this.setStatus(this.over ? this.state.status : run.status);
       this.setTemporalLink(run.temporal_ui_url);
-      if (run.result && !$('answer').textContent) this.showResult(run.result);
-      if (run.error && $('run-failure').hidden) this.showFailure(`The run ended: ${run.error}`);
+      if (run.result) this.showResult(run.result);
+      if (run.error) this.showFailure(`The run ended: ${run.error}`);
     } catch { /* the streamed outcome stands */ }
   }
 
   close() {
-    if (this.stream) this.stream.stop();
+    this.retire();
   }
-}
-
-function completedText(data, step) {
-  const output = data.output && typeof data.output === 'object' ? data.output : {};
-  if (step && step.state === 'waiting' && 'approved' in output) {
-    return output.approved ? 'Approved.' : 'Not approved.';
-  }
-  return step ? step.detailEl.textContent : '';
-}
-
-function progressText(data) {
-  if (Array.isArray(data.sub_questions)) return `Sub-questions: ${data.sub_questions.join(' · ')}`;
-  if (Array.isArray(data.hits)) return data.hits.length ? `Found: ${data.hits.join(', ')}` : 'No passages found.';
-  return summarise(data);
 }
 
 // ---------------------------------------------------------------- page wiring
@@ -728,8 +601,8 @@ async function loadRuns() {
       button.dataset.runId = run.run_id;
       const top = el('span', 'run-item-top');
       // The stream knows a run ended before Temporal's list does.
-      const status = current && current.runId === run.run_id && current.finalStatus
-        ? current.finalStatus : run.status || '';
+      const status = current && current.runId === run.run_id && current.over
+        ? current.state.status : run.status || '';
       const badge = el('span', 'badge', statusText(status));
       badge.dataset.status = status;
       top.append(el('span', 'run-item-pipeline', run.pipeline || 'run'), badge);
@@ -783,8 +656,8 @@ async function startRun(event) {
   button.textContent = 'Starting…';
   try {
     // One key per click: a retried request never starts a second run.
-    const started = await api('POST', '/v1/runs', { pipeline, input }, { 'Idempotency-Key': randomKey() });
-    openRun(started.run_id, started);
+    const started = await rest().startRun(pipeline, input, { idempotencyKey: randomKey() });
+    openRun(started.runId, started);
     loadRuns();
     $('run').focus();
   } catch (err) {
@@ -813,18 +686,14 @@ function init() {
   $('refresh-runs').addEventListener('click', loadRuns);
   $('approve').addEventListener('click', () => current && current.decide('approve'));
   $('reject').addEventListener('click', () => current && current.decide('reject'));
-  $('restart-stream').addEventListener('click', () => {
-    if (!current || !current.stream) return;
-    current.hideStreamError();
-    current.stream.restartFromStart();
-  });
+  // After 4410: the run again from its first event, on a fresh view.
+  $('restart-stream').addEventListener('click', () => current && openRun(current.runId));
   $('retry-stream').addEventListener('click', () => {
-    if (!current || !current.stream) return;
+    if (!current || current.stream) return;
     current.hideStreamError();
-    current.stream.retry();
+    current.watch();
   });
   window.addEventListener('hashchange', openFromHash);
-  window.addEventListener('online', () => current && current.stream && current.stream.nudge());
   loadRuns();
   openFromHash();
 }
@@ -836,4 +705,4 @@ function openFromHash() {
   if (!current || current.runId !== runId) openRun(runId);
 }
 
-init();
+if (tidings) init();
