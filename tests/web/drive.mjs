@@ -2,7 +2,7 @@
 //
 // Run by tests/web/browser.py as `node tests/web/drive.mjs` with:
 //   TIDINGS_URL          the gateway's base URL (the page is served at /)
-//   TIDINGS_SCENARIO     run | bad-key | expired
+//   TIDINGS_SCENARIO     run | bad-key | expired | missing-client
 //   TIDINGS_KEY          API key to type into the page (optional)
 //   TIDINGS_APPROVE      1: tick "require approval" and click Approve when asked
 //   TIDINGS_WAIT_RETRY   1: report "streaming" only once attempt 2 streams
@@ -64,6 +64,9 @@ async function snapshot(page) {
       injected_elements: document.querySelectorAll('#streams b, #streams script, #answer *').length,
       steps,
       stats: window.tidings ? { ...window.tidings.stats } : null,
+      // The open run's state as the client's reduceRun made it.
+      state: window.tidings ? window.tidings.state : null,
+      client_missing: visible('#client-missing') ? text('#client-missing') : null,
     };
   });
 }
@@ -173,7 +176,20 @@ async function scenarioBadKey(page) {
   await page.waitForTimeout(1500);
 }
 
-const SCENARIOS = { run: scenarioRun, expired: scenarioExpired, 'bad-key': scenarioBadKey };
+async function scenarioMissingClient(page) {
+  await page.goto(BASE + '/', { waitUntil: 'domcontentloaded' });
+  await waitFor(page, 'the missing-client message', () => {
+    const box = document.querySelector('#client-missing');
+    return box && !box.hidden;
+  });
+}
+
+const SCENARIOS = {
+  run: scenarioRun,
+  expired: scenarioExpired,
+  'bad-key': scenarioBadKey,
+  'missing-client': scenarioMissingClient,
+};
 
 async function main() {
   const scenario = SCENARIOS[SCENARIO];

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.browser import Browser
+from tidings.run_state import reduce_run, visible
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "drive.mjs"
@@ -104,3 +105,21 @@ async def drive(browser: Browser, url: str, scenario: str, **options: str) -> As
 def screenshot_path(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS / name
+
+
+def page_state(report: dict[str, Any]) -> dict[str, Any]:
+    """The run's state the page rendered (the client's ``reduceRun``), without
+    its bookkeeping: comparable with :func:`clean_read`."""
+    state = report["state"]
+    assert isinstance(state, dict), f"the page exposes no run state: {report}"
+    return {key: value for key, value in state.items() if key != "tokenSeq"}
+
+
+def clean_read(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """The state a clean read of ``events`` gives (tidings.run_state, the
+    Python twin of the client's reducer)."""
+    state = None
+    for event in events:
+        state = reduce_run(state, event)
+    assert state is not None, "no events"
+    return visible(state)

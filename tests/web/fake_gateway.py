@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -33,7 +34,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect
 
-from gateway.web import mount_dashboard
+from gateway.web import CLIENT_DIR, mount_dashboard
 from tests.support import free_port
 from tidings.events import Event
 
@@ -105,7 +106,8 @@ class Stats:
 
 
 class FakeGateway:
-    def __init__(self) -> None:
+    def __init__(self, client_dir: Path = CLIENT_DIR) -> None:
+        self.client_dir = client_dir
         self.runs: dict[str, FakeRun] = {}
         self.by_key: dict[tuple[str, str], str] = {}
         self.sessions: dict[str, Session] = {}
@@ -217,7 +219,7 @@ class FakeGateway:
 
     def _build(self) -> FastAPI:
         app = FastAPI()
-        mount_dashboard(app)
+        mount_dashboard(app, self.client_dir)
 
         @app.post("/v1/runs")
         async def start(request: Request) -> JSONResponse:
@@ -333,6 +335,18 @@ class FakeGateway:
                 if position < len(run.events):
                     if position == run.too_slow_at:
                         run.too_slow_at = None
+                        # Events still in flight when a gateway gives up on a slow
+                        # reader: never acked, so the resume sends them again (a
+                        # client that acks each event at once leaves nothing
+                        # unacked to resend at a drop).
+                        for index in range(position, min(position + 3, len(run.events))):
+                            frame = {
+                                "kind": "event",
+                                "cursor": f"0:{index}",
+                                "event": run.events[index],
+                            }
+                            await ws.send_text(json.dumps(frame))
+                            session.max_sent = max(session.max_sent, index)
                         return await self._refuse(ws, 4408, "too_slow", "resume later")
                     if position <= session.max_sent:
                         self.stats.resent += 1  # sent before, never acked
@@ -382,9 +396,9 @@ class FakeGateway:
 
 
 @contextmanager
-def serve_fake() -> Iterator[tuple[FakeGateway, str]]:
+def serve_fake(client_dir: Path = CLIENT_DIR) -> Iterator[tuple[FakeGateway, str]]:
     """The fake on a free port, in uvicorn on its own thread and loop."""
-    fake = FakeGateway()
+    fake = FakeGateway(client_dir)
     port = free_port()
     config = uvicorn.Config(
         fake.app,

@@ -4,13 +4,15 @@ without losing or repeating text, approval works, refusals are not retried."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
 from infra.browser import Browser
 from tests.support import wait_for
-from tests.web.driver import drive, screenshot_path
-from tests.web.fake_gateway import ANSWER, TEMPORAL_UI, FakeGateway
+from tests.web.driver import clean_read, drive, page_state, screenshot_path
+from tests.web.fake_gateway import ANSWER, TEMPORAL_UI, FakeGateway, serve_fake
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -79,6 +81,12 @@ async def test_run_streams_through_a_drop_and_a_too_slow_close(
     # Live through a drop and a 4408, or replayed at once after a reload: the same page.
     for key in ("draft", "answer", "status", "steps", "draft_note", "injected_elements"):
         assert done[key] == finished[key], key
+    # The page's state is the client's reduceRun: through the drop and the 4408,
+    # and after the reload, it equals a clean read of every event the run emitted.
+    events = gateway.runs[str(started["run_id"])].events
+    assert page_state(finished) == clean_read(events)
+    assert page_state(done) == clean_read(events)
+    assert page_state(done)["steps"]["draft"]["attempt"] == 2
     assert done["stats"]["connections"] == 1
     assert shot.stat().st_size > 10_000
 
@@ -124,3 +132,21 @@ async def test_a_bad_key_is_shown_and_never_retried(browser: Browser, fake: Serv
     assert done["stats"]["connections"] == 1
     assert gateway.stats.connections == 1
     assert gateway.stats.closes == [4401]
+
+
+async def test_a_missing_client_build_is_said_on_the_page(browser: Browser, tmp_path: Path) -> None:
+    # An empty folder stands for a checkout where `make deps` has not built clients/js.
+    with serve_fake(tmp_path) as (_, url):
+        async with drive(browser, url, "missing-client") as page:
+            done = await page.expect("done")
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            module = await client.get("/dashboard/client/index.js")
+            runs = await client.get("/v1/runs", headers={"Authorization": "Bearer dev-key-demo"})
+
+    assert done["client_missing"] and "make deps" in done["client_missing"]
+    assert done["connection"] == "error"
+    assert done["problems"] == []
+    assert module.status_code == 404
+    assert "make deps" in module.json()["error"]["message"]
+    # The API does not depend on the page's build.
+    assert runs.status_code == 200
