@@ -4,7 +4,9 @@ Temporal, Kafka and Redis.
 The page starts a ``research`` run that needs approval; while the draft is
 streaming the gateway is killed with SIGKILL and started again on the same
 port. The page must resume with its token, approve the run, and show exactly
-the run's result: no token lost, none repeated.
+the run's result: no token lost, none repeated. Its state (the client's
+``reduceRun``) must equal a clean read of the run's stored events, and again
+after a page reload.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from infra.browser import Browser
@@ -22,7 +26,7 @@ from tests.processes import ChildProcess, module_argv
 from tests.services import GatewayProcess, finished_run, private_settings, service_env
 from tests.support import free_port
 from tests.topics import private_topics
-from tests.web.driver import drive, screenshot_path
+from tests.web.driver import clean_read, drive, page_state, screenshot_path
 from tidings.settings import Settings
 from workers.build import build_worker, default_activities, open_clients
 from workflows.registry import PipelineRegistry
@@ -76,20 +80,28 @@ async def test_dashboard_survives_a_gateway_kill_mid_stream(
     async with private_topics(e2e_settings, TENANT), worker(e2e_settings):
         await gateway_process.start()
         url = gateway_process.url
-        async with drive(browser, url, "run", key=KEY, approve="1", screenshot=str(shot)) as page:
-            started = await page.expect("started", timeout=30)
+        async with drive(
+            browser, url, "run", key=KEY, approve="1", reload="1", screenshot=str(shot)
+        ) as page:
+            started = await page.expect("started", timeout=60)
             streaming = await page.expect("streaming", timeout=45)
             assert streaming["draft"]
             # Mid-stream: kill -9 the gateway, then bring it back on the same port.
             await gateway_process.restart()
             waiting = await page.expect("waiting", timeout=40)
             assert waiting["status"] == "WAITING"
-            done = await page.expect("done", timeout=40)
+            finished = await page.expect("finished", timeout=40)
+            done = await page.expect("done", timeout=40)  # after a reload
 
         run = await finished_run(url, KEY, started["run_id"], 15)
+        events = await stored_events(url, str(started["run_id"]))
 
     assert done["problems"] == []
     assert run["status"] == "COMPLETED", run
+    # Through the kill, and after the reload: the same state as a clean read.
+    assert page_state(finished) == clean_read(events)
+    assert page_state(done) == clean_read(events)
+    assert page_state(done)["status"] == "COMPLETED"
     answer = run["result"]["answer"]
     assert answer
     # Every token once, in order, across the kill: the streamed text is the result.
@@ -100,7 +112,26 @@ async def test_dashboard_survives_a_gateway_kill_mid_stream(
     assert done["status"] == "COMPLETED"
     assert done["steps"]["review"]["state"] == "completed"
     assert done["connection"] == "ended"
-    assert "reconnecting" in done["connection_states"], done["connection_states"]
-    assert done["stats"]["connections"] >= 2, done["stats"]
+    assert "reconnecting" in finished["connection_states"], finished["connection_states"]
+    assert finished["stats"]["connections"] >= 2, finished["stats"]
+    assert done["stats"]["connections"] == 1, done["stats"]
     assert done["temporal_link"] == run["temporal_ui_url"]
     assert shot.stat().st_size > 10_000
+
+
+async def stored_events(url: str, run_id: str) -> list[dict[str, Any]]:
+    """Every event of the run, read page by page from ``GET /v1/runs/{id}/events``."""
+    events: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"limit": 1000}
+    async with httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10
+    ) as client:
+        for _ in range(50):  # bounded: a research run has a few hundred events
+            response = await client.get(f"/v1/runs/{run_id}/events", params=params)
+            response.raise_for_status()
+            page = response.json()
+            events.extend(item["event"] for item in page["events"])
+            if not page.get("more"):
+                return events
+            params["after"] = page["next_cursor"]
+    raise AssertionError(f"more than 50 pages of events for {run_id}")
