@@ -6,6 +6,10 @@ and a reason (clients resume on another replica), then runs uvicorn's own
 shutdown: in-flight requests finish (up to :data:`GRACEFUL_SHUTDOWN_SECONDS`)
 and the lifespan's shutdown stops the tails and closes clients. Deployments
 size their stop grace from :data:`DRAIN_SECONDS` (docs/deployment.md).
+
+With ``--processes N`` this process becomes a supervisor of N such gateways
+sharing the port (``gateway.supervisor``); each child is started with
+``--fd`` (and ``--metrics-fd``), the sockets the supervisor bound for it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from gateway.app import create_app
 from gateway.fast_path import StreamFirst
 from gateway.http_protocol import guarded_http_protocol
 from gateway.pipelines import check_pipelines
+from gateway.supervisor import serve_processes
 from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import GatewaySettings, Settings
 
@@ -35,6 +40,9 @@ GOING_AWAY_SECONDS = 5
 DRAIN_SECONDS = GOING_AWAY_SECONDS + GRACEFUL_SHUTDOWN_SECONDS
 # Allocations between young collections (CPython's default is 700).
 _GC_YOUNG = 50_000
+MAX_PROCESSES = 64
+# The supervisor's wait for its children's drain before it kills them.
+SUPERVISOR_STOP_SECONDS = DRAIN_SECONDS + 10
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +50,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port", type=_port, help="port to listen on (default: TIDINGS_GATEWAY_PORT)"
     )
+    parser.add_argument(
+        "--processes",
+        type=_processes,
+        metavar="N",
+        help="serve with N processes sharing the port, one per core (default: "
+        "TIDINGS_GATEWAY_PROCESSES, 1)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="with --processes, process i also listens alone on PORT+i, so each "
+        "one's /metrics can be scraped (default: TIDINGS_GATEWAY_METRICS_PORT)",
+    )
+    # Set by the supervisor for its children: the listening sockets it bound.
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
 
 
 def _port(value: str) -> int:
@@ -49,6 +74,13 @@ def _port(value: str) -> int:
     if not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError("a port is 1-65535")
     return port
+
+
+def _processes(value: str) -> int:
+    count = int(value)
+    if not 1 <= count <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(f"processes is 1-{MAX_PROCESSES}")
+    return count
 
 
 def websocket_implementation(direct_frames: bool = True) -> str | type[asyncio.Protocol]:
@@ -130,7 +162,13 @@ def server_config(settings: Settings, made: list[StreamFirst] | None = None) -> 
 
 def main(args: argparse.Namespace) -> int:
     settings = Settings()
-    overrides = {name: value for name, value in (("host", args.host), ("port", args.port)) if value}
+    given = (
+        ("host", args.host),
+        ("port", args.port),
+        ("processes", args.processes),
+        ("metrics_port", args.metrics_port),
+    )
+    overrides = {name: value for name, value in given if value}
     if overrides:
         gateway = GatewaySettings(**{**settings.gateway.model_dump(), **overrides})
         settings = settings.replace(gateway=gateway)
@@ -138,12 +176,24 @@ def main(args: argparse.Namespace) -> int:
     # Before anything listens: a bad pipelines folder stops the gateway,
     # naming the variable, file and field, instead of failing every run.
     check_pipelines(settings)
+    if args.fd is None and settings.gateway.processes > 1:
+        redaction.install()
+        gateway = settings.gateway
+        return serve_processes(
+            gateway.host,
+            gateway.port,
+            gateway.processes,
+            gateway.metrics_port,
+            stop_seconds=SUPERVISOR_STOP_SECONDS,
+        )
     setup_tracing(settings.tracing, "tidings-gateway")
     apps: list[StreamFirst] = []
     config = server_config(settings, apps)  # configures uvicorn's logging ...
     redaction.install()  # ... so the filter goes on after it
     tune_gc()
-    DrainingServer(config, apps).run()
+    fds = [fd for fd in (args.fd, args.metrics_fd) if fd is not None]
+    sockets = [socket.socket(fileno=fd) for fd in fds] or None
+    DrainingServer(config, apps).run(sockets=sockets)
     return 0
 
 

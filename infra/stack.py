@@ -74,7 +74,8 @@ class Stack:
         if apps and command_exists("gateway.command"):
             first = settings.gateway_port
             self.apps += [
-                Gateway(layout, host, first + i, self.wiring) for i in range(settings.gateways)
+                Gateway(layout, host, first + i, self.wiring, settings.gateway_processes)
+                for i in range(settings.gateways)
             ]
         # Children of this process: waited on directly, so none lingers as a zombie.
         self._children: dict[str, Spawned] = {}

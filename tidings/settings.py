@@ -155,6 +155,10 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    # Processes sharing the port (gateway/supervisor.py); with metrics_port,
+    # process i also listens alone on metrics_port + i for per-process scrapes.
+    processes: int = Field(default=1, ge=1, le=64)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     public_url: str = ""
     token_secret: SecretStr = SecretStr(DEV_TOKEN_SECRET)
     # Accepted for verification only, so keys can rotate without cutting clients off.
@@ -309,6 +313,8 @@ class StackSettings(BaseSettings):
     redis_port: int = Field(default=6379, ge=1, le=65535)
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     gateways: int = Field(default=1, ge=0, le=16)
+    # Processes per gateway, sharing its port (``tidings gateway --processes``).
+    gateway_processes: int = Field(default=1, ge=1, le=16)
     workers: int = Field(default=1, ge=0, le=16)
     kafka_version: str = Field(default="4.1.1", pattern=r"^(3\.9|4)\.\d+(\.\d+)?$")
     kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")

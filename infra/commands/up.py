@@ -34,6 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="gateway replicas on consecutive ports from TIDINGS_STACK_GATEWAY_PORT (default 1)",
     )
     parser.add_argument(
+        "--gateway-processes",
+        type=int,
+        metavar="N",
+        help="processes per gateway, sharing its port: one per core "
+        "(TIDINGS_STACK_GATEWAY_PROCESSES, default 1)",
+    )
+    parser.add_argument(
         "--demo", action="store_true", help="then start a `research` run and watch it live"
     )
     parser.add_argument(
@@ -66,7 +73,7 @@ def user_code(args: argparse.Namespace) -> UserCode:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = stack_settings(gateways=args.gateways)
+    settings = stack_settings(gateways=args.gateways, gateway_processes=args.gateway_processes)
     code = user_code(args)
     # The keys the gateways will use: they get this process's environment.
     keys = load(TenantSettings).api_keys

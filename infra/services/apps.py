@@ -139,18 +139,24 @@ def _epoch(stamp: str) -> float:
 class Gateway(Service):
     stop_grace = 15.0  # lets open sockets close with 1001 so clients resume elsewhere
 
-    def __init__(self, layout: Layout, host: str, port: int, wiring: Wiring) -> None:
+    def __init__(
+        self, layout: Layout, host: str, port: int, wiring: Wiring, processes: int = 1
+    ) -> None:
         super().__init__(layout, host)
         self.name = f"gateway-{port}"
         self.port = port
         self.wiring = wiring
+        self.processes = processes
 
     @property
     def ports(self) -> list[Port]:
         return [Port(self.port, "TIDINGS_STACK_GATEWAY_PORT (or --gateways)")]
 
     def command(self) -> list[str]:
-        return [tidings_executable(), "gateway", "--port", str(self.port)]
+        argv = [tidings_executable(), "gateway", "--port", str(self.port)]
+        if self.processes > 1:
+            argv += ["--processes", str(self.processes)]
+        return argv
 
     def environment(self) -> Mapping[str, str]:
         return {
