@@ -32,6 +32,7 @@ from bench.systems import (
     System,
     Tidings,
     TidingsAsgi,
+    TidingsProcesses,
     centrifugo_binary,
 )
 from bench.workloads import FULL, QUICK, WORKLOADS, Scale
@@ -78,6 +79,7 @@ def main() -> int:
     if args.report:
         document = json.loads(args.report.read_text())
         print(report.table(document))
+        print(report.processes_table(document))
         report.chart(document, args.report.with_suffix(".png"))
         return 0
     raise_fd_limit()
@@ -99,9 +101,10 @@ def main() -> int:
             if name == "tidings":
                 assert ends is not None
                 systems.append(Tidings(work, ends))
-            elif name == "tidings-asgi":
+            elif name in ("tidings-asgi", "tidings-2p"):
                 assert ends is not None
-                fix = TidingsAsgi(work, ends)
+                variant = TidingsAsgi if name == "tidings-asgi" else TidingsProcesses
+                fix = variant(work, ends)
                 owner = next((s for s in systems if isinstance(s, Tidings)), None)
                 if owner is not None:
                     fix.borrow(owner)
@@ -141,6 +144,7 @@ def main() -> int:
     path = args.out / f"{stamp}{'-quick' if args.quick else ''}.json"
     path.write_text(json.dumps(document, indent=2))
     print(report.table(document))
+    print(report.processes_table(document))
     print(f"\nmachine: {json.dumps(document['machine'])}")
     chart = report.chart(document, path.with_suffix(".png"))
     say(f"wrote {path}" + (f" and {chart}" if chart else ""))

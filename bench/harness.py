@@ -41,6 +41,23 @@ def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen[Any] | No
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_healthy(port: int, timeout: float, proc: subprocess.Popen[Any]) -> None:
+    """Until ``GET /healthz`` on the port answers 200 (or the process exits)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"127.0.0.1:{port}/healthz not 200 after {timeout}s")
+
+
 def run_fast(main: Coroutine[Any, Any, None]) -> None:
     """Run ``main`` on uvloop when it is installed (it is, with uvicorn[standard]):
     a client process's event loop must cost less than the server it measures."""

@@ -18,6 +18,7 @@ from bench.workloads import Scale
 ORDER = [
     "tidings",
     "tidings-asgi",
+    "tidings-2p",
     "kafka",
     "floor",
     "redis-pubsub",
@@ -27,6 +28,7 @@ ORDER = [
 LABELS = {
     "tidings": "Tidings",
     "tidings-asgi": "Tidings via ASGI",
+    "tidings-2p": "Tidings, 2 gateway processes",
     "kafka": "Kafka alone",
     "floor": "floor",
     "redis-pubsub": "Redis pub/sub",
@@ -253,6 +255,43 @@ def table(doc: dict[str, Any]) -> str:
                 cells.append(f"{tidings / value:.2f}x")
             else:
                 cells.append("")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+PROCESS_ROWS = [
+    ("A deliveries/s", "A", "deliveries_per_s"),
+    ("B deliveries/s", "B", "deliveries_per_s"),
+    ("F new connections/s", "F", "connections_per_s"),
+    ("E2 p99 ms", "E2", "p99_ms"),
+]
+
+
+def processes_table(doc: dict[str, Any]) -> str:
+    """The "gateway processes" rows: Tidings with 1 and 2 gateway processes,
+    per machine and per process, beside Centrifugo (which uses every core)."""
+    results = doc["results"]
+    if "tidings-2p" not in results:
+        return ""
+    head = ["gateway processes", "1 process", "2 processes", "2 processes, per process",
+            "2 / 1", "Centrifugo (all cores)", "2 processes / Centrifugo"]  # fmt: skip
+    lines = ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, workload, key in PROCESS_ROWS:
+        one = _get(results, "tidings", workload, key)
+        two = _get(results, "tidings-2p", workload, key)
+        peer = _get(results, "centrifugo", workload, key)
+        numeric = isinstance(one, int | float) and isinstance(two, int | float)
+        rate = not key.endswith("_ms")  # a latency is not divided by processes
+        cells = [
+            label,
+            _fmt(one),
+            _fmt(two),
+            _fmt(two / 2) if rate and isinstance(two, int | float) else "",
+            f"{two / one:.2f}x" if numeric and one else "",
+            _fmt(peer),
+            f"{two / peer:.2f}x" if isinstance(two, int | float) and isinstance(peer, int | float)
+            and peer else "",
+        ]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

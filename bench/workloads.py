@@ -74,7 +74,13 @@ IDLE_CONCURRENCY = 40
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
-    return {name: cpu_seconds(pid) for name, pid in pids.items()}
+    """CPU-seconds per process; a gateway of several processes (``server_1``,
+    ``server_2``...) also gets their sum as ``server``."""
+    spent = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    several = [v for name, v in spent.items() if name.startswith("server_")]
+    if several:
+        spent["server"] = sum(several)
+    return spent
 
 
 def _cpu_per_million(
@@ -225,7 +231,7 @@ def idle(system: System, scale: Scale) -> dict[str, Any]:
         ):
             warm[0].ready(scale.timeout)
             time.sleep(1.0)
-            rss0 = rss_kb(srv.pid)
+            rss0 = sum(rss_kb(pid) for pid in system.server_pids())
             with load(
                 scale.idle_load_processes,
                 scale.c_connections,
@@ -237,7 +243,7 @@ def idle(system: System, scale: Scale) -> dict[str, Any]:
             ) as loads:
                 opened = _opened([proc.ready(scale.timeout * 6) for proc in loads])
                 time.sleep(2.0)
-                rss1 = rss_kb(srv.pid)
+                rss1 = sum(rss_kb(pid) for pid in system.server_pids())
                 alive = srv.proc.poll() is None
     finally:
         os.unlink(targets)

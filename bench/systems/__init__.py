@@ -6,7 +6,7 @@ from bench.systems.centrifugo import Centrifugo, centrifugo_binary
 from bench.systems.floor import Floor
 from bench.systems.kafka_alone import KafkaAlone
 from bench.systems.redis_pubsub import RedisPubSub
-from bench.systems.tidings import Tidings, TidingsAsgi
+from bench.systems.tidings import Tidings, TidingsAsgi, TidingsProcesses
 
 __all__ = [
     "Centrifugo",
@@ -17,5 +17,6 @@ __all__ = [
     "System",
     "Tidings",
     "TidingsAsgi",
+    "TidingsProcesses",
     "centrifugo_binary",
 ]

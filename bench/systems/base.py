@@ -112,6 +112,12 @@ class System:
         assert self.server is not None
         return {"server": self.server.pid}
 
+    def server_pids(self) -> list[int]:
+        """The serving processes whose memory counts (more than one for a
+        multi-process gateway)."""
+        assert self.server is not None
+        return [self.server.pid]
+
     def channels(self, n: int) -> list[str]:
         return [f"bench-{i}" for i in range(n)]
 

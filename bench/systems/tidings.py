@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from bench.harness import (
     Server,
     free_port,
     server,
+    wait_healthy,
 )
 from bench.messages import API_KEY, TENANT
 from bench.systems.base import (
@@ -223,6 +225,50 @@ class Tidings(System):
             return {**count_numbers(payloads, events), "seconds": seconds, "sent": sent["sent"]}
 
         return asyncio.run(go())
+
+
+class TidingsProcesses(Tidings):
+    """The same gateway as ``tidings gateway --processes 2``: two processes share
+    the port (SO_REUSEPORT), each with its own tails. CPU and RSS are summed
+    over the two (the idle supervisor is left out)."""
+
+    name = "tidings-2p"
+    title = "Tidings, 2 gateway processes"
+    processes = 2
+
+    @contextmanager
+    def running(self) -> Iterator[Server]:
+        self._ensure_topic()
+        self.port, own = free_port(), free_port()
+        while not all(_bindable(own + i) for i in range(1, self.processes)):
+            own = free_port()
+        argv = [str(Path(PYTHON).parent / "tidings"), "gateway", "--port", str(self.port)]
+        argv += ["--processes", str(self.processes), "--metrics-port", str(own)]
+        with server(argv, self.port, self.gateway_env(), log=self.work / "gateway.log") as srv:
+            # The supervisor listens before its processes serve: wait for each one.
+            for i in range(self.processes):
+                wait_healthy(own + i, 60, srv.proc)
+            self.server = srv
+            yield srv
+
+    def server_pids(self) -> list[int]:
+        assert self.server is not None
+        pid = self.server.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            return [int(child) for child in listing.read().split()]
+
+    def pids(self) -> dict[str, int]:
+        children = {f"server_{i + 1}": pid for i, pid in enumerate(self.server_pids())}
+        return with_kafka_broker(children, self.endpoints)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 class TidingsAsgi(Tidings):
