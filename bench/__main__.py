@@ -23,6 +23,7 @@ from typing import Any
 
 from bench import report
 from bench.harness import ROOT, raise_fd_limit
+from bench.orchestration import ORCHESTRATION
 from bench.systems import (
     Centrifugo,
     Endpoints,
@@ -72,7 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a small version (smoke test)")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--workloads", default=",".join([*WORKLOADS, *ORCHESTRATION]))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--report", type=Path, help="only print the table of an earlier JSON")
     args = parser.parse_args()
@@ -136,6 +137,16 @@ def main() -> int:
             results["temporal-streams"] = temporal_streams.run_all(
                 ends, work, scale, workloads, say
             )
+        if "tidings" in chosen and any(w in ORCHESTRATION for w in workloads):
+            from bench import orchestration
+
+            assert ends is not None
+            # O1's peer is Temporal streams, O2's a bare producer ("kafka"), O3's
+            # the Temporal client: each only where that system was chosen.
+            peers = {"temporal-streams", "kafka", "temporal-client"}
+            for name, figures in orchestration.run_all(ends, work, scale, workloads, say).items():
+                if name == "tidings" or name in peers & {*chosen, "temporal-client"}:
+                    results.setdefault(name, {}).update(figures)
     binary = next((s.binary for s in systems if isinstance(s, Centrifugo)), None)
     document = report.document(results, scale, args.quick, started, binary)
     document["machine"]["loadavg_at_start"] = load_at_start
@@ -169,7 +180,7 @@ def _guarded(
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in result.items() if k not in ("errors",)}
+    return {k: v for k, v in result.items() if k not in ("errors", "cdf_ms")}
 
 
 if __name__ == "__main__":

@@ -271,9 +271,17 @@ def percentile(samples: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
+# Where the latency CDF is sampled (percent): every percent, then the tail.
+CDF_PERCENTS = (*range(0, 100), 99.5, 99.9, 99.95, 99.99, 100)
+
+
 def latency_summary(samples_ms: Sequence[float]) -> dict[str, Any]:
-    """The latency figures every system reports, from samples in ms."""
+    """The latency figures every system reports, from samples in ms, with the
+    distribution at :data:`CDF_PERCENTS` for the CDF chart."""
+    ordered = sorted(samples_ms)
+    cdf = [round(percentile(ordered, q), 3) for q in CDF_PERCENTS] if ordered else []
     return {
+        "cdf_ms": cdf,
         "samples": len(samples_ms),
         "p50_ms": round(percentile(samples_ms, 50), 2),
         "p99_ms": round(percentile(samples_ms, 99), 2),

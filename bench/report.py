@@ -24,6 +24,7 @@ ORDER = [
     "redis-pubsub",
     "centrifugo",
     "temporal-streams",
+    "temporal-client",
 ]
 LABELS = {
     "tidings": "Tidings",
@@ -34,8 +35,9 @@ LABELS = {
     "redis-pubsub": "Redis pub/sub",
     "centrifugo": "Centrifugo",
     "temporal-streams": "Temporal streams",
+    "temporal-client": "Temporal client",
 }
-PEERS = ["kafka", "floor", "redis-pubsub", "centrifugo", "temporal-streams"]
+PEERS = ["kafka", "floor", "redis-pubsub", "centrifugo", "temporal-streams", "temporal-client"]
 
 
 def machine() -> dict[str, Any]:
@@ -119,6 +121,11 @@ def _get(results: dict[str, Any], system: str, workload: str, key: str) -> Any:
         return None
     if "error" in entry and key not in entry:
         return "error"
+    if "." in key:  # a figure of one level of a workload run at several (O1)
+        level, _, key = key.partition(".")
+        entry = entry.get(level) or {}
+        if "error" in entry and key not in entry:
+            return "error"
     return entry.get(key)
 
 
@@ -198,7 +205,23 @@ def rows(scale: Scale) -> list[Row]:
         ("G sockets closed by the server", "G", "closed_sockets", lambda v: v == 0, False),
         ("G deliveries/s", "G", "deliveries_per_s", None, True),
         *_cpu_rows("G"),
+        *_o1_rows(scale),
+        ("O2 events/s per worker process (Kafka alone: a bare aiokafka producer)", "O2",
+         "events_per_s", None, True),
+        ("O2 events per CPU-second", "O2", "events_per_cpu_s", None, True),
+        (f"O3 runs started/s ({scale.o3_runs:,} starts, 32 in flight; Temporal client: "
+         "start_workflow directly)", "O3", "runs_per_s", None, True),
     ]  # fmt: skip
+
+
+def _o1_rows(scale: Scale) -> list[Row]:
+    """O1 at each number of concurrent runs (results keep one entry per level)."""
+    out: list[Row] = []
+    for runs in scale.o1_runs:
+        for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms")):
+            label = f"O1 emit -> client {name} ms ({runs:,} runs x {scale.o1_rate:g} ev/s)"
+            out.append((label, "O1", f"runs_{runs}.{key}", None, False))
+    return out
 
 
 TARGETS = {
@@ -213,7 +236,17 @@ TARGETS = {
 }
 
 
+# Targets that are ratios to a peer in the same run (read off the ratio columns).
+RATIO_TARGETS = {
+    "O2 events/s": ">= 0.8x Kafka alone",
+    "O3 runs started/s": ">= 0.9x Temporal client",
+}
+
+
 def _target(label: str, check: Callable[[float], bool] | None) -> str:
+    for prefix, text in RATIO_TARGETS.items():
+        if label.startswith(prefix):
+            return text
     if check is None:
         return ""
     if any(word in label for word in ("missing", "duplicated", "failed", "closed")):
@@ -336,6 +369,58 @@ def chart(doc: dict[str, Any], path: Path) -> Path | None:
     mode = "quick" if doc["quick"] else "full"
     cores = doc.get("machine", {}).get("nproc", "?")
     fig.suptitle(f"Tidings benchmarks ({mode}, {doc.get('started_utc', '')}, {cores} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    cdf_chart(doc, path.with_name(path.stem + "-cdf.png"))
+    return path
+
+
+CDF_PANELS = [
+    ("E1: 1 sub on each of N runs", "E1"),
+    ("E2: N subs on 1 run", "E2"),
+    ("O1: activity emit -> client", "O1"),
+]
+
+
+def cdf_chart(doc: dict[str, Any], path: Path) -> Path | None:
+    """One latency CDF per workload (E1, E2, O1), a line per system, from the
+    distribution each result keeps (``cdf_ms``, at harness.CDF_PERCENTS)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    from bench.harness import CDF_PERCENTS
+
+    results = doc["results"]
+    systems = [s for s in ORDER if s in results]
+    fig, axes = plt.subplots(1, len(CDF_PANELS), figsize=(15, 4.5))
+    colours = ["#d62728", "#ff9896", "#e377c2", "#8c564b", "#7f7f7f", "#1f77b4", "#2ca02c",
+               "#9467bd", "#bcbd22"]  # fmt: skip
+    for ax, (title, workload) in zip(axes.flat, CDF_PANELS, strict=True):
+        drawn = 0
+        for system in systems:
+            cdf = (results[system].get(workload) or {}).get("cdf_ms") or []
+            if len(cdf) != len(CDF_PERCENTS):
+                continue
+            colour = colours[ORDER.index(system) % len(colours)]
+            fractions = [q / 100 for q in CDF_PERCENTS]
+            ax.plot(cdf, fractions, label=LABELS[system], color=colour, linewidth=1.5)
+            drawn += 1
+        if workload == "O1" and doc.get("scale", {}).get("o1_runs"):
+            title += f" ({max(doc['scale']['o1_runs']):,} runs)"
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("latency ms (log)")
+        ax.set_ylabel("fraction of events")
+        if drawn:
+            ax.set_xscale("log")
+            ax.legend(fontsize=8, loc="lower right")
+        ax.grid(True, which="both", linewidth=0.3)
+    mode = "quick" if doc["quick"] else "full"
+    fig.suptitle(f"Latency CDFs ({mode}, {doc.get('started_utc', '')})")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -42,6 +42,12 @@ class Scale:
     f_connections: int = 2000
     g_subs: int = 200
     g_messages: int = 1500
+    # O1: concurrent runs, tokens per second per run, seconds of emitting.
+    o1_runs: tuple[int, ...] = (1, 100, 1000)
+    o1_rate: float = 5
+    o1_seconds: float = 20
+    o2_events: int = 200_000
+    o3_runs: int = 1000
     load_processes: int = 2
     idle_load_processes: int = 2
     timeout: float = 90
@@ -66,6 +72,10 @@ QUICK = Scale(
     f_connections=300,
     g_subs=100,
     g_messages=1200,
+    o1_runs=(1, 10, 50),
+    o1_seconds=3,
+    o2_events=20_000,
+    o3_runs=100,
     timeout=45,
 )
 

@@ -372,7 +372,8 @@ def run_all(
                 results[key] = run()
             except Exception as exc:
                 results[key] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-            say(f"  -> {json.dumps({k: v for k, v in results[key].items() if k != 'errors'})}")
+            brief = {k: v for k, v in results[key].items() if k not in ("errors", "cdf_ms")}
+            say(f"  -> {json.dumps(brief)}")
     finally:
         peer.stop_worker()
     return results

@@ -1,0 +1,475 @@
+"""The orchestration plane's workloads: what the product does around the stream.
+
+O1  activity emit -> client latency: a bench pipeline (bench/emit_steps.py)
+    run by a real ``tidings worker`` on Temporal, its step emitting
+    timestamped tokens at a set rate per run, read by WebSocket clients of a
+    real gateway; p50/p99/p99.9 at several numbers of concurrent runs. The
+    peer is Temporal Workflow Streams on the same job (bench.peers.temporal_streams).
+O2  events per second per worker: the worker's emitter (idempotent producer,
+    acks=all) against a bare aiokafka producer, one process each, one after
+    the other, on the same box and broker; both send the same envelopes.
+O3  runs started per second: ``POST /v1/runs`` on a gateway against the
+    Temporal client calling ``start_workflow`` directly, same server, same
+    workflow, same concurrency.
+
+Run by bench/__main__.py (``--workloads O1,O2,O3``); ``python -m
+bench.orchestration emit`` is O2's sending process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.harness import PYTHON, ROOT, latency_summary, load, write_targets
+from bench.messages import API_KEY, TENANT
+from bench.systems.base import Endpoints
+from bench.systems.tidings import Tidings
+from bench.workloads import Scale
+
+ORCHESTRATION = {
+    "O1": "activity emit -> client latency through a worker and Temporal",
+    "O2": "events per second per worker: emitter vs bare aiokafka producer",
+    "O3": "runs started per second: POST /v1/runs vs Temporal start_workflow",
+}
+START_CONCURRENCY = 32
+Say = Callable[[str], None]
+
+
+class Orchestrated(Tidings):
+    """A gateway and a worker serving a private bench pipeline on a private
+    task queue and topic prefix."""
+
+    def __init__(self, work: Path, endpoints: Endpoints) -> None:
+        super().__init__(work, endpoints)
+        self.task_queue = self.prefix + "-o"
+        self.pipeline = "bench-" + uuid.uuid4().hex[:8]
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def gateway_env(self) -> dict[str, str]:
+        return {
+            **super().gateway_env(),
+            "TIDINGS_TEMPORAL_TASK_QUEUE": self.task_queue,
+            # The tenant's admission limits would measure themselves, not the path.
+            "TIDINGS_TENANTS_MAX_CONCURRENT_RUNS": "1000000",
+            "TIDINGS_TENANTS_MAX_EVENTS_PER_SECOND": "1000000",
+        }
+
+    @contextmanager
+    def worker_running(self, max_activities: int) -> Iterator[None]:
+        specs = self.work / f"pipelines-{self.pipeline}"
+        specs.mkdir(exist_ok=True)
+        spec = {
+            "name": self.pipeline,
+            "input": {
+                "count": {"type": "integer"},
+                "rate": {"type": "number"},
+                "start_ns": {"type": "integer"},
+            },
+            "steps": [
+                {
+                    "name": "emit",
+                    "activity": "bench.emit",
+                    "input": {
+                        "count": "$input.count",
+                        "rate": "$input.rate",
+                        "start_ns": "$input.start_ns",
+                    },
+                    "start_to_close_seconds": 900,
+                }
+            ],
+        }
+        (specs / f"{self.pipeline}.json").write_text(json.dumps(spec))
+        env = {
+            **self.gateway_env(),
+            "TIDINGS_WORKER_PIPELINES_DIR": str(specs),
+            "TIDINGS_WORKER_MAX_CONCURRENT_ACTIVITIES": str(max_activities),
+            "TIDINGS_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS": "200",
+        }
+        argv = [str(Path(PYTHON).parent / "tidings"), "worker"]
+        argv += ["--activities", "bench.emit_steps:activities"]
+        with (self.work / "worker.log").open("ab") as log:
+            self.worker = subprocess.Popen(
+                argv, env={**_environ(), **env}, stdout=log, stderr=log, cwd=ROOT
+            )
+        try:
+            yield
+        finally:
+            self.worker.terminate()
+            try:
+                self.worker.wait(30)
+            except subprocess.TimeoutExpired:
+                self.worker.kill()
+                self.worker.wait(5)
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_pipeline(self, timeout: float) -> None:
+        """Until the gateway lists the pipeline the worker announced."""
+        deadline = time.monotonic() + timeout
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        while time.monotonic() < deadline:
+            assert self.worker is not None
+            if self.worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.worker.returncode}")
+            try:
+                got = httpx.get(f"{self.url()}/v1/pipelines", headers=headers, timeout=5)
+                names = {p.get("name") for p in got.json().get("pipelines", [])}
+                if self.pipeline in names:
+                    return
+            except (httpx.HTTPError, ValueError, AttributeError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"pipeline {self.pipeline} not listed after {timeout}s")
+
+    async def post_runs(
+        self, inputs: list[dict[str, Any]]
+    ) -> tuple[list[str], float, dict[str, int]]:
+        """``POST /v1/runs`` for each input, ``START_CONCURRENCY`` in flight:
+        the run ids, the seconds it took and the refusals by status."""
+        headers = {"Authorization": f"Bearer {API_KEY}"}
+        limits = httpx.Limits(max_connections=START_CONCURRENCY)
+        ids: list[str] = []
+        refused: dict[str, int] = {}
+        semaphore = asyncio.Semaphore(START_CONCURRENCY)
+        async with httpx.AsyncClient(
+            base_url=self.url(), headers=headers, limits=limits, timeout=60
+        ) as http:
+
+            async def one(body: dict[str, Any]) -> None:
+                async with semaphore:
+                    answer = await http.post(
+                        "/v1/runs", json={"pipeline": self.pipeline, "input": body}
+                    )
+                if answer.status_code == 201:
+                    ids.append(answer.json()["run_id"])
+                else:
+                    status = str(answer.status_code)
+                    refused[status] = refused.get(status, 0) + 1
+
+            started = time.monotonic()
+            await asyncio.gather(*(one(body) for body in inputs))
+            seconds = time.monotonic() - started
+        self._runs += ids  # terminated by close() if still running
+        return ids, seconds, refused
+
+
+def _environ() -> dict[str, str]:
+    return dict(os.environ)
+
+
+# -- O1 -----------------------------------------------------------------------------
+def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
+    out: dict[str, Any] = {"rate_per_run": scale.o1_rate, "seconds": scale.o1_seconds}
+    count = max(1, round(scale.o1_rate * scale.o1_seconds))
+    most = max(scale.o1_runs)
+    with system.running(), system.worker_running(most + 50):
+        system.wait_pipeline(60)
+        for runs in scale.o1_runs:
+            # Long enough to start every run and open every socket before the
+            # first token; a late socket would replay, not stream.
+            lead = 3.0 + runs * 0.02
+            start_ns = time.monotonic_ns() + int(lead * 1e9)
+            body = {"count": count, "rate": scale.o1_rate, "start_ns": start_ns}
+            ids, _, refused = asyncio.run(system.post_runs([body] * runs))
+            targets = write_targets([(system.stream_path(r, "from=start"), None) for r in ids])
+            try:
+                with load(
+                    min(scale.load_processes, len(ids)),
+                    len(ids),
+                    targets=targets,
+                    latency=True,
+                    open_timeout=scale.timeout,
+                    **system.load_options(),
+                ) as loads:
+                    readies = [proc.ready(scale.timeout * 2) for proc in loads]
+                    wait = lead + scale.o1_seconds + scale.timeout
+                    since = start_ns + int(scale.e_warmup * 1e9)
+                    for proc in loads:
+                        proc.measure_start(count, wait, since)
+                    results = [proc.measure_result(wait + 10) for proc in loads]
+            finally:
+                Path(targets).unlink()
+            samples = [s / 1e6 for r in results for s in r["latencies_ns"]]
+            late = max(r["ready_ns"] for r in readies) > start_ns
+            out[f"runs_{runs}"] = {
+                "runs": len(ids),
+                "refused": refused,
+                "connected": sum(r["clients"] for r in readies),
+                "expected": len(ids) * count,
+                "received": sum(r["messages"] for r in results),
+                "sockets_late": late,
+                **latency_summary(samples),
+            }
+            say(f"  O1 tidings at {runs} runs: {json.dumps(_brief(out[f'runs_{runs}']))}")
+    _headline(out, scale)
+    return out
+
+
+def o1_streams(ends: Endpoints, work: Path, scale: Scale, say: Say) -> dict[str, Any]:
+    from bench.peers import temporal_streams
+
+    peer = temporal_streams.Peer(ends.temporal, work)
+    count = max(2, round(scale.o1_rate * scale.o1_seconds))
+    out: dict[str, Any] = {"rate_per_run": scale.o1_rate, "seconds": scale.o1_seconds}
+    peer.start_worker()
+    try:
+        for runs in scale.o1_runs:
+            result = temporal_streams.deliver(
+                peer,
+                runs,
+                1,
+                count,
+                scale.o1_rate * runs,
+                scale.timeout,
+                flush_each=True,
+                warmup=scale.e_warmup,
+            )
+            out[f"runs_{runs}"] = {"runs": runs, **result}
+            say(f"  O1 temporal-streams at {runs} runs: {json.dumps(_brief(result))}")
+    finally:
+        peer.stop_worker()
+    _headline(out, scale)
+    out["note"] = (
+        "a Temporal client process publishes into each run's workflow stream at the same "
+        "per-run rate, flushing every item; one subscriber per run long-polls it"
+    )
+    return out
+
+
+def _headline(out: dict[str, Any], scale: Scale) -> None:
+    """The largest level's figures at the top, for the table and the chart."""
+    top = out.get(f"runs_{max(scale.o1_runs)}", {})
+    for key in ("p50_ms", "p99_ms", "p999_ms", "cdf_ms", "samples"):
+        if key in top:
+            out[key] = top[key]
+
+
+def _brief(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result.items() if k not in ("errors", "cdf_ms")}
+
+
+# -- O2 -----------------------------------------------------------------------------
+async def emit_main(mode: str, bootstrap: str, prefix: str, count: int) -> None:
+    """Send ``count`` envelopes as fast as one process can, then flush; print
+    events/s and this process's CPU-seconds."""
+    from aiokafka import AIOKafkaProducer
+
+    from activities.emitter import Emitter
+    from tidings.events import Event, EventType
+    from tidings.settings import KafkaSettings
+    from tidings.topics import events_topic
+
+    runs = [f"{TENANT}-{uuid.uuid4().hex}" for _ in range(64)]
+
+    def event(n: int) -> Event:
+        data = {"t_ns": time.monotonic_ns(), "n": n}
+        run_id = runs[n % len(runs)]
+        return Event(
+            type=EventType.STEP_TOKEN, tenant=TENANT, run_id=run_id, step="bench", attempt=1,
+            seq=n, data=data,
+        )  # fmt: skip
+
+    topic = events_topic(prefix, TENANT)
+    if mode == "emitter":
+        emitter = Emitter(KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix))
+        await emitter.start()
+        try:
+            await emitter.emit(event(0), wait=True)  # warm: connection, metadata
+            cpu0, started = cpu_seconds_self(), time.monotonic()
+            for n in range(count):
+                await emitter.emit(event(n), wait=False)
+            await emitter.flush()
+            seconds, cpu = time.monotonic() - started, cpu_seconds_self() - cpu0
+        finally:
+            await emitter.stop()
+    else:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, event(0).to_bytes(), key=b"warm")
+            cpu0, started = cpu_seconds_self(), time.monotonic()
+            for n in range(count):
+                e = event(n)
+                await producer.send(topic, e.to_bytes(), key=e.run_id.encode())
+            await producer.flush()
+            seconds, cpu = time.monotonic() - started, cpu_seconds_self() - cpu0
+        finally:
+            await producer.stop()
+    print(json.dumps({"events": count, "seconds": seconds, "cpu_s": cpu}), flush=True)
+
+
+def cpu_seconds_self() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def o2(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
+    ends, prefix = system.endpoints, system.prefix
+    system._ensure_topic()  # the same topic and partitions for both producers
+    out: dict[str, dict[str, Any]] = {}
+    for mode, name in (("bare", "kafka"), ("emitter", "tidings")):
+        argv = [PYTHON, "-m", "bench.orchestration", "emit", "--mode", mode]
+        argv += ["--bootstrap", ends.kafka, "--prefix", prefix, "--count", str(scale.o2_events)]
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=scale.timeout * 4, cwd=ROOT
+        )
+        if done.returncode != 0:
+            out[name] = {"error": done.stderr[-1500:]}
+            continue
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        out[name] = {
+            "producer": "Emitter (idempotent, acks=all)" if mode == "emitter" else
+            "AIOKafkaProducer (defaults, linger_ms=5)",
+            "events": figures["events"],
+            "events_per_s": round(figures["events"] / max(figures["seconds"], 1e-9)),
+            "events_per_cpu_s": round(figures["events"] / max(figures["cpu_s"], 1e-9)),
+        }  # fmt: skip
+    return out
+
+
+# -- O3 -----------------------------------------------------------------------------
+def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
+    """The same number of starts each way, in the order direct, REST, REST,
+    direct, so neither side is always the one measured while the other's runs
+    still execute; the runs emit nothing (count 0)."""
+    body = {"count": 0, "rate": 1.0, "start_ns": 0}
+    half = max(1, scale.o3_runs // 2)
+    rest = {"runs": 0, "seconds": 0.0}
+    refusals: dict[str, int] = {}
+    direct = {"runs": 0, "seconds": 0.0}
+    with system.running(), system.worker_running(200):
+        system.wait_pipeline(60)
+        asyncio.run(system.post_runs([body] * 8))  # warm: connections, the registry
+        for side in ("direct", "rest", "rest", "direct"):
+            if side == "rest":
+                ids, seconds, refused = asyncio.run(system.post_runs([body] * half))
+                rest["runs"] += len(ids)
+                rest["seconds"] += seconds
+                for status, n in refused.items():
+                    refusals[status] = refusals.get(status, 0) + n
+            else:
+                count, seconds = asyncio.run(_start_direct(system, body, half))
+                direct["runs"] += count
+                direct["seconds"] += seconds
+    return {
+        "tidings": {
+            "runs": rest["runs"],
+            "refused": refusals,
+            "runs_per_s": round(rest["runs"] / max(rest["seconds"], 1e-9)),
+        },
+        "temporal-client": {
+            "runs": direct["runs"],
+            "runs_per_s": round(direct["runs"] / max(direct["seconds"], 1e-9)),
+        },
+    }
+
+
+async def _start_direct(system: Orchestrated, body: dict[str, Any], n: int) -> tuple[int, float]:
+    """``start_workflow`` as the gateway calls it (same workflow, input, queue and
+    search attributes), without the gateway."""
+    from temporalio.client import Client
+
+    from tidings.runs import PipelineInput, run_id_for
+    from workflows.spec import PipelineSpec
+    from workflows.start import start_pipeline
+
+    spec = PipelineSpec.model_validate(
+        json.loads((system.work / f"pipelines-{system.pipeline}" / f"{system.pipeline}.json")
+                   .read_text())
+    )  # fmt: skip
+    client = await Client.connect(system.endpoints.temporal)
+    semaphore = asyncio.Semaphore(START_CONCURRENCY)
+    started_ids: list[str] = []
+
+    async def one() -> None:
+        run_id = run_id_for(TENANT, None)
+        arg = PipelineInput(
+            tenant=TENANT,
+            pipeline=system.pipeline,
+            input=body,
+            run_id=run_id,
+            spec=spec.model_dump(mode="json"),
+        )
+        async with semaphore:
+            await start_pipeline(client, arg, system.task_queue)
+        started_ids.append(run_id)
+
+    began = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(n)))
+    seconds = time.monotonic() - began
+    system._runs += started_ids
+    return len(started_ids), seconds
+
+
+# -- the driver ---------------------------------------------------------------------
+def run_all(
+    ends: Endpoints, work: Path, scale: Scale, workloads: list[str], say: Say
+) -> dict[str, dict[str, Any]]:
+    """``{system: {workload: result}}`` for the O workloads asked for."""
+    results: dict[str, dict[str, Any]] = {}
+
+    def put(system: str, key: str, value: dict[str, Any]) -> None:
+        results.setdefault(system, {})[key] = value
+
+    def guarded(run: Callable[[], Any]) -> Any:
+        try:
+            return run()
+        except Exception as exc:
+            import traceback
+
+            traceback.print_exc()
+            return {"error": f"{type(exc).__name__}: {exc}"[:1500]}
+
+    system = Orchestrated(work, ends)
+    try:
+        if "O1" in workloads:
+            say(f"tidings O1: {ORCHESTRATION['O1']}")
+            put("tidings", "O1", guarded(lambda: o1_tidings(system, scale, say)))
+            say(f"temporal-streams O1: {ORCHESTRATION['O1']}")
+            put("temporal-streams", "O1", guarded(lambda: o1_streams(ends, work, scale, say)))
+        if "O2" in workloads:
+            say(f"O2: {ORCHESTRATION['O2']}")
+            got = guarded(lambda: o2(system, scale))
+            for name, value in got.items() if "error" not in got else [("tidings", got)]:
+                put(name, "O2", value)
+                say(f"  -> {name}: {json.dumps(value)}")
+        if "O3" in workloads:
+            say(f"O3: {ORCHESTRATION['O3']}")
+            got = guarded(lambda: o3(system, scale))
+            for name, value in got.items() if "error" not in got else [("tidings", got)]:
+                put(name, "O3", value)
+                say(f"  -> {name}: {json.dumps(value)}")
+    finally:
+        system.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.orchestration")
+    sub = parser.add_subparsers(dest="command", required=True)
+    emit = sub.add_parser("emit", help="O2's sending process")
+    emit.add_argument("--mode", choices=("emitter", "bare"), required=True)
+    emit.add_argument("--bootstrap", required=True)
+    emit.add_argument("--prefix", required=True)
+    emit.add_argument("--count", type=int, required=True)
+    args = parser.parse_args()
+    asyncio.run(emit_main(args.mode, args.bootstrap, args.prefix, args.count))
+
+
+if __name__ == "__main__":
+    main()
