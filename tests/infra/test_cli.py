@@ -263,6 +263,8 @@ def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli, tmp_path: Path) -
         "up",
         "--gateways",
         "2",
+        "--gateway-processes",
+        "2",
         "--pipelines",
         "pipelines",
         "--activities",
@@ -283,6 +285,11 @@ def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli, tmp_path: Path) -
     }
     for url in urls:
         assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    # --gateway-processes 2: each gateway is a supervisor of two serving processes.
+    served = {
+        name: _children(pid) for name, pid in cli.pids().items() if name.startswith("gateway-")
+    }
+    assert all(len(children) == 2 for children in served.values()), served
     auth = {"Authorization": "Bearer dev-key-demo"}
 
     def listed() -> bool:
@@ -309,6 +316,13 @@ def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli, tmp_path: Path) -
     status = cli("status")
     assert status.returncode == 0, status.stdout
     assert status.stdout.count("healthy") == 6
-    pids = cli.pids()
+    pids = [*cli.pids().values(), *(child for c in served.values() for child in c)]
     assert cli("down").returncode == 0
-    wait_until(lambda: all(proc_start_time(p) is None for p in pids.values()), 30, "all exited")
+    wait_until(lambda: all(proc_start_time(p) is None for p in pids), 30, "all exited")
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
