@@ -268,6 +268,8 @@ def table(doc: dict[str, Any]) -> str:
     head += [f"Tidings / {LABELS[p]}" for p in peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, workload, key, check, _higher in rows(scale):
+        if workload.startswith("O") and not any(workload in results[s] for s in systems):
+            continue  # the orchestration plane was not measured in this run
         measured = [_get(results, s, workload, key) for s in systems]
         if key.startswith(CPU_KEY) and not any(isinstance(v, int | float) for v in measured):
             continue  # a process no system in this run has (e.g. no worker without Temporal)
