@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -229,17 +231,24 @@ def big_burst(system: System, scale: Scale) -> dict[str, Any]:
     return _deliver(system, channels, scale.g_subs, scale.g_messages, 0, scale, latency=False)
 
 
+@contextmanager
+def warmed(system: System, targets: str, scale: Scale) -> Iterator[None]:
+    """One open socket on each of the system's warm ports, kept open until exit."""
+    with ExitStack() as stack:
+        for port in system.warm_ports():
+            options = {**system.load_options(), "port": port}
+            warm = stack.enter_context(load(1, 1, targets=targets, **options))
+            warm[0].ready(scale.timeout)
+        yield
+
+
 def idle(system: System, scale: Scale) -> dict[str, Any]:
     channels = system.channels(min(1000, scale.c_connections))
     targets = write_targets(system.targets(channels))
     try:
         # One socket first, so state made on first use (a tenant's Kafka
         # tail, a Redis pool) is in the baseline, not spread over the rest.
-        with (
-            system.running() as srv,
-            load(1, 1, targets=targets, **system.load_options()) as warm,
-        ):
-            warm[0].ready(scale.timeout)
+        with system.running() as srv, warmed(system, targets, scale):
             time.sleep(1.0)
             rss0 = sum(rss_kb(pid) for pid in system.server_pids())
             with load(
@@ -272,8 +281,7 @@ def connect_burst(system: System, scale: Scale) -> dict[str, Any]:
     targets = write_targets(system.targets(channels))
     try:
         with system.running() as srv:
-            with load(1, 1, targets=targets, **system.load_options()) as warm:
-                warm[0].ready(scale.timeout)
+            with warmed(system, targets, scale):
                 pids = system.pids()
                 cpu0 = _cpu(pids)
                 with load(

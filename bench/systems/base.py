@@ -118,6 +118,11 @@ class System:
         assert self.server is not None
         return [self.server.pid]
 
+    def warm_ports(self) -> list[int]:
+        """Where one warm-up socket each goes before C and F measure, so state
+        made on first use is in every serving process's baseline."""
+        return [self.port]
+
     def channels(self, n: int) -> list[str]:
         return [f"bench-{i}" for i in range(n)]
 

@@ -236,6 +236,10 @@ class TidingsProcesses(Tidings):
     title = "Tidings, 2 gateway processes"
     processes = 2
 
+    def __init__(self, work: Path, endpoints: Endpoints) -> None:
+        super().__init__(work, endpoints)
+        self.own_ports: list[int] = []
+
     @contextmanager
     def running(self) -> Iterator[Server]:
         self._ensure_topic()
@@ -244,12 +248,16 @@ class TidingsProcesses(Tidings):
             own = free_port()
         argv = [str(Path(PYTHON).parent / "tidings"), "gateway", "--port", str(self.port)]
         argv += ["--processes", str(self.processes), "--metrics-port", str(own)]
+        self.own_ports = [own + i for i in range(self.processes)]
         with server(argv, self.port, self.gateway_env(), log=self.work / "gateway.log") as srv:
             # The supervisor listens before its processes serve: wait for each one.
             for i in range(self.processes):
                 wait_healthy(own + i, 60, srv.proc)
             self.server = srv
             yield srv
+
+    def warm_ports(self) -> list[int]:
+        return self.own_ports  # process i alone listens on the i-th
 
     def server_pids(self) -> list[int]:
         assert self.server is not None
