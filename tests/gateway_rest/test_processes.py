@@ -235,3 +235,21 @@ async def test_a_killed_process_is_replaced(gateways: Gateways) -> None:
 
 async def _all_answer(urls: list[str]) -> bool:
     return all([await answers(url) for url in urls])
+
+
+def test_a_port_in_use_stops_the_supervisor_with_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(port)]
+        done = subprocess.run(
+            [*argv, "--processes", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "TIDINGS_LOG_LEVEL": "WARNING"},
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"tidings: cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr
