@@ -10,6 +10,17 @@ On the way out the emitter also applies the tenant's events/s quota (a wait,
 never a drop), stamps the current trace context into each record's headers
 (``traceparent``), tells steps whether to coalesce tokens (the tenant's lag,
 ``tidings.lag``), and counts what it sends (``activities.metrics``).
+
+While the event plane is away an emit waits, it does not fail: a record the
+producer could not take, or whose batch the producer gave up on, is sent again
+with bounded exponential backoff (``activities.delivery``) until the broker
+acknowledges it; the caller decides how long to wait (a step attempt heartbeats
+meanwhile). Duplicates are avoided on the writer side, within this process: a
+record is sent at most once at a time (a second emit of an id still in flight
+joins the first), and an id the broker already acknowledged is not sent again
+(a retried emit activity whose first write landed). A record is re-sent only
+after the producer *failed* its batch, which with idempotence enabled happens
+only when a partition had no leader for longer than ``request_timeout_ms``.
 """
 
 from __future__ import annotations
@@ -18,12 +29,16 @@ import asyncio
 import json
 import logging
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from activities.coalesce import CoalescePolicy
+from activities.delivery import EmitBackoff, RecentIds
 from activities.metrics import WorkerMetrics
 from activities.quota import TenantQuota
 from tidings.events import Event
@@ -35,6 +50,29 @@ from tidings.topics import completions_topic, dlq_topic, events_topic, requests_
 log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
+
+# Acknowledged ids remembered per process for the retried-emit check (about
+# 100 bytes each).
+_RECENT_IDS = 50_000
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    id: str
+    topic: str
+    value: bytes
+    key: bytes
+    headers: Headers
+    remember: bool
+
+
+def _passing(error: BaseException) -> bool:
+    """An error the event plane recovers from by itself: wait and try again."""
+    return isinstance(error, KafkaTimeoutError) or (
+        isinstance(error, KafkaError) and bool(getattr(error, "retriable", False))
+    )
 
 
 class Emitter:
@@ -52,8 +90,14 @@ class Emitter:
         quota: TenantQuota | None = None,
         lag: LagReader | None = None,
         coalesce: CoalescePolicy | None = None,
+        backoff: EmitBackoff | None = None,
     ) -> None:
         self._kafka = kafka
+        self._backoff = backoff if backoff is not None else EmitBackoff()
+        # Records sent and not yet acknowledged, by id; resolved once the broker has them.
+        self._pending: dict[str, asyncio.Future[None]] = {}
+        self._acknowledged = RecentIds(_RECENT_IDS)
+        self._resends: set[asyncio.Task[None]] = set()
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._quota = quota
         self._lag = lag
@@ -96,6 +140,17 @@ class Emitter:
         missing = [name for name in names if name not in self._topics]
         if not missing:
             return
+        delays = self._backoff.delays()
+        while True:
+            try:
+                await self._create_topics(missing)
+                return
+            except KafkaError as exc:
+                if not _passing(exc):
+                    raise
+                await self._wait_out(exc, next(delays), "creating topics")
+
+    async def _create_topics(self, missing: list[str]) -> None:
         async with self._topic_lock:
             missing = [name for name in missing if name not in self._topics]
             if not missing:
@@ -124,8 +179,16 @@ class Emitter:
         """Send one event to its tenant's topic, keyed by run id.
 
         ``wait=False`` only enqueues (tokens stream without a round trip each);
-        the caller must :meth:`flush` before it reports the step done.
+        the caller must :meth:`flush` before it reports the step done. While
+        the event plane is away this waits (see the module's docstring).
         """
+        if event.id in self._acknowledged:
+            return
+        pending = self._pending.get(event.id)
+        if pending is not None:
+            if wait:
+                await asyncio.shield(pending)
+            return
         started = time.perf_counter()
         tenant = event.tenant
         if self._quota is not None:
@@ -134,17 +197,117 @@ class Emitter:
                 self.metrics.quota_delay.labels(tenant).inc(waited)
         topic = events_topic(self._kafka.topic_prefix, tenant)
         await self.ensure_topics([topic])
-        future = await self._producer.send(
+        outcome = await self._deliver(
+            event.id,
             topic,
-            value=event.to_bytes(),
-            key=event.run_id.encode(),
-            headers=event.headers() + trace_headers(),
+            event.to_bytes(),
+            event.run_id.encode(),
+            event.headers() + trace_headers(),
+            remember=wait,
         )
         self.metrics.events.labels(tenant, event.type).inc()
         latency = self.metrics.emit_seconds.labels(tenant)
-        future.add_done_callback(lambda _: latency.observe(time.perf_counter() - started))
+        outcome.add_done_callback(lambda _: latency.observe(time.perf_counter() - started))
         if wait:
-            await future
+            await asyncio.shield(outcome)
+
+    async def _deliver(
+        self,
+        record_id: str,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        headers: Headers,
+        *,
+        remember: bool,
+    ) -> asyncio.Future[None]:
+        """Hand one record to the producer; the returned future resolves once the
+        broker has it (sent again meanwhile if the producer failed its batch).
+
+        ``remember``: keep its id once acknowledged. Only for awaited emits, the
+        ones a retried activity repeats; tokens would crowd them out."""
+        record = _Record(record_id, topic, value, key, headers, remember)
+        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending[record_id] = outcome
+        try:
+            sent = await self._send(record)
+        except BaseException:
+            # Never handed over, so nothing of it can land; whoever joined it retries.
+            self._pending.pop(record_id, None)
+            outcome.cancel()
+            raise
+
+        def landed(future: asyncio.Future[Any]) -> None:
+            error = future.exception() if not future.cancelled() else KafkaTimeoutError()
+            if error is not None and _passing(error):
+                task = asyncio.create_task(self._redeliver(record, outcome, error))
+                self._resends.add(task)
+                task.add_done_callback(self._resends.discard)
+            else:
+                self._settle(record, outcome, error)
+
+        sent.add_done_callback(landed)
+        return outcome
+
+    async def _redeliver(
+        self, record: _Record, outcome: asyncio.Future[None], error: BaseException
+    ) -> None:
+        # The producer failed the batch, so the broker acknowledged none of it:
+        # sending the record again writes no second acknowledged copy.
+        delays = self._backoff.delays()
+        while True:
+            self.metrics.emit_retries.inc()
+            await self._wait_out(error, next(delays), "delivering a record")
+            try:
+                await (await self._send(record))
+            except KafkaError as exc:
+                if _passing(exc):
+                    error = exc
+                    continue
+                self._settle(record, outcome, exc)
+                return
+            self._settle(record, outcome, None)
+            return
+
+    def _settle(
+        self, record: _Record, outcome: asyncio.Future[None], error: BaseException | None
+    ) -> None:
+        self._pending.pop(record.id, None)
+        if outcome.done():
+            return
+        if error is None:
+            if record.remember:
+                self._acknowledged.add(record.id)
+            outcome.set_result(None)
+            return
+        log.error("record %s to %s lost: %s", record.id, record.topic, type(error).__name__)
+        outcome.set_exception(error)
+        # Awaited emits raise it; an unawaited token's loss is logged above.
+        outcome.add_done_callback(lambda done: done.exception())
+
+    async def _send(self, record: _Record) -> asyncio.Future[Any]:
+        """``producer.send``, retried while the producer cannot take the record."""
+        delays = self._backoff.delays()
+        while True:
+            try:
+                sent: asyncio.Future[Any] = await self._producer.send(
+                    record.topic, value=record.value, key=record.key, headers=record.headers
+                )
+                return sent
+            except KafkaError as exc:
+                if not _passing(exc):
+                    raise
+                self.metrics.emit_retries.inc()
+                await self._wait_out(exc, next(delays), "sending a record")
+
+    async def _wait_out(self, error: BaseException | None, delay: float, doing: str) -> None:
+        log.warning(
+            "event plane unavailable while %s (%s); trying again in %.1fs",
+            doing,
+            type(error).__name__ if error is not None else "unknown",
+            delay,
+        )
+        await asyncio.sleep(delay)
 
     async def coalescing(self, tenant: str) -> bool:
         """Whether ``tenant``'s tokens should be coalesced now (its lag is high).
@@ -163,16 +326,36 @@ class Emitter:
         return tenant in self._coalescing
 
     async def flush(self) -> None:
+        """Wait until the broker has every record handed over so far (however long
+        the event plane is away)."""
         await self._producer.flush()
+        pending = list(self._pending.values())
+        if pending:
+            await asyncio.shield(asyncio.gather(*pending))
 
-    async def publish(self, topic: str, key: str, payload: dict[str, Any]) -> None:
-        """Send one JSON record to a plane topic (DLQ, requests) and wait for the broker."""
+    async def publish(
+        self, topic: str, key: str, payload: dict[str, Any], *, record_id: str | None = None
+    ) -> None:
+        """Send one JSON record to a plane topic (DLQ, requests) and wait for the broker.
+
+        ``record_id`` names the record for the duplicate checks :meth:`emit` makes."""
+        if record_id is not None and record_id in self._acknowledged:
+            return
+        pending = self._pending.get(record_id) if record_id is not None else None
+        if pending is not None:
+            await asyncio.shield(pending)
+            return
         await self.ensure_topics([topic])
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        future = await self._producer.send(
-            topic, value=body, key=key.encode(), headers=trace_headers()
+        outcome = await self._deliver(
+            record_id or uuid.uuid4().hex,
+            topic,
+            body,
+            key.encode(),
+            trace_headers(),
+            remember=record_id is not None,
         )
-        await future
+        await asyncio.shield(outcome)
         if topic == dlq_topic(self._kafka.topic_prefix):
             tenant = str(payload.get("tenant") or "")
             self.metrics.dlq.labels(tenant, str(payload.get("kind") or "")).inc()

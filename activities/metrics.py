@@ -63,6 +63,11 @@ class WorkerMetrics:
             ["tenant"],
             registry=r,
         )
+        self.emit_retries = Counter(
+            "tidings_worker_emit_retries",
+            "Records sent again because the event plane did not take them (an outage).",
+            registry=r,
+        )
         self.lag = Gauge(
             "tidings_worker_tenant_lag_records",
             "A tenant's event lag (records, slowest gateway) as last seen by the emitter.",

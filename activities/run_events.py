@@ -7,11 +7,14 @@ these activities, so a retried emit re-sends the same event id.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from temporalio import activity
 
 from activities.emitter import Emitter
+from activities.heartbeat import heartbeating
+from activities.steps import discard_data
 from activities.types import (
     CLOSING_SEQ,
     EMIT_RUN_EVENT,
@@ -55,11 +58,29 @@ class RunActivities:
     @activity.defn(name=EMIT_RUN_EVENT)
     async def emit_run_event(self, data: RunEventInput) -> str:
         bind_log_context(run_id=data.run_id, tenant=data.tenant)
-        return await self._emit(data, data.type, data.seq, data.data)
+        async with heartbeating(activity.info().heartbeat_timeout):
+            return await self._emit(data, data.type, data.seq, data.data)
 
     @activity.defn(name=RECORD_STEP_FAILURE)
     async def record_step_failure(self, data: StepFailureInput) -> str:
         bind_log_context(run_id=data.run_id, tenant=data.tenant)
+        async with heartbeating(activity.info().heartbeat_timeout):
+            return await self._record_step_failure(data)
+
+    async def _record_step_failure(self, data: StepFailureInput) -> str:
+        # Every earlier attempt's output is discarded before the step is
+        # declared failed: a later attempt may have died before it could
+        # announce them (a worker killed, an attempt timed out while the event
+        # plane was away), and a client must not keep an earlier attempt's
+        # partial text next to step.failed. Same ids as the attempts' own
+        # announcements (activities.steps), so a repeat is the same event.
+        for earlier in range(1, data.attempt):
+            await self._emit(
+                _attempt_of(data, earlier),
+                EventType.STEP_RETRYING,
+                CLOSING_SEQ,
+                discard_data(earlier),
+            )
         # After the attempt's own events and after its step.retrying marker.
         seq = CLOSING_SEQ + 1
         error = {"error": data.error, "error_type": data.error_type}
@@ -72,11 +93,17 @@ class RunActivities:
             **error,
             "ts": utc_now_iso(),
         }
-        await self._emitter.publish(dlq_topic(self._emitter.topic_prefix), data.run_id, record)
+        await self._emitter.publish(
+            dlq_topic(self._emitter.topic_prefix), data.run_id, record, record_id=failed_id
+        )
         return failed_id
 
     @activity.defn(name=REQUEST_EXTERNAL)
     async def request_external(self, data: ExternalRequestInput) -> str:
+        async with heartbeating(activity.info().heartbeat_timeout):
+            return await self._request_external(data)
+
+    async def _request_external(self, data: ExternalRequestInput) -> str:
         prefix = self._emitter.topic_prefix
         request_id = event_id(data.run_id, data.step, data.attempt, "request", 0)
         await self._emitter.publish(
@@ -89,6 +116,7 @@ class RunActivities:
                 "reply_topic": completions_topic(prefix),
                 "timeout_seconds": data.timeout_seconds,
             },
+            record_id=request_id,
         )
         requested = {"idempotency_key": data.idempotency_key, "input": data.input}
         await self._emit(data, EventType.STEP_REQUESTED, 0, requested)
@@ -107,6 +135,18 @@ class RunActivities:
         )
         await self._emitter.emit(event)
         return event.id
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    tenant: str
+    run_id: str
+    step: str | None
+    attempt: int
+
+
+def _attempt_of(of: _OfAttempt, attempt: int) -> _Attempt:
+    return _Attempt(of.tenant, of.run_id, of.step, attempt)
 
 
 def _step_fields(of: _OfStep) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.coalesce import TokenBuffer
 from activities.emitter import Emitter
+from activities.heartbeat import heartbeating
 from activities.metrics import WorkerMetrics
 from activities.types import CLOSING_SEQ, StepInput
 from tidings.events import Event, EventType
@@ -182,37 +183,37 @@ async def run_step(
     info = activity.info()
     bind_log_context(run_id=data.run_id, tenant=data.tenant)
     ctx = StepContext(emitter, data, info.attempt)
-    if info.attempt > 1:
-        await _announce_retry(ctx, data, info)
-    await ctx.emit(
-        EventType.STEP_STARTED, {"branch": data.branch} if data.branch is not None else {}
-    )
-    heartbeat = _start_heartbeat(info.heartbeat_timeout)
-    try:
-        output = await body(ctx)
-    except asyncio.CancelledError:
-        raise
-    except ApplicationError as exc:
-        raise ApplicationError(
-            exc.message,
-            {"attempt": info.attempt},
-            type=exc.type,
-            non_retryable=exc.non_retryable,
-        ) from exc
-    except Exception as exc:
-        # The exception's class becomes the error type, which retry policies
-        # can name in non_retryable.
-        raise ApplicationError(
-            str(exc) or type(exc).__name__, {"attempt": info.attempt}, type=type(exc).__name__
-        ) from exc
-    finally:
-        if heartbeat is not None:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-        await ctx.flush_tokens()
-        await emitter.flush()
-    await ctx.emit(EventType.STEP_COMPLETED, {"output": output})
+    # From the first emit to the last: any of them may wait out an event-plane
+    # outage, and a silent attempt would be timed out by heartbeat (a retry
+    # spent on the outage). A step without a heartbeat timeout is bounded by
+    # its start-to-close timeout alone.
+    async with heartbeating(info.heartbeat_timeout):
+        if info.attempt > 1:
+            await _announce_retry(ctx, data, info)
+        await ctx.emit(
+            EventType.STEP_STARTED, {"branch": data.branch} if data.branch is not None else {}
+        )
+        try:
+            output = await body(ctx)
+        except asyncio.CancelledError:
+            raise
+        except ApplicationError as exc:
+            raise ApplicationError(
+                exc.message,
+                {"attempt": info.attempt},
+                type=exc.type,
+                non_retryable=exc.non_retryable,
+            ) from exc
+        except Exception as exc:
+            # The exception's class becomes the error type, which retry policies
+            # can name in non_retryable.
+            raise ApplicationError(
+                str(exc) or type(exc).__name__, {"attempt": info.attempt}, type=type(exc).__name__
+            ) from exc
+        finally:
+            await ctx.flush_tokens()
+            await emitter.flush()
+        await ctx.emit(EventType.STEP_COMPLETED, {"output": output})
     return output
 
 
@@ -226,10 +227,7 @@ async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info
     for earlier in range(1, info.attempt):
         await ctx.send(
             ctx.event(
-                EventType.STEP_RETRYING,
-                {"discard_attempt": earlier, "next_attempt": earlier + 1},
-                seq=CLOSING_SEQ,
-                attempt=earlier,
+                EventType.STEP_RETRYING, discard_data(earlier), seq=CLOSING_SEQ, attempt=earlier
             )
         )
     retries = info.attempt - 1
@@ -254,20 +252,10 @@ async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info
         )
 
 
-def _start_heartbeat(timeout: Any) -> asyncio.Task[None] | None:
-    if timeout is None:
-        return None
-    # A step blocked on a slow model call still proves its worker is alive, so
-    # a killed worker's attempt is retried after one heartbeat timeout, not
-    # after the whole start-to-close timeout.
-    interval = max(timeout.total_seconds() / 3, 0.1)
-
-    async def beat() -> None:
-        while True:
-            activity.heartbeat()
-            await asyncio.sleep(interval)
-
-    return asyncio.create_task(beat())
+def discard_data(discarded: int) -> dict[str, Any]:
+    """The data of the ``step.retrying`` that discards attempt ``discarded`` (seq
+    CLOSING_SEQ). One definition: every writer of it writes the same event."""
+    return {"discard_attempt": discarded, "next_attempt": discarded + 1}
 
 
 def activities_of(*objects: object) -> list[Callable[..., Any]]:

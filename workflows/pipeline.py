@@ -66,9 +66,14 @@ PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
 # interrupt that write. Never rename: it is recorded in histories.
 TERMINAL_EVENT_PATCH = "terminal-event-at-every-close"
 
-# Emits must not be lost: retry them until Kafka answers.
+# Emits must not be lost: retry them until Kafka answers. An emit waits out
+# an event-plane outage inside one attempt, heartbeating (activities.emitter):
+# a new attempt, perhaps on another worker, would send the record a second
+# time while the first worker still holds it. A dead worker's emit is retried
+# after one heartbeat timeout. (Timeouts are not part of replayed commands.)
 _EMIT_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
+    "start_to_close_timeout": timedelta(hours=1),
+    "heartbeat_timeout": timedelta(seconds=10),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10)),
 }
 
