@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 PIP_VERSION := 26.3
 DASHBOARD_CLIENT := gateway/web/static/client/index.js
 
-.PHONY: up down status test lint typecheck unit deps browser chart-tools bench lock clean js
+.PHONY: up down status test lint typecheck unit deps browser chart-tools bench lock clean js soak
 
 $(VENV)/.installed: pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Tidings needs Python 3.11"'
@@ -65,6 +65,10 @@ js:
 
 test: deps browser chart-tools lint typecheck js
 	$(BIN)/pytest
+
+# Long faults kept out of `make test` (a 5 min Kafka outage): see docs/reliability.md.
+soak: deps
+	$(BIN)/pytest -m soak
 
 bench: deps
 	$(BIN)/python -m bench

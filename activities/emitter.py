@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -66,6 +67,23 @@ class _Record:
     key: bytes
     headers: Headers
     remember: bool
+
+
+def _never_expire_batches(producer: AIOKafkaProducer) -> None:
+    """Let the producer's batches wait for a partition leader as long as it takes.
+
+    aiokafka fails a batch whose partition has had no leader for
+    ``request_timeout_ms``, even with idempotence on (its sender otherwise
+    never expires idempotent batches, since their retries cannot duplicate).
+    The failed batch leaves a gap in the producer's sequence numbers, and the
+    broker then refuses every later batch to that partition with
+    ``OutOfOrderSequenceNumber``: one outage longer than the timeout broke the
+    producer for good (measured: a 60 s broker stop). How long an emit waits
+    is decided by its caller (a step attempt's own timeout), not here."""
+    accumulator = getattr(producer, "_message_accumulator", None)
+    if accumulator is None or not hasattr(accumulator, "_batch_ttl"):
+        raise RuntimeError("aiokafka's accumulator changed: review _never_expire_batches")
+    accumulator._batch_ttl = math.inf
 
 
 def _passing(error: BaseException) -> bool:
@@ -111,6 +129,7 @@ class Emitter:
             linger_ms=5,
             request_timeout_ms=kafka.request_timeout_ms,
         )
+        _never_expire_batches(self._producer)
         self._admin = AIOKafkaAdminClient(
             bootstrap_servers=kafka.bootstrap_servers,
             request_timeout_ms=kafka.request_timeout_ms,

@@ -8,7 +8,8 @@ then skip, since we may not restart someone else's services).
 
 Use: ``def test_x(stack): stack.endpoints.kafka_bootstrap``, ``stack.settings()``
 (a :class:`tidings.settings.Settings` wired to the stack) and, in restart tests,
-``stack.restart("kafka" | "temporal" | "redis")``.
+``stack.restart("kafka" | "temporal" | "redis")`` (or ``stack.stop(...)`` then
+``stack.start(...)`` for an outage of a chosen length).
 """
 
 from __future__ import annotations

@@ -1,0 +1,217 @@
+"""What an emit does while the event plane is away, as pure logic.
+
+The producer here is a stand-in that refuses, fails or holds records on cue;
+the real broker outage is tests/reliability/test_event_plane_outage.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError, LeaderNotAvailableError
+from temporalio.testing import ActivityEnvironment
+
+from activities.delivery import EmitBackoff, RecentIds
+from activities.emitter import Emitter
+from activities.run_events import RunActivities
+from activities.steps import StepActivities, StepContext, StepOutput, step
+from activities.types import CLOSING_SEQ, RunEventInput, StepFailureInput, StepInput
+from tests.reliability.verify import kept
+from tests.support import wait_for
+from tidings.events import Event, EventType
+from tidings.settings import KafkaSettings
+from tidings.topics import dlq_topic, events_topic
+
+pytestmark = pytest.mark.unit
+
+
+class Plane:
+    """Stands in for the producer: ``refuse`` sends raise a timeout, ``fail``
+    batches fail after being taken, ``hold`` keeps them unacknowledged."""
+
+    def __init__(self) -> None:
+        self.refuse = 0
+        self.fail = 0
+        self.hold = False
+        self.written: list[bytes] = []
+        self.held: list[tuple[asyncio.Future[None], bytes]] = []
+
+    async def send(self, topic: str, *, value: bytes, key: bytes, headers: Any) -> Any:
+        if self.refuse:
+            self.refuse -= 1
+            raise KafkaTimeoutError()
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail:
+            self.fail -= 1
+            future.set_exception(LeaderNotAvailableError())
+        elif self.hold:
+            self.held.append((future, value))
+        else:
+            self.written.append(value)
+            future.set_result(None)
+        return future
+
+    def release(self) -> None:
+        self.hold = False
+        for future, value in self.held:
+            self.written.append(value)
+            future.set_result(None)
+        self.held.clear()
+
+    async def flush(self) -> None:
+        return None
+
+
+def emitter_on(plane: Plane) -> Emitter:
+    emitter = Emitter(KafkaSettings(), backoff=EmitBackoff(initial=0.001, maximum=0.004))
+    emitter._producer = plane  # type: ignore[assignment]
+    emitter._topics.update(
+        {events_topic(emitter.topic_prefix, "t"), dlq_topic(emitter.topic_prefix)}
+    )
+    return emitter
+
+
+def event(seq: int = 0, type_: str = EventType.RUN_STARTED) -> Event:
+    return Event(type=type_, tenant="t", run_id="t-run", step=None, attempt=1, seq=seq, data={})
+
+
+async def test_an_emit_waits_out_refusals_and_failed_batches() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.refuse, plane.fail = 3, 2
+    await asyncio.wait_for(emitter.emit(event()), 5)
+    assert len(plane.written) == 1
+    assert emitter.metrics.emit_retries._value.get() == 5
+
+
+async def test_a_retried_emit_joins_the_first_and_an_acknowledged_id_is_not_sent_again() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    first = asyncio.create_task(emitter.emit(event()))
+    await wait_for(lambda: len(plane.held) == 1, 5, "the first send handed over")
+    first.cancel()  # the activity attempt timed out while the broker was away
+    retry = asyncio.create_task(emitter.emit(event()))
+    await asyncio.sleep(0)
+    assert not retry.done() and len(plane.held) == 1
+    plane.release()
+    await asyncio.wait_for(retry, 5)
+    await emitter.emit(event())  # a third attempt after the write landed
+    assert len(plane.written) == 1
+
+
+async def test_flush_waits_for_tokens_still_held() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    await emitter.emit(event(1, EventType.STEP_TOKEN), wait=False)
+    flushing = asyncio.create_task(emitter.flush())
+    await asyncio.sleep(0)
+    assert not flushing.done()
+    plane.release()
+    await asyncio.wait_for(flushing, 5)
+
+
+def test_recent_ids_forget_the_oldest() -> None:
+    ids = RecentIds(2)
+    for key in ("a", "b", "c"):
+        ids.add(key)
+    assert "a" not in ids and "b" in ids and "c" in ids
+
+
+def test_backoff_doubles_up_to_its_maximum() -> None:
+    delays = EmitBackoff(initial=1, maximum=5).delays()
+    assert [next(delays) for _ in range(5)] == [1, 2, 4, 5, 5]
+
+
+async def test_the_real_producer_never_expires_a_batch() -> None:
+    emitter = Emitter(KafkaSettings(bootstrap_servers="127.0.0.1:1"))
+    producer: AIOKafkaProducer = emitter._producer
+    assert producer._message_accumulator._batch_ttl == math.inf
+
+
+# -- the step attempt heartbeats while its emits wait --------------------------
+
+
+class Speaker(StepActivities):
+    @step("test.speak")
+    async def speak(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
+        await ctx.token("one ")
+        return {"text": "one "}
+
+
+async def test_an_attempt_heartbeats_while_its_announcements_and_flush_wait() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    env.info = dataclasses.replace(env.info, attempt=3, heartbeat_timeout=timedelta(seconds=0.03))
+    data = StepInput(tenant="t", run_id="t-run", pipeline="p", step="draft")
+    plane.hold = True  # the broker is away from the first emit (an announcement) on
+    attempt = asyncio.create_task(env.run(Speaker(emitter).speak, data))
+    await wait_for(lambda: len(beats) >= 3, 5, "heartbeats while the announcements wait")
+    assert not attempt.done() and len(plane.held) == 1
+    plane.release()
+    assert await asyncio.wait_for(attempt, 5) == {"text": "one "}
+    types = [Event.from_bytes(v).type for v in plane.written]
+    assert types[-1] == EventType.STEP_COMPLETED
+
+
+# -- step.failed comes after every earlier attempt is discarded ---------------
+
+
+async def test_step_failed_discards_every_earlier_attempt_first() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    # Attempt 1 streamed, attempts 2 and 3 died before they could announce it.
+    token = Event(
+        type=EventType.STEP_TOKEN,
+        tenant="t",
+        run_id="t-run",
+        step="draft",
+        attempt=1,
+        seq=1,
+        data={"text": "stale "},
+    )
+    await emitter.emit(token)
+    failure = StepFailureInput(
+        tenant="t",
+        run_id="t-run",
+        pipeline="p",
+        step="draft",
+        attempt=3,
+        input={},
+        error="boom",
+    )
+    await ActivityEnvironment().run(RunActivities(emitter).record_step_failure, failure)
+    written = [Event.from_bytes(v) for v in plane.written if b'"kind"' not in v]
+    assert [(e.type, e.attempt) for e in written[1:]] == [
+        (EventType.STEP_RETRYING, 1),
+        (EventType.STEP_RETRYING, 2),
+        (EventType.STEP_FAILED, 3),
+    ]
+    assert all(e.seq == CLOSING_SEQ for e in written[1:3])
+    assert not [e for e in kept(written) if e.type == EventType.STEP_TOKEN]
+
+
+async def test_a_run_event_emit_heartbeats() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.append(details)
+    env.info = dataclasses.replace(env.info, heartbeat_timeout=timedelta(seconds=0.03))
+    plane.hold = True
+    data = RunEventInput(tenant="t", run_id="t-run", type=EventType.RUN_COMPLETED, seq=9)
+    emitting = asyncio.create_task(env.run(RunActivities(emitter).emit_run_event, data))
+    await wait_for(lambda: len(beats) >= 3, 5, "heartbeats while the emit waits")
+    assert not emitting.done()
+    plane.release()
+    await asyncio.wait_for(emitting, 5)
