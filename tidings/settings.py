@@ -274,6 +274,10 @@ class WorkerSettings(BaseSettings):
     # Temporal starts again after an outage returns it instead of redoing the
     # step (workers/finished_steps.py); 0 keeps nothing.
     step_result_ttl_seconds: int = Field(default=900, ge=0, le=7 * 24 * 3600)
+    # While Kafka does not take a record, the emitter offers it again after
+    # this backoff: the first delay, doubling up to the maximum.
+    emit_backoff_initial_ms: int = Field(default=200, ge=1, le=60_000)
+    emit_backoff_max_ms: int = Field(default=5_000, ge=1, le=600_000)
 
 
 class ModelSettings(BaseSettings):

@@ -20,6 +20,7 @@ from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, Worker
 
 from activities.coalesce import CoalescePolicy
+from activities.delivery import EmitBackoff
 from activities.emitter import Emitter
 from activities.metrics import WorkerMetrics
 from activities.models import build_provider
@@ -79,6 +80,13 @@ def build_emitter(
             lag_threshold=settings.tenants.coalesce_lag,
             max_ms=settings.worker.coalesce_max_ms,
             max_bytes=settings.worker.coalesce_max_bytes,
+        ),
+        backoff=EmitBackoff(
+            initial=settings.worker.emit_backoff_initial_ms / 1000,
+            maximum=max(
+                settings.worker.emit_backoff_max_ms, settings.worker.emit_backoff_initial_ms
+            )
+            / 1000,
         ),
     )
 
