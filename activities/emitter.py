@@ -148,6 +148,8 @@ class Emitter:
         )
 
     async def stop(self) -> None:
+        for task in list(self._resends):
+            task.cancel()
         try:
             if self._lag is not None:
                 await self._lag.close()
@@ -216,6 +218,14 @@ class Emitter:
                 self.metrics.quota_delay.labels(tenant).inc(waited)
         topic = events_topic(self._kafka.topic_prefix, tenant)
         await self.ensure_topics([topic])
+        # Again: a retried emit of the same id may have started meanwhile.
+        if event.id in self._acknowledged:
+            return
+        pending = self._pending.get(event.id)
+        if pending is not None:
+            if wait:
+                await asyncio.shield(pending)
+            return
         outcome = await self._deliver(
             event.id,
             topic,
