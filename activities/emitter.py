@@ -367,22 +367,24 @@ class Emitter:
     ) -> None:
         """Send one JSON record to a plane topic (DLQ, requests) and wait for the broker.
 
-        ``record_id`` names the record for the duplicate checks :meth:`emit` makes."""
-        if record_id is not None and record_id in self._acknowledged:
+        ``record_id`` names the record for the duplicate checks :meth:`emit` makes
+        (per topic: a DLQ record shares its id with its ``step.failed`` event)."""
+        key_of = f"{topic}/{record_id}" if record_id is not None else None
+        if key_of is not None and key_of in self._acknowledged:
             return
-        pending = self._pending.get(record_id) if record_id is not None else None
+        pending = self._pending.get(key_of) if key_of is not None else None
         if pending is not None:
             await asyncio.shield(pending)
             return
         await self.ensure_topics([topic])
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
         outcome = await self._deliver(
-            record_id or uuid.uuid4().hex,
+            key_of or uuid.uuid4().hex,
             topic,
             body,
             key.encode(),
             trace_headers(),
-            remember=record_id is not None,
+            remember=key_of is not None,
         )
         await asyncio.shield(outcome)
         if topic == dlq_topic(self._kafka.topic_prefix):

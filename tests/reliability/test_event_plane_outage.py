@@ -87,6 +87,7 @@ async def test_kafka_down_60s_runs_complete(rel: Rel) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(900)
 async def test_kafka_down_5min_runs_complete(rel: Rel) -> None:
     # rel-research's draft has a 300 s start-to-close timeout, so the draft
     # attempt running when the broker stops may reach it: one retry per run.

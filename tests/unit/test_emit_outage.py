@@ -191,6 +191,8 @@ async def test_step_failed_discards_every_earlier_attempt_first() -> None:
         error="boom",
     )
     await ActivityEnvironment().run(RunActivities(emitter).record_step_failure, failure)
+    dlq = [v for v in plane.written if b'"kind"' in v]
+    assert len(dlq) == 1, "the DLQ record shares step.failed's id and must still be written"
     written = [Event.from_bytes(v) for v in plane.written if b'"kind"' not in v]
     assert [(e.type, e.attempt) for e in written[1:]] == [
         (EventType.STEP_RETRYING, 1),
