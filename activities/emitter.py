@@ -18,9 +18,11 @@ acknowledges it; the caller decides how long to wait (a step attempt heartbeats
 meanwhile). Duplicates are avoided on the writer side, within this process: a
 record is sent at most once at a time (a second emit of an id still in flight
 joins the first), and an id the broker already acknowledged is not sent again
-(a retried emit activity whose first write landed). A record is re-sent only
-after the producer *failed* its batch, which with idempotence enabled happens
-only when a partition had no leader for longer than ``request_timeout_ms``.
+(a retried emit activity whose first write landed). The producer keeps
+retrying a record it took, with the same sequence number, for as long as it
+takes (``_never_expire_batches``); a record is sent afresh only if the
+producer failed its batch with an error that passes, which leaves nothing
+acknowledged to duplicate.
 """
 
 from __future__ import annotations
@@ -203,12 +205,7 @@ class Emitter:
         the caller must :meth:`flush` before it reports the step done. While
         the event plane is away this waits (see the module's docstring).
         """
-        if event.id in self._acknowledged:
-            return
-        pending = self._pending.get(event.id)
-        if pending is not None:
-            if wait:
-                await asyncio.shield(pending)
+        if await self._joined(event.id, wait=wait):
             return
         started = time.perf_counter()
         tenant = event.tenant
@@ -219,12 +216,7 @@ class Emitter:
         topic = events_topic(self._kafka.topic_prefix, tenant)
         await self.ensure_topics([topic])
         # Again: a retried emit of the same id may have started meanwhile.
-        if event.id in self._acknowledged:
-            return
-        pending = self._pending.get(event.id)
-        if pending is not None:
-            if wait:
-                await asyncio.shield(pending)
+        if await self._joined(event.id, wait=wait):
             return
         outcome = await self._deliver(
             event.id,
@@ -239,6 +231,27 @@ class Emitter:
         outcome.add_done_callback(lambda _: latency.observe(time.perf_counter() - started))
         if wait:
             await asyncio.shield(outcome)
+
+    async def _joined(self, record_id: str, *, wait: bool) -> bool:
+        """Whether ``record_id`` is acknowledged or in flight already (then, with
+        ``wait``, once the broker has it): if so, the caller must not send it."""
+        while True:
+            if record_id in self._acknowledged:
+                return True
+            pending = self._pending.get(record_id)
+            if pending is None:
+                return False
+            if not wait:
+                return True
+            try:
+                await asyncio.shield(pending)
+                return True
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # Its first sender was cancelled before handing it over: nothing
+                # of it can land, so look again (and send it if nobody has).
 
     async def _deliver(
         self,
@@ -370,11 +383,7 @@ class Emitter:
         ``record_id`` names the record for the duplicate checks :meth:`emit` makes
         (per topic: a DLQ record shares its id with its ``step.failed`` event)."""
         key_of = f"{topic}/{record_id}" if record_id is not None else None
-        if key_of is not None and key_of in self._acknowledged:
-            return
-        pending = self._pending.get(key_of) if key_of is not None else None
-        if pending is not None:
-            await asyncio.shield(pending)
+        if key_of is not None and await self._joined(key_of, wait=True):
             return
         await self.ensure_topics([topic])
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

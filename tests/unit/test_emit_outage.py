@@ -217,3 +217,17 @@ async def test_a_run_event_emit_heartbeats() -> None:
     assert not emitting.done()
     plane.release()
     await asyncio.wait_for(emitting, 5)
+
+
+async def test_a_joined_emit_sends_itself_if_the_first_sender_gives_up() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.refuse = 1_000_000  # the producer takes nothing
+    first = asyncio.create_task(emitter.emit(event()))
+    await wait_for(lambda: emitter.metrics.emit_retries._value.get() > 0, 5, "a refusal")
+    second = asyncio.create_task(emitter.emit(event()))
+    await asyncio.sleep(0)
+    first.cancel()  # its attempt ended before the record was handed over
+    plane.refuse = 0
+    await asyncio.wait_for(second, 5)
+    assert len(plane.written) == 1
