@@ -118,6 +118,10 @@ class Emitter:
         self._pending: dict[str, asyncio.Future[None]] = {}
         self._acknowledged = RecentIds(_RECENT_IDS)
         self._resends: set[asyncio.Task[None]] = set()
+        # Since when each pending record and each refused send has waited
+        # (monotonic seconds), for stalled_for().
+        self._since: dict[str, float] = {}
+        self._refused: dict[object, float] = {}
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._quota = quota
         self._lag = lag
@@ -271,11 +275,13 @@ class Emitter:
         record = _Record(record_id, topic, value, key, headers, remember)
         outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[record_id] = outcome
+        self._since[record_id] = time.monotonic()
         try:
             sent = await self._send(record)
         except BaseException:
             # Never handed over, so nothing of it can land; whoever joined it retries.
             self._pending.pop(record_id, None)
+            self._since.pop(record_id, None)
             outcome.cancel()
             raise
 
@@ -315,6 +321,7 @@ class Emitter:
         self, record: _Record, outcome: asyncio.Future[None], error: BaseException | None
     ) -> None:
         self._pending.pop(record.id, None)
+        self._since.pop(record.id, None)
         if outcome.done():
             return
         if error is None:
@@ -330,17 +337,30 @@ class Emitter:
     async def _send(self, record: _Record) -> asyncio.Future[Any]:
         """``producer.send``, retried while the producer cannot take the record."""
         delays = self._backoff.delays()
-        while True:
-            try:
-                sent: asyncio.Future[Any] = await self._producer.send(
-                    record.topic, value=record.value, key=record.key, headers=record.headers
-                )
-                return sent
-            except KafkaError as exc:
-                if not _passing(exc):
-                    raise
-                self.metrics.emit_retries.inc()
-                await self._wait_out(exc, next(delays), "sending a record")
+        token = object()
+        try:
+            while True:
+                try:
+                    sent: asyncio.Future[Any] = await self._producer.send(
+                        record.topic, value=record.value, key=record.key, headers=record.headers
+                    )
+                    return sent
+                except KafkaError as exc:
+                    if not _passing(exc):
+                        raise
+                    self.metrics.emit_retries.inc()
+                    self._refused.setdefault(token, time.monotonic())
+                    await self._wait_out(exc, next(delays), "sending a record")
+        finally:
+            self._refused.pop(token, None)
+
+    def stalled_for(self) -> float:
+        """Seconds the oldest record still waiting for the broker has waited (0 if none)."""
+        oldest = min(
+            next(iter(self._since.values()), math.inf),
+            min(self._refused.values(), default=math.inf),
+        )
+        return 0.0 if oldest == math.inf else time.monotonic() - oldest
 
     async def _wait_out(self, error: BaseException | None, delay: float, doing: str) -> None:
         log.warning(

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -24,6 +25,7 @@ from activities.emitter import Emitter
 from activities.heartbeat import heartbeating
 from activities.metrics import WorkerMetrics
 from activities.types import CLOSING_SEQ, StepInput
+from tidings.errors import ActivityErrorType
 from tidings.events import Event, EventType
 from tidings.observability import bind_log_context
 
@@ -182,39 +184,103 @@ async def run_step(
 ) -> StepOutput:
     info = activity.info()
     bind_log_context(run_id=data.run_id, tenant=data.tenant)
-    ctx = StepContext(emitter, data, info.attempt)
+    # Attempt numbers carry on across schedules of the step (attempt_base),
+    # so event ids never repeat between them.
+    attempt = data.attempt_base + info.attempt
+    ctx = StepContext(emitter, data, attempt)
     # From the first emit to the last: any of them may wait out an event-plane
     # outage, and a silent attempt would be timed out by heartbeat (a retry
     # spent on the outage). A step without a heartbeat timeout is bounded by
     # its start-to-close timeout alone.
     async with heartbeating(info.heartbeat_timeout):
-        if info.attempt > 1:
-            await _announce_retry(ctx, data, info)
-        await ctx.emit(
-            EventType.STEP_STARTED, {"branch": data.branch} if data.branch is not None else {}
+        return await _until_event_plane_gives_up(
+            emitter, info, attempt, _attempt(emitter, ctx, data, info, body)
         )
-        try:
-            output = await body(ctx)
-        except asyncio.CancelledError:
-            raise
-        except ApplicationError as exc:
-            raise ApplicationError(
-                exc.message,
-                {"attempt": info.attempt},
-                type=exc.type,
-                non_retryable=exc.non_retryable,
-            ) from exc
-        except Exception as exc:
-            # The exception's class becomes the error type, which retry policies
-            # can name in non_retryable.
-            raise ApplicationError(
-                str(exc) or type(exc).__name__, {"attempt": info.attempt}, type=type(exc).__name__
-            ) from exc
-        finally:
-            await ctx.flush_tokens()
-            await emitter.flush()
-        await ctx.emit(EventType.STEP_COMPLETED, {"output": output})
+
+
+async def _attempt(
+    emitter: Emitter,
+    ctx: StepContext,
+    data: StepInput,
+    info: activity.Info,
+    body: Callable[[StepContext], Awaitable[StepOutput]],
+) -> StepOutput:
+    if ctx.attempt > 1:
+        await _announce_retry(ctx, data, info)
+    await ctx.emit(
+        EventType.STEP_STARTED, {"branch": data.branch} if data.branch is not None else {}
+    )
+    try:
+        output = await body(ctx)
+    except asyncio.CancelledError:
+        # Cancelled (the run, or out of time while the event plane is away):
+        # what was handed over still leaves; waiting for it here would only
+        # hold the cancel up.
+        raise
+    except ApplicationError as exc:
+        await _flush(ctx, emitter)
+        raise ApplicationError(
+            exc.message,
+            {"attempt": ctx.attempt},
+            type=exc.type,
+            non_retryable=exc.non_retryable,
+        ) from exc
+    except Exception as exc:
+        await _flush(ctx, emitter)
+        # The exception's class becomes the error type, which retry policies
+        # can name in non_retryable.
+        raise ApplicationError(
+            str(exc) or type(exc).__name__, {"attempt": ctx.attempt}, type=type(exc).__name__
+        ) from exc
+    await _flush(ctx, emitter)
+    await ctx.emit(EventType.STEP_COMPLETED, {"output": output})
     return output
+
+
+async def _flush(ctx: StepContext, emitter: Emitter) -> None:
+    await ctx.flush_tokens()
+    await emitter.flush()
+
+
+async def _until_event_plane_gives_up(
+    emitter: Emitter, info: activity.Info, attempt: int, work: Awaitable[StepOutput]
+) -> StepOutput:
+    """Run the attempt; if it is still waiting on the event plane just before its
+    start-to-close timeout, end it with EVENT_PLANE_UNAVAILABLE instead.
+
+    A timeout would count against the step's retries; this error is not
+    retried by Temporal (non-retryable) and the workflow schedules the step
+    again without counting it (workflows/pipeline.py). An attempt that is slow
+    for its own reasons (the event plane flowing) is left to time out."""
+    timeout = info.start_to_close_timeout
+    task = asyncio.ensure_future(work)
+    if timeout is None or not timeout.total_seconds():
+        return await task
+    # Room for the failure to reach Temporal before the timeout fires.
+    margin = min(max(timeout.total_seconds() * 0.1, 0.5), 10.0)
+    deadline = info.started_time + timeout - timedelta(seconds=margin)
+    remaining = (deadline - datetime.now(UTC)).total_seconds()
+    try:
+        done, _ = await asyncio.wait({task}, timeout=max(remaining, 0.0))
+        if task in done or emitter.stalled_for() < margin:
+            return await task
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    log.warning(
+        "attempt %d ends unfinished: the event plane has not taken its events for %.0fs",
+        attempt,
+        emitter.stalled_for(),
+    )
+    raise ApplicationError(
+        "the event plane (Kafka) was unavailable for the rest of the attempt's time",
+        {"attempt": attempt},
+        type=ActivityErrorType.EVENT_PLANE_UNAVAILABLE,
+        non_retryable=True,
+    )
 
 
 async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info) -> None:
@@ -224,7 +290,7 @@ async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info
     # and its id and data depend on that attempt only, so a later attempt's
     # repeat is the same event and clients drop it by id. Oldest first: the
     # last one names the attempt that runs now.
-    for earlier in range(1, info.attempt):
+    for earlier in range(1, ctx.attempt):
         await ctx.send(
             ctx.event(
                 EventType.STEP_RETRYING, discard_data(earlier), seq=CLOSING_SEQ, attempt=earlier

@@ -50,6 +50,9 @@ class StepInput:
     hot_loop: HotLoopPolicy = field(default_factory=HotLoopPolicy)
     # Set for one branch of a fan-out, so each branch has its own event stream.
     branch: int | None = None
+    # Attempts of this step before this schedule of it (ended by an event-plane
+    # outage, uncounted): the activity's attempt numbers carry on after them.
+    attempt_base: int = 0
 
 
 @dataclass

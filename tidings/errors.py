@@ -38,6 +38,9 @@ class ActivityErrorType:
     PROVIDER_UNAVAILABLE = "TidingsProviderUnavailable"
     STEP_FAILED = "TidingsStepFailed"
     EXTERNAL_TIMEOUT = "TidingsExternalTimeout"
+    # An attempt that could not reach the event plane (Kafka) for the rest of
+    # its time: the workflow schedules the step again without counting it.
+    EVENT_PLANE_UNAVAILABLE = "TidingsEventPlaneUnavailable"
 
 
 class CloseCode(IntEnum):

@@ -58,6 +58,11 @@ T = TypeVar("T")
 # Internal signal: the completion consumer delivers external-step results with it.
 COMPLETE_EXTERNAL_SIGNAL = "complete_external"
 
+# Behind this patch an activity step ended by an event-plane outage
+# (ActivityErrorType.EVENT_PLANE_UNAVAILABLE) is scheduled again without
+# counting that attempt against the step's retries.
+EVENT_PLANE_PATCH = "event-plane-outage-uncounted"
+
 TENANT_KEY = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
 PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
 
@@ -313,23 +318,43 @@ class PipelineWorkflow:
         """Run one activity step (or one fan-out branch) named ``base`` in the stream."""
         payload = input_ if isinstance(input_, dict) else {"value": input_}
         label = base if branch is None else f"{base}[{branch}]"
-        try:
-            return await self._execute(step, base, payload, branch)
-        except ActivityError as err:
-            if isinstance(err.cause, CancelledError):
-                raise
-            attempt, message, error_type = _failure_of(err, step.retry.max_attempts)
-            self._attempts[label] = attempt
-            await self._record_failure(label, attempt, payload, message, error_type)
-            if step.fallback is None:
-                raise StepFailed(label, message, error_type) from None
+        # Attempts before this schedule of the step, and how many of them were
+        # the step's own failures (attempts ended by the event plane are not).
+        earlier = spent = 0
+        while True:
+            budget = step.retry.max_attempts - spent
+            try:
+                return await self._execute(step, base, payload, branch, earlier, budget)
+            except ActivityError as err:
+                if isinstance(err.cause, CancelledError):
+                    raise
+                ended = _event_plane_attempt(err)
+                if ended is not None and workflow.patched(EVENT_PLANE_PATCH):
+                    # Kafka was away for the attempt's whole time: not the
+                    # step's failure. Schedule it again, attempts numbered on.
+                    spent += ended - earlier - 1
+                    earlier = ended
+                    await workflow.sleep(timedelta(seconds=step.retry.initial_interval_seconds))
+                    continue
+                attempt, message, error_type = _failure_of(err, budget, earlier)
+                self._attempts[label] = attempt
+                await self._record_failure(label, attempt, payload, message, error_type)
+                if step.fallback is None:
+                    raise StepFailed(label, message, error_type) from None
+                break
         # The fallback is a step of its own in the stream, so its events never
         # mix with the attempts of the step it replaces.
         fallback = step.model_copy(update={"activity": step.fallback, "fallback": None})
         return await self._activity(fallback, f"{base}.fallback", payload, branch)
 
     async def _execute(
-        self, step: StepSpec, base: str, payload: dict[str, Any], branch: int | None
+        self,
+        step: StepSpec,
+        base: str,
+        payload: dict[str, Any],
+        branch: int | None,
+        earlier: int = 0,
+        budget: int | None = None,
     ) -> Any:
         hot_loop = self._spec.hot_loop
         label = base if branch is None else f"{base}[{branch}]"
@@ -344,6 +369,7 @@ class PipelineWorkflow:
                 input=payload,
                 hot_loop=HotLoopPolicy(hot_loop.max_retries, hot_loop.window_seconds),
                 branch=branch,
+                attempt_base=earlier,
             ),
             start_to_close_timeout=step.start_to_close(),
             heartbeat_timeout=step.heartbeat(),
@@ -351,7 +377,7 @@ class PipelineWorkflow:
                 initial_interval=timedelta(seconds=step.retry.initial_interval_seconds),
                 backoff_coefficient=step.retry.backoff,
                 maximum_interval=timedelta(seconds=step.retry.max_interval_seconds),
-                maximum_attempts=step.retry.max_attempts,
+                maximum_attempts=step.retry.max_attempts if budget is None else budget,
                 non_retryable_error_types=[
                     ActivityErrorType.INVALID_INPUT,
                     *step.retry.non_retryable,
@@ -568,16 +594,33 @@ async def _all_or_nothing(work: list[Coroutine[Any, Any, T]]) -> list[T]:
         raise
 
 
-def _failure_of(err: ActivityError, max_attempts: int) -> tuple[int, str, str | None]:
-    """(last attempt, message, error type) of an activity that gave up."""
+def _event_plane_attempt(err: ActivityError) -> int | None:
+    """The attempt an event-plane outage ended (activities.steps), else ``None``."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError):
+        return None
+    if cause.type != ActivityErrorType.EVENT_PLANE_UNAVAILABLE:
+        return None
+    details = cause.details[0] if cause.details else None
+    attempt = details.get("attempt") if isinstance(details, dict) else None
+    return attempt if isinstance(attempt, int) else None
+
+
+def _failure_of(
+    err: ActivityError, max_attempts: int, earlier: int = 0
+) -> tuple[int, str, str | None]:
+    """(last attempt, message, error type) of an activity that gave up after
+    ``earlier`` attempts of earlier schedules and up to ``max_attempts`` of its own."""
     cause = err.cause
     if isinstance(cause, ApplicationError):
         details = cause.details[0] if cause.details else None
         attempt = details.get("attempt") if isinstance(details, dict) else None
         if isinstance(attempt, int):
             return attempt, cause.message, cause.type
-        return max_attempts, cause.message, cause.type
+        return earlier + max_attempts, cause.message, cause.type
     # A timeout (e.g. the worker died on every attempt): only the policy knows the count.
-    attempt = max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
+    attempt = earlier + (
+        max_attempts if err.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED else 1
+    )
     message = str(cause) if cause is not None else str(err)
     return attempt, message or type(cause).__name__, type(cause).__name__ if cause else None

@@ -93,6 +93,7 @@ SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
     ("parallel", "parallel", {}),
     ("fan-out-fails", "fan-out-fails", {}),
     ("slow-step", "slow-step", {"seconds": 60}),
+    ("plane-away", "plane-away", {}),
 ]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities.steps import StepActivities, StepContext, StepOutput, step
+from tidings.errors import ActivityErrorType
 from workflows.spec import PipelineSpec, load_spec
 
 FAST_RETRY = {"max_attempts": 3, "initial_interval_seconds": 0.1, "max_interval_seconds": 0.2}
@@ -45,6 +46,21 @@ class FixtureSteps(StepActivities):
         if data.get("fail"):
             raise ApplicationError("gave up", type="SlowFailed", non_retryable=True)
         return {"slept": True}
+
+    @step("test.fails_then_plane_away")
+    async def fails_then_plane_away(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
+        # Attempt 1 fails on its own; attempt 2 ends as activities.steps ends an
+        # attempt the event plane kept waiting for its whole time; attempt 3 works.
+        await ctx.token(f"attempt {ctx.attempt} ")
+        if ctx.attempt == 1:
+            raise RuntimeError("boom on attempt 1")
+        if ctx.attempt == 2:
+            raise ApplicationError(
+                "the event plane (Kafka) was unavailable for the rest of the attempt's time",
+                type=ActivityErrorType.EVENT_PLANE_UNAVAILABLE,
+                non_retryable=True,
+            )
+        return {"attempt": ctx.attempt}
 
     @step("test.invalid")
     async def invalid(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
@@ -179,6 +195,21 @@ SLOW_STEP = _spec(
     }
 )
 
+# Two attempts allowed; the second is ended by the event plane, so a third runs.
+PLANE_AWAY = _spec(
+    {
+        "name": "plane-away",
+        "input": {},
+        "steps": [
+            {
+                "name": "flaky",
+                "activity": "test.fails_then_plane_away",
+                "retry": {**FAST_RETRY, "max_attempts": 2},
+            },
+        ],
+    }
+)
+
 TEST_PIPELINES: tuple[PipelineSpec, ...] = (
     research_variant("research-approval", timeout_seconds=60),
     research_variant("research-approval-timeout", timeout_seconds=1),
@@ -189,4 +220,5 @@ TEST_PIPELINES: tuple[PipelineSpec, ...] = (
     PARALLEL,
     FAN_OUT_FAILS,
     SLOW_STEP,
+    PLANE_AWAY,
 )

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError, LeaderNotAvailableError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.delivery import EmitBackoff, RecentIds
@@ -24,6 +25,7 @@ from activities.steps import StepActivities, StepContext, StepOutput, step
 from activities.types import CLOSING_SEQ, RunEventInput, StepFailureInput, StepInput
 from tests.reliability.verify import kept
 from tests.support import wait_for
+from tidings.errors import ActivityErrorType
 from tidings.events import Event, EventType
 from tidings.settings import KafkaSettings
 from tidings.topics import dlq_topic, events_topic
@@ -231,3 +233,53 @@ async def test_a_joined_emit_sends_itself_if_the_first_sender_gives_up() -> None
     plane.refuse = 0
     await asyncio.wait_for(second, 5)
     assert len(plane.written) == 1
+
+
+# -- an attempt out of time while the event plane is away ---------------------
+
+
+async def test_an_attempt_out_of_time_on_the_event_plane_ends_uncounted() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        attempt=2,
+        started_time=datetime.now(UTC),
+        start_to_close_timeout=timedelta(seconds=2),
+        heartbeat_timeout=None,
+    )
+    data = StepInput(tenant="t", run_id="t-run", pipeline="p", step="draft", attempt_base=3)
+    plane.hold = True
+    with pytest.raises(ApplicationError) as raised:
+        await asyncio.wait_for(env.run(Speaker(emitter).speak, data), 5)
+    assert raised.value.type == ActivityErrorType.EVENT_PLANE_UNAVAILABLE
+    assert raised.value.non_retryable and raised.value.details == ({"attempt": 5},)
+    # Attempt 5 (3 earlier schedules' attempts + this schedule's 2nd) was
+    # announcing its predecessors, oldest first, when its time ran out.
+    plane.release()
+    (first,) = [Event.from_bytes(v) for v in plane.written]
+    assert (first.type, first.attempt) == (EventType.STEP_RETRYING, 1)
+
+
+class Slow(StepActivities):
+    @step("test.slow")
+    async def slow(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
+        await asyncio.sleep(1.5)  # the step's own slowness, past the margin
+        return {}
+
+
+async def test_an_attempt_slow_for_its_own_reasons_is_left_to_time_out() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        started_time=datetime.now(UTC),
+        start_to_close_timeout=timedelta(seconds=1.2),
+        heartbeat_timeout=None,
+    )
+    data = StepInput(tenant="t", run_id="t-run", pipeline="p", step="slow")
+    # Nothing waits on the broker: the attempt is not ended early (Temporal's
+    # own timeout would end it, and count it).
+    assert await asyncio.wait_for(env.run(Slow(emitter).slow, data), 5) == {}
