@@ -31,6 +31,10 @@ from tidings.observability import bind_log_context
 
 log = logging.getLogger(__name__)
 
+# How long the oldest record must have waited for the broker before the event
+# plane counts as away (a busy broker acknowledges well within it).
+_STALLED_SECONDS = 2.0
+
 StepOutput = dict[str, Any]
 
 
@@ -262,7 +266,7 @@ async def _until_event_plane_gives_up(
     remaining = (deadline - datetime.now(UTC)).total_seconds()
     try:
         done, _ = await asyncio.wait({task}, timeout=max(remaining, 0.0))
-        if task in done or emitter.stalled_for() < margin:
+        if task in done or emitter.stalled_for() < max(margin, _STALLED_SECONDS):
             return await task
     except asyncio.CancelledError:
         task.cancel()

@@ -246,7 +246,7 @@ async def test_an_attempt_out_of_time_on_the_event_plane_ends_uncounted() -> Non
         env.info,
         attempt=2,
         started_time=datetime.now(UTC),
-        start_to_close_timeout=timedelta(seconds=2),
+        start_to_close_timeout=timedelta(seconds=3),
         heartbeat_timeout=None,
     )
     data = StepInput(tenant="t", run_id="t-run", pipeline="p", step="draft", attempt_base=3)
