@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -24,16 +23,12 @@ from activities.coalesce import TokenBuffer
 from activities.emitter import Emitter
 from activities.heartbeat import heartbeating
 from activities.metrics import WorkerMetrics
+from activities.plane_deadline import until_event_plane_gives_up
 from activities.types import CLOSING_SEQ, StepInput
-from tidings.errors import ActivityErrorType
 from tidings.events import Event, EventType
 from tidings.observability import bind_log_context
 
 log = logging.getLogger(__name__)
-
-# How long the oldest record must have waited for the broker before the event
-# plane counts as away (a busy broker acknowledges well within it).
-_STALLED_SECONDS = 2.0
 
 StepOutput = dict[str, Any]
 
@@ -197,7 +192,7 @@ async def run_step(
     # spent on the outage). A step without a heartbeat timeout is bounded by
     # its start-to-close timeout alone.
     async with heartbeating(info.heartbeat_timeout):
-        return await _until_event_plane_gives_up(
+        return await until_event_plane_gives_up(
             emitter, info, attempt, _attempt(emitter, ctx, data, info, body)
         )
 
@@ -244,47 +239,6 @@ async def _attempt(
 async def _flush(ctx: StepContext, emitter: Emitter) -> None:
     await ctx.flush_tokens()
     await emitter.flush()
-
-
-async def _until_event_plane_gives_up(
-    emitter: Emitter, info: activity.Info, attempt: int, work: Awaitable[StepOutput]
-) -> StepOutput:
-    """Run the attempt; if it is still waiting on the event plane just before its
-    start-to-close timeout, end it with EVENT_PLANE_UNAVAILABLE instead.
-
-    A timeout would count against the step's retries; this error is not
-    retried by Temporal (non-retryable) and the workflow schedules the step
-    again without counting it (workflows/pipeline.py). An attempt that is slow
-    for its own reasons (the event plane flowing) is left to time out."""
-    timeout = info.start_to_close_timeout
-    task = asyncio.ensure_future(work)
-    if timeout is None or not timeout.total_seconds():
-        return await task
-    # Room for the failure to reach Temporal before the timeout fires.
-    margin = min(max(timeout.total_seconds() * 0.1, 0.5), 10.0)
-    deadline = info.started_time + timeout - timedelta(seconds=margin)
-    remaining = (deadline - datetime.now(UTC)).total_seconds()
-    try:
-        done, _ = await asyncio.wait({task}, timeout=max(remaining, 0.0))
-        if task in done or emitter.stalled_for() < max(margin, _STALLED_SECONDS):
-            return await task
-    except asyncio.CancelledError:
-        task.cancel()
-        raise
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    log.warning(
-        "attempt %d ends unfinished: the event plane has not taken its events for %.0fs",
-        attempt,
-        emitter.stalled_for(),
-    )
-    raise ApplicationError(
-        "the event plane (Kafka) was unavailable for the rest of the attempt's time",
-        {"attempt": attempt},
-        type=ActivityErrorType.EVENT_PLANE_UNAVAILABLE,
-        non_retryable=True,
-    )
 
 
 async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info) -> None:
