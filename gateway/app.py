@@ -36,6 +36,7 @@ from gateway.run_directory import OwnedRunDirectory
 from gateway.starter import RunStarter, default_starter
 from gateway.stream import StreamService
 from gateway.web import mount_dashboard
+from tidings import temporal_connect
 from tidings.lag import LagReader
 from tidings.settings import Settings
 
@@ -60,11 +61,8 @@ async def connect_temporal(settings: Settings) -> Client:
     # when Temporal is not up yet; the connection is made on first use.
     # The tracing interceptor carries the caller's span (POST /v1/runs) into
     # the workflow's headers, so the run's spans join the request's trace.
-    return await Client.connect(
-        settings.temporal.address,
-        namespace=settings.temporal.namespace,
-        lazy=True,
-        interceptors=[TracingInterceptor()],
+    return await temporal_connect.connect_temporal(
+        settings.temporal, lazy=True, interceptors=[TracingInterceptor()]
     )
 
 

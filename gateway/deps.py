@@ -6,11 +6,9 @@ global, they declare ``Annotated[..., Depends(...)]`` parameters, which keeps
 every client swappable in tests (``app.dependency_overrides``).
 
 :func:`connect_redis` makes the one Redis client a gateway process shares
-(REST routes, resume sessions, lag). Its pool *blocks*: redis-py's default
-asyncio pool raises "Too many connections" past its size, so a burst of
-socket opens (each reads and writes a session) would close sockets with 1011;
-a blocking pool makes them wait, up to :data:`REDIS_TIMEOUT_SECONDS`, for a
-connection to come free.
+(REST routes, resume sessions, lag). Its pool *blocks*: a burst of socket
+opens waits, up to :data:`REDIS_TIMEOUT_SECONDS`, for a connection to come
+free instead of closing sockets with 1011.
 """
 
 from __future__ import annotations
@@ -24,6 +22,7 @@ from temporalio.client import Client
 
 from gateway.kafka import KafkaFactory
 from gateway.starter import RunStarter
+from tidings import redis_connect
 from tidings.errors import Unavailable
 from tidings.lag import LagReader
 from tidings.settings import Settings
@@ -36,18 +35,12 @@ REDIS_TIMEOUT_SECONDS = 5.0
 
 
 def connect_redis(settings: Settings) -> aioredis.Redis:
-    """The process's Redis client on a blocking pool of ``TIDINGS_REDIS_MAX_CONNECTIONS``.
+    """The process's Redis client on a blocking pool of ``TIDINGS_REDIS_MAX_CONNECTIONS``
+    (``tidings.redis_connect``: TLS, ACL users and Sentinel included).
 
     Connections are made on first use, so this is safe outside a running loop.
     """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        settings.redis.url.get_secret_value(),
-        max_connections=settings.redis.max_connections,
-        timeout=REDIS_TIMEOUT_SECONDS,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    )
-    return aioredis.Redis.from_pool(pool)
+    return redis_connect.connect_redis(settings.redis, timeout=REDIS_TIMEOUT_SECONDS)
 
 
 @dataclass(frozen=True)

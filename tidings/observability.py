@@ -143,6 +143,8 @@ def secrets_of(settings: Settings) -> list[str]:
     values.append(settings.gateway.token_secret.get_secret_value())
     values += [s.get_secret_value() for s in settings.gateway.token_secrets_previous]
     values.append(settings.model.api_key.get_secret_value())
+    values.append(settings.redis.password.get_secret_value())
+    values.append(settings.temporal.api_key.get_secret_value())
     redis_url = settings.redis.url.get_secret_value()
     match = re.search(r"://[^:/@]*:([^@]+)@", redis_url)
     if match:

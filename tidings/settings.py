@@ -61,6 +61,43 @@ class TemporalSettings(BaseSettings):
     namespace: str = "default"
     task_queue: str = "tidings"
     ui_url: str = "http://127.0.0.1:8233"
+    # TLS to the frontend (tidings.temporal_connect). Any TLS file or an API
+    # key turns it on; ``tls`` alone uses the system's CAs (Temporal Cloud).
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_server_name: str = ""
+    api_key: SecretStr = SecretStr("")
+
+    @property
+    def uses_tls(self) -> bool:
+        # An API key is a bearer secret: never sent without TLS (as temporalio does).
+        return (
+            self.tls
+            or bool(self.api_key.get_secret_value())
+            or any(f is not None for f in (self.tls_ca_file, self.tls_cert_file, self.tls_key_file))
+        )
+
+    @model_validator(mode="after")
+    def _tls(self) -> TemporalSettings:
+        _require_files(
+            "TIDINGS_TEMPORAL_",
+            tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+        )
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError(
+                "TIDINGS_TEMPORAL_TLS_CERT_FILE and TIDINGS_TEMPORAL_TLS_KEY_FILE go together "
+                "(a client certificate needs its key)"
+            )
+        if self.tls_server_name and not self.uses_tls:
+            raise ValueError(
+                "TIDINGS_TEMPORAL_TLS_SERVER_NAME is set but TLS is off: set "
+                "TIDINGS_TEMPORAL_TLS=true or TIDINGS_TEMPORAL_TLS_CA_FILE"
+            )
+        return self
 
 
 class KafkaSettings(BaseSettings):
@@ -83,6 +120,62 @@ class RedisSettings(BaseSettings):
     # The gateway's pool blocks (up to its timeout) when all are busy, so a
     # burst of socket opens waits for a connection instead of failing.
     max_connections: int = Field(default=256, ge=1, le=100_000)
+    # An ACL user (Redis 6+); may instead be in the URL, but not in both.
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    # The CA that signed the server's certificate (rediss:// only; default:
+    # the system's CAs).
+    tls_ca_file: Path | None = None
+    # Sentinel: the URL then gives only the scheme (rediss: TLS), the database
+    # and credentials; the master's address comes from these sentinels.
+    sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    sentinel_master: str = ""
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        for item in value:
+            host, _, port = str(item).rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"must be host:port,host:port,... (got {item!r})")
+        return value
+
+    @property
+    def is_tls(self) -> bool:
+        return self.url.get_secret_value().startswith("rediss://")
+
+    @model_validator(mode="after")
+    def _combination(self) -> RedisSettings:
+        url = self.url.get_secret_value()
+        scheme = url.partition("://")[0]
+        if scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("TIDINGS_REDIS_URL must start with redis://, rediss:// or unix://")
+        _require_files("TIDINGS_REDIS_", tls_ca_file=self.tls_ca_file)
+        if self.tls_ca_file is not None and not self.is_tls:
+            raise ValueError(
+                "TIDINGS_REDIS_TLS_CA_FILE is set but TIDINGS_REDIS_URL is not rediss://"
+            )
+        netloc = url.partition("://")[2].partition("/")[0]
+        in_url = netloc.rpartition("@")[0] if "@" in netloc else ""
+        if in_url and (self.username or self.password.get_secret_value()):
+            raise ValueError(
+                "credentials are both in TIDINGS_REDIS_URL and in TIDINGS_REDIS_USERNAME/"
+                "TIDINGS_REDIS_PASSWORD; keep one"
+            )
+        if self.username and not self.password.get_secret_value():
+            raise ValueError("TIDINGS_REDIS_USERNAME needs TIDINGS_REDIS_PASSWORD")
+        if bool(self.sentinels) != bool(self.sentinel_master):
+            raise ValueError(
+                "TIDINGS_REDIS_SENTINELS and TIDINGS_REDIS_SENTINEL_MASTER go together "
+                "(the sentinels, and the name of the master they watch)"
+            )
+        if self.sentinels and scheme == "unix":
+            raise ValueError(
+                "TIDINGS_REDIS_SENTINELS needs a redis:// or rediss:// TIDINGS_REDIS_URL"
+            )
+        return self
 
 
 class TenantSettings(BaseSettings):
@@ -403,6 +496,13 @@ class Settings:
 
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def _require_files(prefix: str, **files: Path | None) -> None:
+    """A file setting that names no readable file stops the process at start."""
+    for field, path in files.items():
+        if path is not None and not path.is_file():
+            raise ValueError(f"{prefix}{field.upper()}: no such file {str(path)!r}")
 
 
 def _get(overrides: dict[str, BaseSettings], name: str, cls: type[S]) -> S:

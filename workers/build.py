@@ -29,6 +29,7 @@ from activities.research import ResearchSteps
 from activities.run_events import RunActivities
 from activities.search_index import SearchIndex
 from activities.steps import activities_of
+from tidings import redis_connect, temporal_connect
 from tidings.errors import ConfigError
 from tidings.lag import LagReader
 from tidings.settings import Settings
@@ -59,11 +60,8 @@ REDIS_TIMEOUT_SECONDS = 2.0
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
     # The tracing interceptor continues the caller's trace (from the workflow
     # start's headers) in the workflow and its activities.
-    return await Client.connect(
-        settings.temporal.address,
-        namespace=settings.temporal.namespace,
-        interceptors=[TracingInterceptor()],
-        runtime=runtime,
+    return await temporal_connect.connect_temporal(
+        settings.temporal, interceptors=[TracingInterceptor()], runtime=runtime
     )
 
 
@@ -98,11 +96,7 @@ async def open_clients(
     *,
     metrics: WorkerMetrics | None = None,
 ) -> AsyncIterator[Clients]:
-    redis = aioredis.from_url(
-        settings.redis.url.get_secret_value(),
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
-    )
+    redis = redis_connect.connect_redis(settings.redis, timeout=REDIS_TIMEOUT_SECONDS)
     emitter = build_emitter(settings, redis, metrics)
     try:
         await emitter.start()

@@ -22,13 +22,15 @@ import re
 import sys
 from pathlib import Path
 
-from temporalio.client import Client, WorkflowHistory
+from temporalio.client import WorkflowHistory
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 
+from tidings import errors
 from tidings.errors import BadRequest, NotFound
 from tidings.settings import Settings, TemporalSettings
+from tidings.temporal_connect import connect_temporal
 from workflows.pipeline import PipelineWorkflow
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -98,9 +100,9 @@ async def load_history(
             raise BadRequest(f"{history_file} is not a Temporal history JSON: {exc}") from None
     assert run_id is not None and temporal is not None
     try:
-        client = await Client.connect(temporal.address, namespace=temporal.namespace)
-    except RuntimeError as exc:
-        raise Unavailable(f"cannot reach Temporal at {temporal.address}: {exc}") from None
+        client = await connect_temporal(temporal)
+    except errors.Unavailable as exc:
+        raise Unavailable(exc.message) from None
     try:
         return await client.get_workflow_handle(run_id).fetch_history()
     except RPCError as exc:

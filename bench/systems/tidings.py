@@ -88,10 +88,11 @@ class Tidings(System):
     def _start_runs(self, n: int) -> list[str]:
         """Real runs in Temporal, owned by the tenant, that stay open: no worker
         polls their task queue, so they sit RUNNING until terminated."""
-        from temporalio.client import Client
         from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
         from tidings.runs import PIPELINE_ATTRIBUTE, PIPELINE_WORKFLOW, TENANT_ATTRIBUTE, run_id_for
+        from tidings.settings import TemporalSettings
+        from tidings.temporal_connect import connect_temporal
 
         attributes = TypedSearchAttributes(
             [
@@ -101,7 +102,7 @@ class Tidings(System):
         )
 
         async def start() -> list[str]:
-            client = await Client.connect(self.endpoints.temporal)
+            client = await connect_temporal(TemporalSettings(address=self.endpoints.temporal))
             ids = [run_id_for(TENANT, None) for _ in range(n)]
             semaphore = asyncio.Semaphore(32)
 
@@ -131,10 +132,11 @@ class Tidings(System):
             return
 
         async def cleanup() -> None:
-            from temporalio.client import Client
+            from tidings.settings import TemporalSettings
+            from tidings.temporal_connect import connect_temporal
 
             if self._runs:
-                client = await Client.connect(self.endpoints.temporal)
+                client = await connect_temporal(TemporalSettings(address=self.endpoints.temporal))
                 semaphore = asyncio.Semaphore(32)
 
                 async def one(run_id: str) -> None:

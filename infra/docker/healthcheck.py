@@ -34,12 +34,12 @@ async def _worker_polls(hostname: str) -> bool:
     from temporalio.api.enums.v1 import TaskQueueType
     from temporalio.api.taskqueue.v1 import TaskQueue
     from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-    from temporalio.client import Client
 
     from tidings.settings import TemporalSettings, load
+    from tidings.temporal_connect import connect_temporal
 
     settings = load(TemporalSettings)
-    client = await Client.connect(settings.address, namespace=settings.namespace)
+    client = await connect_temporal(settings)
     now = time.time()
     for kind in (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY):
         response = await client.workflow_service.describe_task_queue(
