@@ -27,6 +27,7 @@ from infra.services.apps import Gateway, UserCode, Wiring, Worker, command_exist
 from infra.services.base import Service
 from infra.services.kafka import Kafka
 from infra.services.redis import Redis
+from infra.services.sentinel import MASTER_NAME, RedisSentinel, sentinel_topology, sentinels_setting
 from infra.services.temporal import Temporal
 from tidings.settings import StackSettings
 
@@ -58,14 +59,28 @@ class Stack:
             kafka_lib(settings),
         )
         self.redis = Redis(layout, host, settings.redis_port)
+        self.redis_replica: Redis | None = None
+        self.sentinels: list[RedisSentinel] = []
+        if settings.redis_sentinel:
+            self.redis_replica, self.sentinels = sentinel_topology(
+                layout,
+                host,
+                self.redis,
+                settings.redis_replica_port,
+                settings.redis_sentinel_port,
+            )
         self.wiring = Wiring(
             self.temporal.address,
             self.temporal.ui_url,
             self.kafka.bootstrap,
             self.redis.redis_url,
             task_queue,
+            redis_sentinels=sentinels_setting(self.sentinels),
+            redis_sentinel_master=MASTER_NAME if self.sentinels else "",
         )
         self.infra: list[Service] = [self.temporal, self.kafka, self.redis]
+        if self.redis_replica is not None:
+            self.infra += [self.redis_replica, *self.sentinels]
         self.apps: list[Service] = []
         if apps and command_exists("workers.command"):
             self.apps += [
@@ -237,4 +252,6 @@ def _whose(record: ProcessRecord) -> str:
 def _stop_order(name: str) -> int:
     """Apps first, while what they use is still up; then the infrastructure, last started first."""
     order = {"redis": 2, "kafka": 3, "temporal": 4}
+    if name.startswith("redis-"):  # sentinels and the replica: before the primary they watch
+        return 1
     return order.get(name, 0 if name.startswith("gateway") else 1)

@@ -408,6 +408,11 @@ class StackSettings(BaseSettings):
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
     redis_port: int = Field(default=6379, ge=1, le=65535)
+    # `tidings up --redis-sentinel`: a replica and three sentinels (on
+    # consecutive ports from redis_sentinel_port) watching the primary.
+    redis_sentinel: bool = False
+    redis_replica_port: int = Field(default=6380, ge=1, le=65535)
+    redis_sentinel_port: int = Field(default=26379, ge=1, le=65533)
     gateway_port: int = Field(default=8000, ge=1, le=65535)
     gateways: int = Field(default=1, ge=0, le=16)
     # Processes per gateway, sharing its port (``tidings gateway --processes``).
@@ -426,6 +431,10 @@ class StackSettings(BaseSettings):
             "KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
             "REDIS_PORT": self.redis_port,
         }
+        if self.redis_sentinel:
+            ports["REDIS_REPLICA_PORT"] = self.redis_replica_port
+            for i in range(3):
+                ports[f"REDIS_SENTINEL_PORT (+{i})"] = self.redis_sentinel_port + i
         gateway = range(self.gateway_port, self.gateway_port + max(self.gateways, 1))
         seen: dict[int, str] = {}
         for name, port in ports.items():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from infra.commands.common import say, stack_settings
 from infra.services.apps import UserCode, command_exists, tidings_executable
+from infra.services.sentinel import MASTER_NAME
 from infra.stack import Stack
 from tidings.settings import DEV_API_KEYS, TemporalSettings, TenantSettings, load
 
@@ -39,6 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="processes per gateway, sharing its port: one per core "
         "(TIDINGS_STACK_GATEWAY_PROCESSES, default 1)",
+    )
+    parser.add_argument(
+        "--redis-sentinel",
+        action="store_true",
+        default=None,
+        help="Redis as a primary, a replica and three Sentinels (TIDINGS_STACK_REDIS_SENTINEL); "
+        "the apps find the primary through the Sentinels",
     )
     parser.add_argument(
         "--demo", action="store_true", help="then start a `research` run and watch it live"
@@ -73,7 +81,11 @@ def user_code(args: argparse.Namespace) -> UserCode:
 
 
 def main(args: argparse.Namespace) -> int:
-    settings = stack_settings(gateways=args.gateways, gateway_processes=args.gateway_processes)
+    settings = stack_settings(
+        gateways=args.gateways,
+        gateway_processes=args.gateway_processes,
+        redis_sentinel=args.redis_sentinel,
+    )
     code = user_code(args)
     # The keys the gateways will use: they get this process's environment.
     keys = load(TenantSettings).api_keys
@@ -86,6 +98,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"temporal     {stack.temporal.address}   (UI {stack.temporal.ui_url})")
     print(f"kafka        {stack.kafka.bootstrap}")
     print(f"redis        {stack.redis.redis_url}")
+    if stack.sentinels:
+        print(f"sentinels    {stack.wiring.redis_sentinels}   (master {MASTER_NAME})")
     for line in key_lines(keys, configured=KEYS_VARIABLE in os.environ):
         print(line)
     print("stop with    tidings down")

@@ -45,15 +45,23 @@ class Wiring:
     kafka_bootstrap: str
     redis_url: str
     task_queue: str
+    # The Sentinel topology (`tidings up --redis-sentinel`): the apps find the
+    # primary through these instead of redis_url's host.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = ""
 
     def env(self) -> dict[str, str]:
-        return {
+        env = {
             **os.environ,
             "TIDINGS_TEMPORAL_ADDRESS": self.temporal_address,
             "TIDINGS_TEMPORAL_UI_URL": self.temporal_ui_url,
             "TIDINGS_KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap,
             "TIDINGS_REDIS_URL": self.redis_url,
         }
+        if self.redis_sentinels:
+            env["TIDINGS_REDIS_SENTINELS"] = self.redis_sentinels
+            env["TIDINGS_REDIS_SENTINEL_MASTER"] = self.redis_sentinel_master
+        return env
 
 
 @dataclass(frozen=True)

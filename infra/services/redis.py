@@ -1,4 +1,7 @@
-"""Debian's ``redis-server``, started by us (not the system service), AOF on."""
+"""Debian's ``redis-server``, started by us (not the system service), AOF on.
+
+With ``replica_of`` it starts as a replica of that primary (the Sentinel
+topology, :mod:`infra.services.sentinel`)."""
 
 from __future__ import annotations
 
@@ -15,13 +18,25 @@ INSTALL_HINT = "run `tidings deps` (it runs: apt-get install -y redis-server)"
 class Redis(Service):
     name = "redis"
 
-    def __init__(self, layout: Layout, host: str, port: int) -> None:
+    def __init__(
+        self,
+        layout: Layout,
+        host: str,
+        port: int,
+        *,
+        name: str = "redis",
+        setting: str = "TIDINGS_STACK_REDIS_PORT",
+        replica_of: Redis | None = None,
+    ) -> None:
         super().__init__(layout, host)
+        self.name = name
         self.port = port
+        self.setting = setting
+        self.replica_of = replica_of
 
     @property
     def ports(self) -> list[Port]:
-        return [Port(self.port, "TIDINGS_STACK_REDIS_PORT")]
+        return [Port(self.port, self.setting)]
 
     @property
     def redis_url(self) -> str:
@@ -59,11 +74,24 @@ class Redis(Service):
             "",
             "--logfile",
             "",
+            *self._replication(),
         ]
+
+    def _replication(self) -> list[str]:
+        if self.replica_of is None:
+            return []
+        return ["--replicaof", self.replica_of.host, str(self.replica_of.port)]
 
     def healthy(self) -> bool:
         # While it replays the AOF, Redis answers -LOADING: not ready yet.
-        return exchange(self.host, self.port, b"PING\r\n").startswith(b"+PONG")
+        if not exchange(self.host, self.port, b"PING\r\n").startswith(b"+PONG"):
+            return False
+        if self.replica_of is None:
+            return True
+        # A replica is ready once it has synced (Sentinel can promote it then),
+        # or once Sentinel promoted it.
+        info = exchange(self.host, self.port, b"INFO replication\r\n")
+        return b"master_link_status:up" in info or b"role:master" in info
 
     def url(self) -> str:
         return self.redis_url

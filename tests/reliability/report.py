@@ -26,6 +26,7 @@ FAULTS = [
     "gateway rolling restart",
     "Kafka restart",
     "Redis restart",
+    "Redis Sentinel failover",
     "Temporal restart",
     "duplicates + redelivery",
     "connection burst",
