@@ -30,6 +30,7 @@ from gateway.http_protocol import guarded_http_protocol
 from gateway.pipelines import check_pipelines
 from gateway.supervisor import serve_processes
 from tidings.observability import setup_logging, setup_tracing
+from tidings.preflight import check_connections
 from tidings.settings import GatewaySettings, Settings
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
@@ -176,6 +177,10 @@ def main(args: argparse.Namespace) -> int:
     # Before anything listens: a bad pipelines folder stops the gateway,
     # naming the variable, file and field, instead of failing every run.
     check_pipelines(settings)
+    if args.fd is None:
+        # Once per gateway, in the supervisor: its processes (given --fd) use
+        # the same settings, already checked.
+        check_connections(settings)
     if args.fd is None and settings.gateway.processes > 1:
         redaction.install()
         gateway = settings.gateway

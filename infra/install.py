@@ -1,4 +1,5 @@
-"""What the local stack needs on the machine: a JDK, Maven, Kafka's jars, redis-server.
+"""What the local stack needs on the machine: a JDK, Maven, Kafka's jars, redis-server
+(and nginx for the tests' TLS proxy).
 
 Kafka's jars come from Maven Central through Maven into a cache folder outside the
 repo, keyed by version; a ``.complete`` stamp is written only after Maven finished,
@@ -100,24 +101,37 @@ def _fetch(settings: StackSettings, home: Path, say: Callable[[str], None]) -> N
 
 
 def ensure_redis(say: Callable[[str], None]) -> str:
-    found = shutil.which("redis-server")
+    return ensure_apt("redis-server", "redis-server", say)
+
+
+def ensure_apt(binary: str, package: str, say: Callable[[str], None]) -> str:
+    """``binary`` from PATH (or /usr/sbin), installing Debian's ``package`` first if missing.
+
+    redis-server for the stack (its ``--sentinel`` mode is Sentinel); the
+    tests' TLS-terminating gRPC proxy uses nginx (``nginx-light``).
+    """
+    found = _which(binary)
     if found is not None:
         return found
-    apt = require_tool("apt-get", "install redis-server 7 with your system's package manager")
-    say("installing redis-server with apt-get")
-    install = [apt, "install", "-y", "-q", "redis-server"]
+    apt = require_tool("apt-get", f"install {package} with your system's package manager")
+    say(f"installing {package} with apt-get")
+    install = [apt, "install", "-y", "-q", package]
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     # A fresh machine has no package lists yet: update once, then retry.
     for attempt in ([install], [[apt, "update", "-q"], install]):
-        if all(_quiet(argv, env) for argv in attempt) and shutil.which("redis-server"):
+        if all(_quiet(argv, env) for argv in attempt) and _which(binary):
             break
-    found = shutil.which("redis-server")
+    found = _which(binary)
     if found is None:
         raise StackError(
-            "apt-get could not install redis-server; check the Debian package source "
+            f"apt-get could not install {package}; check the Debian package source "
             "(`apt-get update` must succeed), then retry `tidings deps`"
         )
     return found
+
+
+def _which(binary: str) -> str | None:
+    return shutil.which(binary) or shutil.which(binary, path="/usr/sbin:/sbin")
 
 
 def _quiet(argv: list[str], env: dict[str, str]) -> bool:

@@ -15,15 +15,20 @@ to the promoted replica (redis-py's ``master_for``).
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tidings.errors import ConfigError
 from tidings.settings import RedisSettings
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
+PREFLIGHT_TIMEOUT_SECONDS = 3.0
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
@@ -90,3 +95,35 @@ def _sentinel_client(settings: RedisSettings, url: str, options: dict[str, Any])
         **options,
     )
     return client
+
+
+async def check_credentials(settings: RedisSettings) -> None:
+    """One PING: :class:`ConfigError` if Redis refuses the credentials or TLS;
+    nothing if it cannot be reached at all (it may come up later)."""
+    client = connect_redis(settings, timeout=PREFLIGHT_TIMEOUT_SECONDS)
+    try:
+        await client.ping()
+    except AuthenticationError as exc:
+        raise ConfigError(
+            f"Redis refused the credentials ({_first_line(exc)}); check TIDINGS_REDIS_USERNAME "
+            "and TIDINGS_REDIS_PASSWORD, or the user and password in TIDINGS_REDIS_URL"
+        ) from None
+    except ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise ConfigError(
+                f"Redis needs credentials ({_first_line(exc)}); set TIDINGS_REDIS_USERNAME and "
+                "TIDINGS_REDIS_PASSWORD, or put them in TIDINGS_REDIS_URL"
+            ) from None
+        raise
+    except (RedisConnectionError, TimeoutError, OSError) as exc:
+        if isinstance(exc.__cause__ or exc.__context__, ssl.SSLError) or "SSL" in str(exc):
+            raise ConfigError(
+                f"TLS to Redis failed ({_first_line(exc)}); check TIDINGS_REDIS_URL's scheme "
+                "(rediss:// is TLS) and TIDINGS_REDIS_TLS_CA_FILE"
+            ) from None
+    finally:
+        await client.aclose()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]

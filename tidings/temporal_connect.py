@@ -81,7 +81,10 @@ async def connect_temporal(
         return await Client.connect(settings.address, **options)
     except RuntimeError as exc:
         # The SDK's message names the address and the cause, never the key.
-        raise Unavailable(f"cannot connect to Temporal at {settings.address}: {exc}") from None
+        hint = f"; TLS is on, check {TLS_VARIABLES}" if settings.uses_tls else ""
+        raise Unavailable(
+            f"cannot connect to Temporal at {settings.address}: {exc}{hint}"
+        ) from None
 
 
 def _ssl_context(settings: TemporalSettings) -> ssl.SSLContext:
@@ -129,9 +132,9 @@ async def probe_tls(settings: TemporalSettings) -> None:
             f"or a client certificate it does not accept; check {TLS_VARIABLES}"
         ) from None
     finally:
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
+        # Not close(): after a failed handshake, waiting for a clean TLS close
+        # can hang; a probe owes the server nothing.
+        writer.transport.abort()
 
 
 def _reason(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from activities.metrics import WorkerMetrics
 from tidings.observability import setup_logging, setup_tracing
+from tidings.preflight import check_connections
 from tidings.settings import Settings
 from workers.announcer import Announcer
 from workers.build import (
@@ -47,6 +48,7 @@ def main(args: argparse.Namespace) -> int:
     setup_tracing(settings.tracing, "tidings-worker")
     # Registry errors name the file and field; fail before connecting anything.
     registry = PipelineRegistry.with_builtins(settings.worker.pipelines_dir)
+    check_connections(settings)
     asyncio.run(serve(settings, registry, args.task_queue, list(args.activities)))
     return 0
 
