@@ -205,7 +205,10 @@ SECRET_SAMPLES = {
     "TIDINGS_TENANTS_API_KEYS": '{"k-acme-3b9d2f7e1c5a8046":"acme"}',
     "TIDINGS_GATEWAY_TOKEN_SECRET": "7c1e9a3f5b2d8e4a6c0f1b3d5e7a9c2e4f6a8b0d",
     "TIDINGS_GATEWAY_TOKEN_SECRETS_PREVIOUS": "0f1e2d3c4b5a69788796a5b4c3d2e1f0a1b2c3d4",
-    "TIDINGS_REDIS_URL": "rediss://:secret@redis.example.internal:6380/0",
+    # The password comes separately (TIDINGS_REDIS_PASSWORD), never in both.
+    "TIDINGS_REDIS_URL": "rediss://redis.example.internal:6380/0",
+    "TIDINGS_REDIS_PASSWORD": "redis-acl-password-sample",
+    "TIDINGS_TEMPORAL_API_KEY": "temporal-cloud-api-key-sample",
     "TIDINGS_MODEL_API_KEY": "sk-test",
 }
 
