@@ -82,9 +82,7 @@ async def connect_temporal(
     except RuntimeError as exc:
         # The SDK's message names the address and the cause, never the key.
         hint = f"; TLS is on, check {TLS_VARIABLES}" if settings.uses_tls else ""
-        raise Unavailable(
-            f"cannot connect to Temporal at {settings.address}: {exc}{hint}"
-        ) from None
+        raise Unavailable(f"cannot reach Temporal at {settings.address}: {exc}{hint}") from None
 
 
 def _ssl_context(settings: TemporalSettings) -> ssl.SSLContext:
