@@ -13,6 +13,8 @@ from pydantic import SecretStr
 from redis.asyncio.sentinel import SentinelConnectionPool
 from temporalio.service import TLSConfig
 
+from infra.services.sentinel import MASTER_NAME
+from infra.stack import Stack
 from tidings.errors import ConfigError
 from tidings.observability import RedactingFilter, secrets_of
 from tidings.redis_connect import connect_redis
@@ -192,3 +194,35 @@ def test_sentinel_ports_may_not_clash(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert "TIDINGS_STACK_KAFKA_PORT" in message
     assert "TIDINGS_STACK_REDIS_SENTINEL_PORT" in message
+
+
+def test_up_with_sentinel_hands_the_apps_the_sentinels(tmp_path: Path) -> None:
+    settings = StackSettings(
+        state_dir=tmp_path,
+        redis_sentinel=True,
+        redis_replica_port=16380,
+        redis_sentinel_port=36379,
+        gateways=1,
+        workers=1,
+    )
+    stack = Stack(settings)
+    names = [service.name for service in stack.infra]
+    assert names[-4:] == [
+        "redis-replica",
+        "redis-sentinel-1",
+        "redis-sentinel-2",
+        "redis-sentinel-3",
+    ]
+    env = stack.wiring.env()
+    assert env["TIDINGS_REDIS_SENTINELS"] == "127.0.0.1:36379,127.0.0.1:36380,127.0.0.1:36381"
+    assert env["TIDINGS_REDIS_SENTINEL_MASTER"] == MASTER_NAME
+    # What the apps then build from that environment is a Sentinel-backed client.
+    redis = RedisSettings(
+        url=SecretStr(env["TIDINGS_REDIS_URL"]),
+        sentinels=env["TIDINGS_REDIS_SENTINELS"].split(","),
+        sentinel_master=env["TIDINGS_REDIS_SENTINEL_MASTER"],
+    )
+    assert (
+        redis.sentinels
+        and "TIDINGS_REDIS_SENTINELS" not in Stack(StackSettings(state_dir=tmp_path)).wiring.env()
+    )
