@@ -45,6 +45,7 @@ from activities.delivery import EmitBackoff, RecentIds
 from activities.metrics import WorkerMetrics
 from activities.quota import TenantQuota
 from tidings.events import Event
+from tidings.kafka_connection import client_options
 from tidings.lag import LagReader
 from tidings.observability import trace_headers
 from tidings.settings import KafkaSettings
@@ -129,7 +130,7 @@ class Emitter:
         # Tenants currently coalescing (kept per process for the hysteresis).
         self._coalescing: set[str] = set()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **client_options(kafka),
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
@@ -137,7 +138,7 @@ class Emitter:
         )
         _never_expire_batches(self._producer)
         self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **client_options(kafka),
             request_timeout_ms=kafka.request_timeout_ms,
         )
         # Topics known to exist; creating one is a controller round trip we

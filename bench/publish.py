@@ -71,9 +71,14 @@ async def kafka(args: argparse.Namespace, channels: list[str]) -> dict[str, int]
     from aiokafka.partitioner import murmur2
 
     from tidings.events import utc_now_iso
+    from tidings.kafka_connection import client_options
+    from tidings.settings import KafkaSettings
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=args.target, acks=1, linger_ms=0, max_batch_size=1024 * 1024
+        **client_options(KafkaSettings(bootstrap_servers=args.target)),
+        acks=1,
+        linger_ms=0,
+        max_batch_size=1024 * 1024,
     )
     await producer.start()
     partitions = sorted(await producer.partitions_for(args.topic))

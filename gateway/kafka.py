@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient
 from aiokafka.partitioner import DefaultPartitioner
 
+from tidings.kafka_connection import client_options
 from tidings.settings import KafkaSettings
 
 # The producer's partitioner (aiokafka's default: murmur2 of the key, the same
@@ -34,7 +35,7 @@ def partition_for(run_id: str, partitions: list[int]) -> int:
     return result
 
 
-def committed_reader(bootstrap_servers: str, **options: Any) -> AIOKafkaConsumer:
+def committed_reader(kafka: KafkaSettings, **options: Any) -> AIOKafkaConsumer:
     """An unstarted consumer without a group or auto-commit that sees committed
     records only: a transactional producer's aborted events are never shown,
     and open ones wait for their commit.
@@ -44,7 +45,7 @@ def committed_reader(bootstrap_servers: str, **options: Any) -> AIOKafkaConsumer
     at the same last stable offset and a hand-over from one to another agrees.
     """
     return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers,
+        **client_options(kafka),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -88,7 +89,7 @@ class KafkaFactory:
         async with self._lock:
             if self._metadata is None:
                 client = AIOKafkaClient(
-                    bootstrap_servers=self.settings.bootstrap_servers,
+                    **client_options(self.settings),
                     client_id=f"{self.client_id}-metadata",
                     request_timeout_ms=self.settings.request_timeout_ms,
                 )
@@ -114,12 +115,12 @@ class KafkaFactory:
             "request_timeout_ms": self.settings.request_timeout_ms,
         }
         options.update(overrides)
-        return committed_reader(self.settings.bootstrap_servers, **options)
+        return committed_reader(self.settings, **options)
 
     async def probe(self) -> None:
         """Raise unless a broker answers a metadata request (callers bound the time)."""
         client = AIOKafkaClient(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **client_options(self.settings),
             client_id=f"{self.client_id}-probe",
             request_timeout_ms=self.settings.request_timeout_ms,
         )

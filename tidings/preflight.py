@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tidings.kafka_connection import verify as verify_kafka
 from tidings.redis_connect import check_credentials
 from tidings.settings import Settings
 from tidings.temporal_connect import probe_tls
@@ -20,6 +21,8 @@ async def _check(settings: Settings) -> None:
     if settings.temporal.uses_tls:
         await probe_tls(settings.temporal)
     await check_credentials(settings.redis)
+    # A refused SASL login or a broker certificate the CA does not vouch for.
+    await verify_kafka(settings.kafka)
 
 
 def check_connections(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import (
     BaseModel,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -52,6 +53,20 @@ class RuntimeSettings(BaseSettings):
     @property
     def is_local(self) -> bool:
         return self.env is Environment.LOCAL
+
+
+class KafkaSecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class KafkaSaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+    OAUTHBEARER = "OAUTHBEARER"
 
 
 class TemporalSettings(BaseSettings):
@@ -111,6 +126,32 @@ class KafkaSettings(BaseSettings):
     replication_factor: int = Field(default=1, ge=1, le=10)
     retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=60_000)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    # Security (tidings/kafka_connection.py turns these into client options).
+    # SSL with no CA file trusts the system's store, as managed clusters expect.
+    security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    sasl_mechanism: KafkaSaslMechanism = KafkaSaslMechanism.PLAIN
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    # OAUTHBEARER: "module:callable" returning an aiokafka AbstractTokenProvider,
+    # imported and called once when the settings are built.
+    sasl_oauth_token_provider: str = ""
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    ssl_key_password: SecretStr = SecretStr("")
+    _token_provider: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaSettings:
+        from tidings.kafka_connection import check_security
+
+        self._token_provider = check_security(self)
+        return self
+
+    @property
+    def token_provider(self) -> Any:
+        """The OAUTHBEARER token provider the settings loaded, or ``None``."""
+        return self._token_provider
 
 
 class RedisSettings(BaseSettings):

@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.emitter import Emitter
+from tidings.kafka_connection import client_options
 from tidings.settings import KafkaSettings
 from tidings.topics import completions_topic, dlq_topic
 from workflows.pipeline import COMPLETE_EXTERNAL_SIGNAL
@@ -47,7 +48,7 @@ class CompletionConsumer:
     async def run(self) -> None:
         consumer = AIOKafkaConsumer(
             completions_topic(self._kafka.topic_prefix),
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **client_options(self._kafka),
             group_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -235,7 +235,7 @@ class RunCloseWatcher:
     async def _has_terminal(self, run: ClosedRun, tenant: str) -> bool:
         topic = events_topic(self._kafka.topic_prefix, tenant)
         await self._emitter.ensure_topics([topic])
-        consumer = committed_reader(self._kafka.bootstrap_servers)
+        consumer = committed_reader(self._kafka)
         await consumer.start()
         try:
             partitions = consumer.partitions_for_topic(topic)

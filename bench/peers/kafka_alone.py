@@ -125,13 +125,16 @@ async def serve(args: argparse.Namespace) -> None:
     from aiokafka import TopicPartition
 
     from gateway.kafka import committed_reader
+    from tidings.settings import KafkaSettings
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # As the gateway's tail (gateway/stream/tail.py, TenantTail.__init__/start).
-    consumer = committed_reader(args.bootstrap, auto_offset_reset="latest")
+    consumer = committed_reader(
+        KafkaSettings(bootstrap_servers=args.bootstrap), auto_offset_reset="latest"
+    )
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()

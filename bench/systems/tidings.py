@@ -59,6 +59,12 @@ class Tidings(System):
         self._owner = False
 
     # -- infrastructure shared by the workloads --------------------------------
+    def _kafka_options(self) -> dict[str, Any]:
+        from tidings.kafka_connection import client_options
+        from tidings.settings import KafkaSettings
+
+        return client_options(KafkaSettings(bootstrap_servers=self.endpoints.kafka))
+
     def _ensure_topic(self) -> None:
         if self._topic_made:
             return
@@ -66,7 +72,7 @@ class Tidings(System):
         async def make() -> None:
             from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.endpoints.kafka)
+            admin = AIOKafkaAdminClient(**self._kafka_options())
             await admin.start()
             try:
                 await admin.create_topics(
@@ -148,7 +154,7 @@ class Tidings(System):
             if self._topic_made:
                 from aiokafka.admin import AIOKafkaAdminClient
 
-                admin = AIOKafkaAdminClient(bootstrap_servers=self.endpoints.kafka)
+                admin = AIOKafkaAdminClient(**self._kafka_options())
                 await admin.start()
                 try:
                     with contextlib.suppress(Exception):

@@ -437,7 +437,7 @@ class StreamSocket:
         topic = ctx.hub.topic(sub.tenant)
         try:
             async with PartitionReader(
-                ctx.kafka.bootstrap_servers,
+                ctx.kafka,
                 topic,
                 sub.partition,
                 sub.run_id,

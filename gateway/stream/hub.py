@@ -53,7 +53,7 @@ class Offsets:
             if self._consumer is None:
                 # Its end offsets are the last stable offset: what the readers can reach.
                 consumer = committed_reader(
-                    self._kafka.bootstrap_servers, request_timeout_ms=self._kafka.request_timeout_ms
+                    self._kafka, request_timeout_ms=self._kafka.request_timeout_ms
                 )
                 await consumer.start()
                 self._consumer = consumer
@@ -136,7 +136,7 @@ class TailHub:
                 tail = TenantTail(
                     tenant,
                     self.topic(tenant),
-                    self._kafka.bootstrap_servers,
+                    self._kafka,
                     self._metrics,
                     idle_seconds=self._idle_seconds,
                     request_timeout_ms=self._kafka.request_timeout_ms,

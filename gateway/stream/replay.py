@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from gateway.kafka import committed_reader
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
+from tidings.settings import KafkaSettings
 
 from .errors import StreamClosed
 from .frames import Frame, event_frame
@@ -44,7 +45,7 @@ _NO_PROGRESS_SECONDS = 30.0
 class PartitionReader:
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaSettings,
         topic: str,
         partition: int,
         run_id: str,
@@ -58,7 +59,7 @@ class PartitionReader:
         self._run_key = run_id.encode()
         self._run_id = run_id
         self._position = -1
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._request_timeout_ms = request_timeout_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._slots = slots
@@ -86,7 +87,7 @@ class PartitionReader:
                 await self._slots.acquire()
                 self._holds_slot = True
             consumer = committed_reader(
-                self._bootstrap,
+                self._kafka,
                 auto_offset_reset="earliest",
                 request_timeout_ms=self._request_timeout_ms,
                 # Reads stop at a known offset; never long-poll for more.

@@ -45,6 +45,7 @@ from gateway.kafka import committed_reader
 from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
+from tidings.settings import KafkaSettings
 
 from .cork import Cork
 from .errors import StreamClosed, too_slow
@@ -111,7 +112,7 @@ class TenantTail:
         self,
         tenant: str,
         topic: str,
-        bootstrap: str,
+        kafka: KafkaSettings,
         metrics: StreamMetrics,
         *,
         idle_seconds: float,
@@ -137,7 +138,7 @@ class TenantTail:
         self._lag = lag
         self._lag_task: asyncio.Task[None] | None = None
         self._consumer = committed_reader(
-            bootstrap, auto_offset_reset="latest", request_timeout_ms=request_timeout_ms
+            kafka, auto_offset_reset="latest", request_timeout_ms=request_timeout_ms
         )
         self._positions = TailPositions(self._consumer, end_offsets)
         self._spans = FanoutSpans(tenant)

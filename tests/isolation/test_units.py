@@ -34,7 +34,7 @@ from tests.stream.drivers import dispatch, next_item
 from tests.support import wait_for
 from tidings.errors import CloseCode
 from tidings.events import Event
-from tidings.settings import GatewaySettings, RedisSettings, Settings
+from tidings.settings import GatewaySettings, KafkaSettings, RedisSettings, Settings
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ async def running_tail(level: Watermarks, stall_seconds: float = 30.0) -> Any:
     tail = TenantTail(
         "acme",
         TOPIC,
-        "127.0.0.1:1",
+        KafkaSettings(bootstrap_servers="127.0.0.1:1"),
         metrics,
         idle_seconds=60,
         request_timeout_ms=1000,
