@@ -25,7 +25,7 @@ from infra.process import (
 )
 from infra.services.apps import Gateway, UserCode, Wiring, Worker, command_exists
 from infra.services.base import Service
-from infra.services.kafka import Kafka
+from infra.services.kafka import Kafka, SecureListener, cluster_ports
 from infra.services.redis import Redis
 from infra.services.sentinel import MASTER_NAME, RedisSentinel, sentinel_topology, sentinels_setting
 from infra.services.temporal import Temporal
@@ -43,21 +43,35 @@ class Stack:
         apps: bool = True,
         attached: bool = False,
         code: UserCode | None = None,
+        kafka_secure: SecureListener | None = None,
     ) -> None:
-        """``attached``: the processes die with this one (test stacks), instead of detaching."""
+        """``attached``: the processes die with this one (test stacks), instead of detaching.
+        ``kafka_secure``: the (first) Kafka node also serves clients over SASL_SSL."""
         self.settings = settings
         self.attached = attached
         self.layout = layout = Layout(settings.state_dir)
         host = settings.host
         self.temporal = Temporal(layout, host, settings.temporal_port, settings.temporal_ui_port)
-        self.kafka = Kafka(
-            layout,
-            host,
-            settings.kafka_port,
-            settings.kafka_controller_port,
-            settings.kafka_heap,
-            kafka_lib(settings),
+        nodes = cluster_ports(
+            settings.kafka_port, settings.kafka_controller_port, settings.kafka_brokers
         )
+        # One node keeps the name and folder it always had; a cluster's are numbered.
+        voters = {i + 1: c for i, (_, c) in enumerate(nodes)} if len(nodes) > 1 else None
+        self.kafkas = [
+            Kafka(
+                layout,
+                host,
+                port,
+                controller,
+                settings.kafka_heap,
+                kafka_lib(settings),
+                node_id=i + 1,
+                voters=voters,
+                secure=kafka_secure if i == 0 else None,
+            )
+            for i, (port, controller) in enumerate(nodes)
+        ]
+        self.kafka = self.kafkas[0]
         self.redis = Redis(layout, host, settings.redis_port)
         self.redis_replica: Redis | None = None
         self.sentinels: list[RedisSentinel] = []
@@ -72,13 +86,14 @@ class Stack:
         self.wiring = Wiring(
             self.temporal.address,
             self.temporal.ui_url,
-            self.kafka.bootstrap,
+            self.kafka_bootstrap,
             self.redis.redis_url,
             task_queue,
             redis_sentinels=sentinels_setting(self.sentinels),
             redis_sentinel_master=MASTER_NAME if self.sentinels else "",
+            kafka_replication=min(3, len(nodes)),
         )
-        self.infra: list[Service] = [self.temporal, self.kafka, self.redis]
+        self.infra: list[Service] = [self.temporal, *self.kafkas, self.redis]
         if self.redis_replica is not None:
             self.infra += [self.redis_replica, *self.sentinels]
         self.apps: list[Service] = []
@@ -94,6 +109,11 @@ class Stack:
             ]
         # Children of this process: waited on directly, so none lingers as a zombie.
         self._children: dict[str, Spawned] = {}
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every node's plaintext listener, as clients are given them."""
+        return ",".join(node.bootstrap for node in self.kafkas)
 
     def services(self) -> list[Service]:
         return [*self.infra, *self.apps]
@@ -127,8 +147,10 @@ class Stack:
 
     def _preflight(self, to_start: list[Service], say: Say) -> None:
         """Every check that can fail, before the first process starts."""
-        if self.kafka in to_start:
-            self.kafka.lib = ensure_kafka_jars(self.settings, say)
+        if any(node in to_start for node in self.kafkas):
+            lib = ensure_kafka_jars(self.settings, say)
+            for node in self.kafkas:
+                node.lib = lib
         for service in to_start:
             service.check()
         for service in to_start:
@@ -240,6 +262,8 @@ class Stack:
 
     def _grace(self, name: str) -> float:
         service = self._known().get(name)
+        if service is None and name.startswith("kafka"):
+            return Kafka.stop_grace  # a node of a cluster this stack was not told about
         return service.stop_grace if service else 10.0
 
 
@@ -254,4 +278,4 @@ def _stop_order(name: str) -> int:
     order = {"redis": 2, "kafka": 3, "temporal": 4}
     if name.startswith("redis-"):  # sentinels and the replica: before the primary they watch
         return 1
-    return order.get(name, 0 if name.startswith("gateway") else 1)
+    return order.get(name.partition("-")[0], 0 if name.startswith("gateway") else 1)

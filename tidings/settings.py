@@ -448,6 +448,10 @@ class StackSettings(BaseSettings):
     temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
     kafka_port: int = Field(default=9092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
+    # Several brokers form one KRaft cluster (each also a controller) whose
+    # topics keep three copies, two in sync; node i listens on KAFKA_PORT + 2i
+    # and KAFKA_CONTROLLER_PORT + 2i.
+    kafka_brokers: int = Field(default=1, ge=1, le=5)
     redis_port: int = Field(default=6379, ge=1, le=65535)
     # `tidings up --redis-sentinel`: a replica and three sentinels (on
     # consecutive ports from redis_sentinel_port) watching the primary.
@@ -465,20 +469,20 @@ class StackSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackSettings:
-        ports = {
-            "TEMPORAL_PORT": self.temporal_port,
-            "TEMPORAL_UI_PORT": self.temporal_ui_port,
-            "KAFKA_PORT": self.kafka_port,
-            "KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
-            "REDIS_PORT": self.redis_port,
-        }
+        ports = [("TEMPORAL_PORT", self.temporal_port), ("TEMPORAL_UI_PORT", self.temporal_ui_port)]
+        for i in range(self.kafka_brokers):
+            ports += [
+                ("KAFKA_PORT", self.kafka_port + 2 * i),
+                ("KAFKA_CONTROLLER_PORT", self.kafka_controller_port + 2 * i),
+            ]
+        ports.append(("REDIS_PORT", self.redis_port))
         if self.redis_sentinel:
-            ports["REDIS_REPLICA_PORT"] = self.redis_replica_port
+            ports.append(("REDIS_REPLICA_PORT", self.redis_replica_port))
             for i in range(3):
-                ports[f"REDIS_SENTINEL_PORT (+{i})"] = self.redis_sentinel_port + i
+                ports.append((f"REDIS_SENTINEL_PORT (+{i})", self.redis_sentinel_port + i))
         gateway = range(self.gateway_port, self.gateway_port + max(self.gateways, 1))
         seen: dict[int, str] = {}
-        for name, port in ports.items():
+        for name, port in ports:
             if port in seen or port in gateway:
                 other = seen.get(port, "GATEWAY_PORT")
                 raise ValueError(f"TIDINGS_STACK_{name} clashes with TIDINGS_STACK_{other}")

@@ -49,6 +49,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "the apps find the primary through the Sentinels",
     )
     parser.add_argument(
+        "--kafka-brokers",
+        type=int,
+        metavar="N",
+        help="a KRaft cluster of N Kafka nodes on every other port from TIDINGS_STACK_KAFKA_PORT; "
+        "3 keeps three copies of each topic, two in sync (default 1)",
+    )
+    parser.add_argument(
         "--demo", action="store_true", help="then start a `research` run and watch it live"
     )
     parser.add_argument(
@@ -85,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         gateways=args.gateways,
         gateway_processes=args.gateway_processes,
         redis_sentinel=args.redis_sentinel,
+        kafka_brokers=args.kafka_brokers,
     )
     code = user_code(args)
     # The keys the gateways will use: they get this process's environment.
@@ -96,7 +104,7 @@ def main(args: argparse.Namespace) -> int:
     for gateway in stack.gateways:
         print(f"gateway      {gateway.url()}")
     print(f"temporal     {stack.temporal.address}   (UI {stack.temporal.ui_url})")
-    print(f"kafka        {stack.kafka.bootstrap}")
+    print(f"kafka        {stack.kafka_bootstrap}")
     print(f"redis        {stack.redis.redis_url}")
     if stack.sentinels:
         print(f"sentinels    {stack.wiring.redis_sentinels}   (master {MASTER_NAME})")

@@ -49,6 +49,8 @@ class Wiring:
     # primary through these instead of redis_url's host.
     redis_sentinels: str = ""
     redis_sentinel_master: str = ""
+    # Copies of each tenant topic: 3 on a cluster of three or more brokers.
+    kafka_replication: int = 1
 
     def env(self) -> dict[str, str]:
         env = {
@@ -61,6 +63,8 @@ class Wiring:
         if self.redis_sentinels:
             env["TIDINGS_REDIS_SENTINELS"] = self.redis_sentinels
             env["TIDINGS_REDIS_SENTINEL_MASTER"] = self.redis_sentinel_master
+        if self.kafka_replication > 1:
+            env["TIDINGS_KAFKA_REPLICATION_FACTOR"] = str(self.kafka_replication)
         return env
 
 

@@ -1,4 +1,7 @@
-"""Apache Kafka in KRaft mode (one node: broker and controller), on the machine's JDK.
+"""Apache Kafka in KRaft mode on the machine's JDK: one node (broker and
+controller), or several such nodes forming one cluster (``tidings up
+--kafka-brokers 3``), optionally with a SASL_SSL client listener beside the
+plaintext one.
 
 The data folder is formatted once with a cluster id we keep beside it; a data
 folder whose ``meta.properties`` names another cluster (or cannot be read) is
@@ -12,6 +15,7 @@ import os
 import shutil
 import struct
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.errors import StackError
@@ -44,8 +48,32 @@ def read_properties(path: Path) -> dict[str, str]:
     return props
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL client listener (SCRAM-SHA-256 and -512) on ``port``.
+
+    ``keystore`` is a PEM file holding the broker's unencrypted PKCS#8 key and
+    its certificate chain. ``scram_users`` (name, password) are written into
+    the metadata when the data folder is formatted, the way KRaft bootstraps
+    credentials before any client can reach the admin API.
+    """
+
+    port: int
+    keystore: Path
+    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def cluster_ports(
+    first_port: int, first_controller_port: int, brokers: int
+) -> list[tuple[int, int]]:
+    """(client port, controller port) of each node: every other port from the
+    configured ones, so the defaults give 9092/9093, 9094/9095, 9096/9097."""
+    return [(first_port + 2 * i, first_controller_port + 2 * i) for i in range(brokers)]
+
+
 class Kafka(Service):
-    name = "kafka"
     stop_grace = 30.0  # a clean shutdown closes segments; a kill means log recovery next start
 
     def __init__(
@@ -56,21 +84,46 @@ class Kafka(Service):
         controller_port: int,
         heap: str,
         lib: Path | None,
+        *,
+        node_id: int = 1,
+        voters: dict[int, int] | None = None,
+        secure: SecureListener | None = None,
     ) -> None:
+        """``voters``: node id -> controller port of every node of a cluster;
+        ``None`` is the single node of the default stack (named ``kafka``)."""
         super().__init__(layout, host)
         self.port = port
         self.controller_port = controller_port
         self.heap = heap
         self.lib = lib
-        self.home = layout.data(self.name)
+        self.node_id = node_id
+        self.voters = voters if voters is not None else {node_id: controller_port}
+        self.secure = secure
+        if voters is None:
+            self.name = "kafka"
+            self.cluster_home = self.home = layout.data(self.name)
+        else:
+            self.name = f"kafka-{node_id}"
+            # The nodes share one cluster id, kept beside their data folders.
+            self.cluster_home = layout.data("kafka-cluster")
+            self.home = self.cluster_home / f"node-{node_id}"
         self.log_dirs = self.home / "logs"
 
     @property
     def ports(self) -> list[Port]:
-        return [
+        found = [
             Port(self.port, "TIDINGS_STACK_KAFKA_PORT"),
             Port(self.controller_port, "TIDINGS_STACK_KAFKA_CONTROLLER_PORT"),
         ]
+        if self.secure is not None:
+            found.append(Port(self.secure.port, "the SASL_SSL listener's port"))
+        return found
+
+    @property
+    def secure_bootstrap(self) -> str:
+        if self.secure is None:
+            raise StackError(f"{self.name} has no SASL_SSL listener")
+        return f"{self.host}:{self.secure.port}"
 
     @property
     def bootstrap(self) -> str:
@@ -83,8 +136,11 @@ class Kafka(Service):
         meta = self.log_dirs / "meta.properties"
         if not self.log_dirs.exists():
             return
-        ours = self.home / "cluster-id"
-        fix = f"remove {self.home} to start with an empty Kafka, or set TIDINGS_STACK_STATE_DIR"
+        ours = self.cluster_home / "cluster-id"
+        fix = (
+            f"remove {self.cluster_home} to start with an empty Kafka, "
+            "or set TIDINGS_STACK_STATE_DIR"
+        )
         try:
             found = read_properties(meta).get("cluster.id") if meta.exists() else None
             expected = ours.read_text().strip() if ours.exists() else None
@@ -105,19 +161,27 @@ class Kafka(Service):
         (self.home / "log4j2.properties").write_text(self._log4j())
         if (self.log_dirs / "meta.properties").exists():
             return
-        cluster_id = new_cluster_id()
-        (self.home / "cluster-id").write_text(cluster_id)
+        shared = self.cluster_home / "cluster-id"
+        if shared.exists() and self.cluster_home != self.home:
+            cluster_id = shared.read_text().strip()  # another node of the cluster made it
+        else:
+            cluster_id = new_cluster_id()
+            shared.write_text(cluster_id)
         java = require_tool("java", JAVA_HINT)
         argv = [java, "-XX:TieredStopAtLevel=1", *self._jvm_common(), "kafka.tools.StorageTool"]
         argv.append("format")
         argv += ["-t", cluster_id, "-c", str(self.home / "server.properties"), "--ignore-formatted"]
-        with self.layout.log("kafka-format").open("a") as out:
+        if self.secure is not None:
+            for name, password in self.secure.scram_users:
+                for mechanism in SecureListener.MECHANISMS:
+                    argv += ["--add-scram", f"{mechanism}=[name={name},password={password}]"]
+        log = self.layout.log(f"{self.name}-format")
+        with log.open("a") as out:
             done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False)
         if done.returncode != 0:
             shutil.rmtree(self.log_dirs, ignore_errors=True)
             raise StackError(
-                f"Kafka could not format {self.log_dirs} (exit {done.returncode}); "
-                f"see {self.layout.log('kafka-format')}"
+                f"Kafka could not format {self.log_dirs} (exit {done.returncode}); see {log}"
             )
 
     def _jvm_common(self) -> list[str]:
@@ -154,21 +218,29 @@ class Kafka(Service):
     def _server_properties(self) -> str:
         h, p, c = self.host, self.port, self.controller_port
         cores = os.cpu_count() or 2
+        # A cluster keeps three copies of its internal topics and refuses a
+        # write that fewer than two hold (acks=all), so losing one node loses
+        # nothing acknowledged; one node can only keep one.
+        replicas = str(min(3, len(self.voters)))
+        min_isr = str(min(2, len(self.voters)))
+        voters = ",".join(f"{node}@{h}:{port}" for node, port in sorted(self.voters.items()))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{h}:{c}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": voters,
             "listeners": f"PLAINTEXT://{h}:{p},CONTROLLER://{h}:{c}",
             "advertised.listeners": f"PLAINTEXT://{h}:{p}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.log_dirs),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "offsets.topic.replication.factor": replicas,
+            "default.replication.factor": replicas,
+            "min.insync.replicas": min_isr,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             # Tenant topics come from our template (partitions, retention), never by accident.
             "auto.create.topics.enable": "false",
@@ -189,10 +261,33 @@ class Kafka(Service):
             # offsets, transactions); live heap is then ~45 MiB, no remarks.
             "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
         }
+        if self.secure is not None:
+            props.update(self._secure_properties())
         return "".join(f"{key}={value}\n" for key, value in props.items())
 
+    def _secure_properties(self) -> dict[str, str]:
+        """The SASL_SSL listener, named SECURE; brokers and the health probe
+        keep using the plaintext one."""
+        assert self.secure is not None
+        h, s = self.host, self.secure.port
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        props = {
+            "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port},"
+            f"SECURE://{h}:{s}",
+            "advertised.listeners": f"PLAINTEXT://{h}:{self.port},SECURE://{h}:{s}",
+            "listener.security.protocol.map": (
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL"
+            ),
+            "listener.name.secure.sasl.enabled.mechanisms": ",".join(SecureListener.MECHANISMS),
+            "listener.name.secure.ssl.keystore.type": "PEM",
+            "listener.name.secure.ssl.keystore.location": str(self.secure.keystore),
+        }
+        for mechanism in SecureListener.MECHANISMS:
+            props[f"listener.name.secure.{mechanism.lower()}.sasl.jaas.config"] = scram
+        return props
+
     def _log4j(self) -> str:
-        log = self.layout.logs_dir / "kafka-server.log"
+        log = self.layout.logs_dir / f"{self.name}-server.log"
         return (
             "status = warn\n"
             "appender.file.type = File\n"
