@@ -7,8 +7,10 @@ again. What an earlier ``up`` started and is still healthy is left alone.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 from infra import ports
 from infra.errors import StackError
@@ -198,23 +200,35 @@ class Stack:
         names = self.layout.recorded_services()
         if only is not None:
             names = [name for name in names if name in set(only)]
-        for name in sorted(names, key=_stop_order):
-            pid_file = self.layout.pid_file(name)
-            record = ProcessRecord.load(pid_file)
-            child = self._children.pop(name, None)
-            if child is not None:
-                outcome = terminate(child.record, grace=self._grace(name), popen=child.popen)
-                say(f"{name}: {outcome} (pid {child.record.pid})")
-            elif record is None:
-                say(f"{name}: unreadable PID file removed")
-            elif is_ours(record):
-                outcome = terminate(record, grace=self._grace(name), popen=None)
-                say(f"{name}: {outcome} (pid {record.pid})")
-            else:
-                say(f"{name}: stale PID file removed ({_whose(record)}; not signalled)")
-            pid_file.unlink(missing_ok=True)
+        # Each rank stops together: a cluster's Kafka nodes stopped one by one
+        # would leave the last without a controller quorum, waiting out its
+        # grace for a controlled shutdown that cannot happen.
+        for _, rank in itertools.groupby(sorted(names, key=_stop_order), key=_stop_order):
+            group = list(rank)
+            if len(group) == 1 or not group[0].startswith("kafka"):
+                for name in group:
+                    self._stop_one(name, say)
+                continue
+            with ThreadPoolExecutor(len(group)) as pool:
+                list(pool.map(lambda name: self._stop_one(name, say), group))
         if not names:
             say(f"nothing to stop in {self.layout.root}")
+
+    def _stop_one(self, name: str, say: Say) -> None:
+        pid_file = self.layout.pid_file(name)
+        record = ProcessRecord.load(pid_file)
+        child = self._children.pop(name, None)
+        if child is not None:
+            outcome = terminate(child.record, grace=self._grace(name), popen=child.popen)
+            say(f"{name}: {outcome} (pid {child.record.pid})")
+        elif record is None:
+            say(f"{name}: unreadable PID file removed")
+        elif is_ours(record):
+            outcome = terminate(record, grace=self._grace(name), popen=None)
+            say(f"{name}: {outcome} (pid {record.pid})")
+        else:
+            say(f"{name}: stale PID file removed ({_whose(record)}; not signalled)")
+        pid_file.unlink(missing_ok=True)
 
     def restart(self, name: str, say: Say) -> None:
         """Stop one service and start it again on the same ports and data."""

@@ -261,6 +261,12 @@ class Kafka(Service):
             # offsets, transactions); live heap is then ~45 MiB, no remarks.
             "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
         }
+        if len(self.voters) > 1:
+            # A SIGKILLed node is fenced, and its partitions get new leaders,
+            # once it misses its session: 4 s instead of Kafka's 9 s, so the
+            # pause clients see is a few seconds (docs/reliability.md).
+            props["broker.session.timeout.ms"] = "4000"
+            props["broker.heartbeat.interval.ms"] = "1000"
         if self.secure is not None:
             props.update(self._secure_properties())
         return "".join(f"{key}={value}\n" for key, value in props.items())
