@@ -210,6 +210,8 @@ SECRET_SAMPLES = {
     "TIDINGS_REDIS_PASSWORD": "redis-acl-password-sample",
     "TIDINGS_TEMPORAL_API_KEY": "temporal-cloud-api-key-sample",
     "TIDINGS_MODEL_API_KEY": "sk-test",
+    "TIDINGS_KAFKA_SASL_USERNAME": "CKAPI4N7Q2EXAMPLE",
+    "TIDINGS_KAFKA_SASL_PASSWORD": "kafka-api-secret-example",
 }
 
 
