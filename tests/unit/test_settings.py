@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra.commands.common import stack_settings
+from infra.stack import Stack
 from tidings.errors import ConfigError
 from tidings.settings import (
     GatewaySettings,
@@ -120,3 +121,28 @@ def test_replace_swaps_one_part_and_validates_again() -> None:
     assert moved.gateway.port == 8123 and moved.kafka is base.kafka
     with pytest.raises(ConfigError, match="TOKEN_TTL"):
         base.replace(kafka=KafkaSettings(retention_ms=60_000))
+
+
+def test_kafka_brokers_take_every_other_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDINGS_STACK_REDIS_PORT", "9096")
+    assert load(StackSettings).redis_port == 9096  # one broker: 9092/9093 only
+    with pytest.raises(ConfigError, match=r"--kafka-brokers.*REDIS_PORT clashes with .*KAFKA_PORT"):
+        stack_settings(kafka_brokers=3)
+    monkeypatch.setenv("TIDINGS_STACK_REDIS_PORT", "6379")
+    assert stack_settings(kafka_brokers=3).kafka_brokers == 3
+
+
+def test_three_brokers_are_one_cluster(tmp_path: Path) -> None:
+    """What `tidings up --kafka-brokers 3` starts: three voters, every topic
+    three copies with two in sync, and the apps told every node."""
+    stack = Stack(StackSettings(state_dir=tmp_path, kafka_brokers=3), apps=False)
+    assert [node.name for node in stack.kafkas] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert stack.kafka_bootstrap == "127.0.0.1:9092,127.0.0.1:9094,127.0.0.1:9096"
+    assert stack.wiring.env()["TIDINGS_KAFKA_REPLICATION_FACTOR"] == "3"
+    props = stack.kafkas[1]._server_properties().splitlines()
+    assert "node.id=2" in props
+    assert "controller.quorum.voters=1@127.0.0.1:9093,2@127.0.0.1:9095,3@127.0.0.1:9097" in props
+    assert {"default.replication.factor=3", "min.insync.replicas=2"} <= set(props)
+    single = Stack(StackSettings(state_dir=tmp_path), apps=False)
+    assert [node.name for node in single.kafkas] == ["kafka"]
+    assert "TIDINGS_KAFKA_REPLICATION_FACTOR" not in single.wiring.env()
