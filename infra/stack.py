@@ -54,25 +54,7 @@ class Stack:
         self.layout = layout = Layout(settings.state_dir)
         host = settings.host
         self.temporal = Temporal(layout, host, settings.temporal_port, settings.temporal_ui_port)
-        nodes = cluster_ports(
-            settings.kafka_port, settings.kafka_controller_port, settings.kafka_brokers
-        )
-        # One node keeps the name and folder it always had; a cluster's are numbered.
-        voters = {i + 1: c for i, (_, c) in enumerate(nodes)} if len(nodes) > 1 else None
-        self.kafkas = [
-            Kafka(
-                layout,
-                host,
-                port,
-                controller,
-                settings.kafka_heap,
-                kafka_lib(settings),
-                node_id=i + 1,
-                voters=voters,
-                secure=kafka_secure if i == 0 else None,
-            )
-            for i, (port, controller) in enumerate(nodes)
-        ]
+        self.kafkas = self._kafka_nodes(settings.kafka_brokers, kafka_secure)
         self.kafka = self.kafkas[0]
         self.redis = Redis(layout, host, settings.redis_port)
         self.redis_replica: Redis | None = None
@@ -93,7 +75,7 @@ class Stack:
             task_queue,
             redis_sentinels=sentinels_setting(self.sentinels),
             redis_sentinel_master=MASTER_NAME if self.sentinels else "",
-            kafka_replication=min(3, len(nodes)),
+            kafka_replication=min(3, len(self.kafkas)),
         )
         self.infra: list[Service] = [self.temporal, *self.kafkas, self.redis]
         if self.redis_replica is not None:
@@ -112,6 +94,26 @@ class Stack:
         # Children of this process: waited on directly, so none lingers as a zombie.
         self._children: dict[str, Spawned] = {}
 
+    def _kafka_nodes(self, brokers: int, secure: SecureListener | None = None) -> list[Kafka]:
+        s = self.settings
+        nodes = cluster_ports(s.kafka_port, s.kafka_controller_port, brokers)
+        # One node keeps the name and folder it always had; a cluster's are numbered.
+        voters = {i + 1: c for i, (_, c) in enumerate(nodes)} if len(nodes) > 1 else None
+        return [
+            Kafka(
+                self.layout,
+                s.host,
+                port,
+                controller,
+                s.kafka_heap,
+                kafka_lib(s),
+                node_id=i + 1,
+                voters=voters,
+                secure=secure if i == 0 else None,
+            )
+            for i, (port, controller) in enumerate(nodes)
+        ]
+
     @property
     def kafka_bootstrap(self) -> str:
         """Every node's plaintext listener, as clients are given them."""
@@ -124,7 +126,14 @@ class Stack:
         """Configured services, plus apps an earlier ``up`` recorded (say with more gateways)."""
         known = {service.name: service for service in self.services()}
         host = self.settings.host
-        for name in self.layout.recorded_services():
+        recorded = self.layout.recorded_services()
+        # A cluster an earlier `up --kafka-brokers N` started, seen by a
+        # command not given N: its nodes, on the ports the same settings give.
+        nodes = [int(n) for name in recorded if (n := name.removeprefix("kafka-")).isdigit()]
+        if nodes and len(self.kafkas) == 1:
+            known.pop(self.kafka.name, None)
+            known.update({node.name: node for node in self._kafka_nodes(max(nodes))})
+        for name in recorded:
             kind, _, number = name.partition("-")
             if name in known or not number.isdigit():
                 continue
