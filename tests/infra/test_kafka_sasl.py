@@ -26,7 +26,7 @@ from tests.support import free_port
 from tidings.client import start_run, subscribe
 from tidings.events import EventType
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 USER = "tidings-app"
 KEY = "sasl-test-key-0001"

@@ -44,6 +44,8 @@ from tests.reliability.verify import (
 from tests.support import wait_for
 from tidings.topics import events_topic
 
+pytestmark = pytest.mark.slow
+
 RUNS = 10
 CLIENTS_PER_RUN = 10  # 100 clients
 
