@@ -50,7 +50,10 @@ def read_properties(path: Path) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class SecureListener:
-    """A SASL_SSL client listener (SCRAM-SHA-256 and -512) on ``port``.
+    """A SASL_SSL client listener (SCRAM-SHA-256 and -512) on ``port``; with
+    ``unsecured_oauth`` it also takes OAUTHBEARER with Kafka's unsecured
+    (unsigned) tokens, to exercise a client's token provider: never in
+    production.
 
     ``keystore`` is a PEM file holding the broker's unencrypted PKCS#8 key and
     its certificate chain. ``scram_users`` (name, password) are written into
@@ -61,6 +64,7 @@ class SecureListener:
     port: int
     keystore: Path
     scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    unsecured_oauth: bool = False
 
     MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -277,6 +281,9 @@ class Kafka(Service):
         assert self.secure is not None
         h, s = self.host, self.secure.port
         scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        mechanisms = list(SecureListener.MECHANISMS)
+        if self.secure.unsecured_oauth:
+            mechanisms.append("OAUTHBEARER")
         props = {
             "listeners": f"PLAINTEXT://{h}:{self.port},CONTROLLER://{h}:{self.controller_port},"
             f"SECURE://{h}:{s}",
@@ -284,12 +291,17 @@ class Kafka(Service):
             "listener.security.protocol.map": (
                 "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL"
             ),
-            "listener.name.secure.sasl.enabled.mechanisms": ",".join(SecureListener.MECHANISMS),
+            "listener.name.secure.sasl.enabled.mechanisms": ",".join(mechanisms),
             "listener.name.secure.ssl.keystore.type": "PEM",
             "listener.name.secure.ssl.keystore.location": str(self.secure.keystore),
         }
         for mechanism in SecureListener.MECHANISMS:
             props[f"listener.name.secure.{mechanism.lower()}.sasl.jaas.config"] = scram
+        if self.secure.unsecured_oauth:
+            # Kafka's default OAUTHBEARER validator accepts unsigned tokens.
+            props["listener.name.secure.oauthbearer.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;"
+            )
         return props
 
     def _log4j(self) -> str:

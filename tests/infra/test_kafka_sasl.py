@@ -6,16 +6,22 @@ the process at start, naming the problem and never the secret."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.abc import AbstractTokenProvider
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from gateway.kafka import committed_reader
 from infra.services.kafka import SecureListener
 from infra.stack import Stack
 from tests.conftest import StackHandle, private_stack_settings
@@ -25,6 +31,8 @@ from tests.services import gateway_ready
 from tests.support import free_port
 from tidings.client import start_run, subscribe
 from tidings.events import EventType
+from tidings.kafka_connection import client_options, verify
+from tidings.settings import KafkaSettings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -76,7 +84,9 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     (folder / "ca.pem").write_bytes(ca.pem())
     (folder / "rogue.pem").write_bytes(rogue.pem())
     password = f"scram-{uuid.uuid4().hex}"
-    listener = SecureListener(free_port(), broker_keystore(ca, folder), ((USER, password),))
+    listener = SecureListener(
+        free_port(), broker_keystore(ca, folder), ((USER, password),), unsecured_oauth=True
+    )
     settings = private_stack_settings(folder / "stack", kafka_heap="256m")
     kafka = Stack(settings, apps=False, attached=True, kafka_secure=listener)
     try:
@@ -171,3 +181,59 @@ async def test_wrong_password_and_untrusted_ca_stop_at_start(
     assert code_g == 2, out_g
     assert "certificate is not trusted" in out_g and "TIDINGS_KAFKA_SSL_CA_FILE" in out_g
     assert secure_kafka.password not in out_g
+
+
+class UnsignedToken(AbstractTokenProvider):
+    """A token Kafka's default (unsecured) OAUTHBEARER validator accepts: an
+    unsigned JWT naming a subject, as an identity provider's would."""
+
+    async def token(self) -> str:
+        def part(claims: dict[str, object]) -> str:
+            return base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+
+        now = int(time.time())
+        return f"{part({'alg': 'none'})}.{part({'sub': USER, 'iat': now, 'exp': now + 600})}."
+
+
+def unsigned_token() -> UnsignedToken:
+    return UnsignedToken()
+
+
+async def test_oauthbearer_token_provider_hook(
+    secure_kafka: SecureKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TIDINGS_KAFKA_SASL_OAUTH_TOKEN_PROVIDER`` names a callable loaded at
+    start; its tokens log in, and a record goes through the broker and back."""
+    for name, value in {
+        "BOOTSTRAP_SERVERS": secure_kafka.bootstrap,
+        "SECURITY_PROTOCOL": "SASL_SSL",
+        "SASL_MECHANISM": "OAUTHBEARER",
+        "SASL_OAUTH_TOKEN_PROVIDER": f"{__name__}:unsigned_token",
+        "SSL_CA_FILE": str(secure_kafka.ca_file),
+    }.items():
+        monkeypatch.setenv(f"TIDINGS_KAFKA_{name}", value)
+    kafka = load(KafkaSettings)
+    await verify(kafka)
+    topic = f"oauth.{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(**client_options(kafka), acks="all")
+    await producer.start()
+    try:
+        sent = await producer.send_and_wait(topic, b"through OAUTHBEARER")
+    finally:
+        await producer.stop()
+    consumer = committed_reader(kafka, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        async with asyncio.timeout(20):
+            batch = await consumer.getmany(timeout_ms=10_000)
+    finally:
+        await consumer.stop()
+    values = [record.value for records in batch.values() for record in records]
+    assert sent.offset == 0 and values == [b"through OAUTHBEARER"]
