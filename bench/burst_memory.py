@@ -242,8 +242,11 @@ def ensure_topic(bootstrap: str, topic: str) -> None:
 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+    from tidings.kafka_connection import client_options
+    from tidings.settings import KafkaSettings
+
     async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**client_options(KafkaSettings(bootstrap_servers=bootstrap)))
         await admin.start()
         try:
             await admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])

@@ -42,6 +42,8 @@ from bench.harness import ROOT, raise_fd_limit, rss_kb
 from bench.messages import API_KEY, TENANT
 from bench.systems import Endpoints, Tidings
 from tidings.events import Event
+from tidings.kafka_connection import client_options
+from tidings.settings import KafkaSettings
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -134,7 +136,8 @@ async def open_many(n: int, port: int, path: str, rcvbuf: int | None) -> list[so
 
 
 async def publish(kafka: str, topic: str, run_id: str, events: int, payload: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka, enable_idempotence=True, acks="all")
+    options = client_options(KafkaSettings(bootstrap_servers=kafka))
+    producer = AIOKafkaProducer(**options, enable_idempotence=True, acks="all")
     await producer.start()
     try:
         pad = "x" * payload
