@@ -269,6 +269,7 @@ async def emit_main(mode: str, bootstrap: str, prefix: str, count: int) -> None:
 
     from activities.emitter import Emitter
     from tidings.events import Event, EventType
+    from tidings.kafka_connection import client_options
     from tidings.settings import KafkaSettings
     from tidings.topics import events_topic
 
@@ -296,7 +297,8 @@ async def emit_main(mode: str, bootstrap: str, prefix: str, count: int) -> None:
         finally:
             await emitter.stop()
     else:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+        options = client_options(KafkaSettings(bootstrap_servers=bootstrap))
+        producer = AIOKafkaProducer(**options, linger_ms=5)
         await producer.start()
         try:
             await producer.send_and_wait(topic, event(0).to_bytes(), key=b"warm")
