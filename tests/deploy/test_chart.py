@@ -133,6 +133,7 @@ def test_helm_lint(tools: ChartTools, name: str) -> None:
                 "pipelines.configMap=my-pipelines",
                 "pipelines.names={mine}",
                 "worker.activities={mysteps:activities}",
+                "tlsFiles.secretName=tidings-tls",
             ),
         ),
     ],
@@ -400,3 +401,35 @@ def test_own_pipelines_reach_the_workers_and_their_queues_are_watched(tools: Cha
         dedicated_queue("tidings", "mine"),
         dedicated_queue("tidings", "theirs"),
     ]
+
+
+def test_certificate_files_come_from_a_secret_mounted_read_only(tools: ChartTools) -> None:
+    """mTLS to Temporal and Kafka needs files, not variables: a Secret's keys are
+    mounted in both planes, and the settings name the paths."""
+    path = "/etc/tidings/tls/client.crt"
+    docs = manifests(
+        render(
+            tools,
+            [],
+            "tlsFiles.secretName=tidings-tls",
+            f"extraEnv.TIDINGS_TEMPORAL_TLS_CERT_FILE={path}",
+        )
+    )
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        spec = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert volumes["tls-files"]["secret"]["secretName"] == "tidings-tls"
+        (container,) = spec["containers"]
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["tls-files"] == {
+            "name": "tls-files",
+            "mountPath": "/etc/tidings/tls",
+            "readOnly": True,
+        }
+        assert env_of(container)["TIDINGS_TEMPORAL_TLS_CERT_FILE"]["value"] == path
+    plain = manifests(render(tools, []))
+    for deployment in (d for d in plain if d["kind"] == "Deployment"):
+        names = {v["name"] for v in deployment["spec"]["template"]["spec"]["volumes"]}
+        assert "tls-files" not in names

@@ -130,6 +130,12 @@ workers (dict "root" $ "pipelines" true), the pipelines ConfigMap when given. */
   configMap:
     name: {{ .root.Values.pipelines.configMap }}
 {{- end }}
+{{- with .root.Values.tlsFiles.secretName }}
+- name: tls-files
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
 {{- end -}}
 
 {{- define "tidings.volumeMounts" -}}
@@ -138,6 +144,11 @@ workers (dict "root" $ "pipelines" true), the pipelines ConfigMap when given. */
 {{- if and .pipelines .root.Values.pipelines.configMap }}
 - name: pipelines
   mountPath: /etc/tidings/pipelines
+  readOnly: true
+{{- end }}
+{{- if .root.Values.tlsFiles.secretName }}
+- name: tls-files
+  mountPath: {{ .root.Values.tlsFiles.mountPath }}
   readOnly: true
 {{- end }}
 {{- end -}}
