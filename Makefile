@@ -77,7 +77,7 @@ bench: deps
 # ranges allow, and npm's lock likewise; review the diff, then run `make test`.
 lock: $(VENV)/.installed
 	$(BIN)/pip install -q -r requirements/tools.in
-	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev \
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev --extra agents \
 	    --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
 	    --generate-hashes --upgrade --no-header --quiet -o requirements/lock.txt
 	npm install --package-lock-only --ignore-scripts
