@@ -13,6 +13,8 @@ from typing import Any, Final
 EMIT_RUN_EVENT: Final = "tidings.emit_run_event"
 RECORD_STEP_FAILURE: Final = "tidings.record_step_failure"
 REQUEST_EXTERNAL: Final = "tidings.request_external"
+# The activity a step of kind `agent` runs unless its spec names another.
+AGENT_RUN: Final = "agent.run"
 
 # Events that close an attempt use this seq so they sort after anything the
 # attempt itself emitted, whose count the closer cannot know (the attempt

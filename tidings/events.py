@@ -37,6 +37,10 @@ class EventType:
     STEP_RETRYING = "step.retrying"
     STEP_FAILED = "step.failed"
     STEP_REQUESTED = "step.requested"
+    # Agent steps (activities/agent): reasoning, a tool call and its (cut) return.
+    STEP_THINKING = "step.thinking"
+    STEP_TOOL_CALL = "step.tool_call"
+    STEP_TOOL_RESULT = "step.tool_result"
     ALERT_HOT_LOOP = "alert.hot_loop"
 
     TERMINAL = frozenset({RUN_COMPLETED, RUN_FAILED, RUN_CANCELLED, RUN_TERMINATED, RUN_TIMED_OUT})

@@ -424,6 +424,9 @@ class ModelSettings(BaseSettings):
     name: str = "llama3.2"
     api_key: SecretStr = SecretStr("")
     timeout_seconds: float = Field(default=60.0, gt=0)
+    # Agent steps: a tool's return is cut to this many characters in its
+    # step.tool_result event (the model still gets all of it).
+    tool_result_max_chars: int = Field(default=2000, ge=16, le=1_000_000)
 
 
 class TracingSettings(BaseSettings):

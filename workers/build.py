@@ -111,9 +111,19 @@ async def open_clients(
 
 def default_activities(clients: Clients, settings: Settings) -> list[object]:
     provider = build_provider(settings.model, clients.http)
+    index = SearchIndex.bundled()
+    try:
+        # Imported here: the built-in `agent` pipeline is the only user of the extra.
+        from activities.agent.steps import AgentSteps
+    except ImportError as exc:
+        raise ConfigError(
+            f"the built-in agent pipeline needs the agents extra "
+            f"(pip install 'tidings[agents]'): {exc}"
+        ) from None
     return [
         RunActivities(clients.emitter),
-        ResearchSteps(clients.emitter, provider, SearchIndex.bundled()),
+        ResearchSteps(clients.emitter, provider, index),
+        AgentSteps(clients.emitter, settings.model, index),
     ]
 
 

@@ -63,4 +63,28 @@ RESEARCH = load_spec(
     source="workflows/builtin.py",
 )
 
-BUILTIN: tuple[PipelineSpec, ...] = (RESEARCH,)
+AGENT = load_spec(
+    {
+        "name": "agent",
+        "description": (
+            "A Pydantic AI agent answers the question with the corpus search tool, "
+            "streaming its thinking, tool calls, tool results and answer."
+        ),
+        "input": {
+            "question": {"type": "string", "min_length": 1, "max_length": 2000},
+        },
+        "steps": [
+            {
+                "name": "answer",
+                "kind": "agent",
+                "input": {"question": "$input.question", "tools": ["search"], "pace_ms": 10},
+                "start_to_close_seconds": 300,
+                "heartbeat_seconds": 10,
+            },
+        ],
+        "output": "$steps.answer",
+    },
+    source="workflows/builtin.py",
+)
+
+BUILTIN: tuple[PipelineSpec, ...] = (RESEARCH, AGENT)

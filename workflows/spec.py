@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from activities.types import AGENT_RUN
 from tidings.errors import ConfigError
 from workflows import refs
 
@@ -60,7 +61,9 @@ class InputField(_Model):
 
 class StepSpec(_Model):
     name: Name
-    kind: Literal["activity", "approval", "external"] = "activity"
+    # `agent`: an activity step whose activity runs an agent and streams its
+    # thinking, tool calls and results besides tokens (activities/agent).
+    kind: Literal["activity", "approval", "external", "agent"] = "activity"
     activity: str | None = Field(default=None, min_length=1, max_length=200)
     input: dict[str, Any] = Field(default_factory=dict)
     for_each: str | None = None
@@ -74,11 +77,22 @@ class StepSpec(_Model):
     on_timeout: Literal["fail", "approve", "reject"] = "fail"
     fallback: str | None = Field(default=None, min_length=1, max_length=200)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _agent_activity(cls, raw: Any) -> Any:
+        # Written into the spec, so a run's frozen spec names the activity and
+        # the workflow runs an agent step as it runs any activity step.
+        if isinstance(raw, dict) and raw.get("kind") == "agent" and raw.get("activity") is None:
+            return {**raw, "activity": AGENT_RUN}
+        return raw
+
     @model_validator(mode="after")
     def _kind_fields(self) -> StepSpec:
         if self.kind == "activity" and self.activity is None:
             raise ValueError("activity is required when kind is 'activity'")
-        if self.kind != "activity" and (self.activity or self.for_each or self.fallback):
+        if self.kind in ("approval", "external") and (
+            self.activity or self.for_each or self.fallback
+        ):
             raise ValueError(f"a {self.kind} step takes no activity, for_each or fallback")
         if self.kind != "approval" and self.on_timeout == "approve":
             raise ValueError("on_timeout 'approve' only applies to approval steps")
