@@ -14,7 +14,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic_ai.messages import ModelMessage, ModelRequest, ToolReturnPart, UserPromptPart
+from pydantic_ai.messages import (
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextPart,
+    ThinkingPart,
+    ToolCallPart,
+    ToolReturnPart,
+    UserPromptPart,
+)
 from pydantic_ai.models.function import (
     AgentInfo,
     DeltaThinkingCalls,
@@ -28,15 +37,15 @@ from activities.models.offline import OfflineProvider
 from activities.models.provider import Passage
 
 SEARCH_TOOL = "search"
+CALL_ID = f"{SEARCH_TOOL}-1"
 
 
 def offline_model(pace_seconds: float = 0.0) -> FunctionModel:
     """The scripted model; ``pace_seconds`` between text tokens lets demos and tests watch."""
     summariser = OfflineProvider()
 
-    async def stream(
-        messages: list[ModelMessage], info: AgentInfo
-    ) -> AsyncIterator[str | DeltaToolCalls | DeltaThinkingCalls]:
+    def next_turn(messages: list[ModelMessage], info: AgentInfo) -> tuple[str, list[str]]:
+        """("search", [thought, args]) to call the tool, or ("answer", tokens)."""
         question = _question(messages)
         returns = [
             part
@@ -45,24 +54,38 @@ def offline_model(pace_seconds: float = 0.0) -> FunctionModel:
             for part in message.parts
             if isinstance(part, ToolReturnPart)
         ]
-        offers_search = any(tool.name == SEARCH_TOOL for tool in info.function_tools)
-        if not returns and offers_search:
-            yield {0: DeltaThinkingPart(content=f"I will search the corpus for: {question}")}
-            yield {
-                1: DeltaToolCall(
-                    name=SEARCH_TOOL,
-                    json_args=json.dumps({"query": question}),
-                    tool_call_id=f"{SEARCH_TOOL}-1",
-                )
-            }
-            return
+        if not returns and any(tool.name == SEARCH_TOOL for tool in info.function_tools):
+            thought = f"I will search the corpus for: {question}"
+            return "search", [thought, json.dumps({"query": question})]
         passages = [p for part in returns for p in _passages(part.content)]
-        for token in summariser.tokens(question, passages):
+        return "answer", summariser.tokens(question, passages)
+
+    async def stream(
+        messages: list[ModelMessage], info: AgentInfo
+    ) -> AsyncIterator[str | DeltaToolCalls | DeltaThinkingCalls]:
+        action, parts = next_turn(messages, info)
+        if action == "search":
+            yield {0: DeltaThinkingPart(content=parts[0])}
+            yield {1: DeltaToolCall(name=SEARCH_TOOL, json_args=parts[1], tool_call_id=CALL_ID)}
+            return
+        for token in parts:
             yield token
             if pace_seconds:
                 await asyncio.sleep(pace_seconds)
 
-    return FunctionModel(stream_function=stream, model_name="offline")
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        # The same script without streaming (Agent.run with no stream handler).
+        action, parts = next_turn(messages, info)
+        if action == "search":
+            return ModelResponse(
+                parts=[
+                    ThinkingPart(content=parts[0]),
+                    ToolCallPart(SEARCH_TOOL, parts[1], tool_call_id=CALL_ID),
+                ]
+            )
+        return ModelResponse(parts=[TextPart(content="".join(parts))])
+
+    return FunctionModel(respond, stream_function=stream, model_name="offline")
 
 
 def _question(messages: list[ModelMessage]) -> str:

@@ -15,7 +15,7 @@ from activities.research import plan_sub_questions
 from activities.search_index import SearchIndex
 from tidings.errors import BadRequest
 from workflows import refs
-from workflows.builtin import RESEARCH
+from workflows.builtin import AGENT, RESEARCH
 from workflows.registry import PipelineRegistry, load_dir
 from workflows.spec import SpecError, load_spec
 
@@ -73,11 +73,11 @@ def test_yaml_and_json_files_load_and_errors_name_file_and_field(tmp_path: Path)
     assert [spec.name for spec in load_dir(tmp_path)] == ["one", "two"]
 
     registry = PipelineRegistry.with_builtins(tmp_path)
-    assert registry.names() == ["one", "research", "two"]
+    assert registry.names() == ["agent", "one", "research", "two"]
     with pytest.raises(BadRequest, match=r"input\.q must have at most 5"):
         registry.validate_input("one", {"q": "too long"})
     with pytest.raises(SpecError, match=r"pipeline 'two': steps\[0\].activity: no activity"):
-        registry.check_activities(RESEARCH.activities())
+        registry.check_activities(RESEARCH.activities() | AGENT.activities())
 
     (tmp_path / "three.yaml").write_text("name: three\nsteps:\n  - name: a\n    kind: magic\n")
     with pytest.raises(SpecError, match=r"three.yaml: .*steps\[0\].kind"):

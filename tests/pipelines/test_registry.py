@@ -107,7 +107,7 @@ async def test_the_catalog_learns_a_new_pipeline_at_once_and_validates_its_input
     await catalog.start()
     try:
         assert catalog.ready()
-        assert [p["name"] for p in catalog.pipelines()] == ["research"]
+        assert [p["name"] for p in catalog.pipelines()] == ["agent", "research"]
         item = announce.Announcement(GREET, f"{base}.pipeline.greet")
         await announce.announce(redis, ns, base, [item], ttl_seconds=30)
         # The next periodic refresh is seconds away: a miss looks again at once.

@@ -39,12 +39,16 @@ def test_builtins_run_on_the_deployment_queue_and_folder_pipelines_on_their_own(
     assert registry.task_queue("greet", "tidings") == "tidings.pipeline.greet"
     assert registry.task_queue("greet", "other") == dedicated_queue("other", "greet")
     assert registry.task_queues("tidings") == {
-        "tidings": ["research"],
+        "tidings": ["agent", "research"],
         "tidings.pipeline.greet": ["greet"],
     }
     # What the worker announces: each pipeline with the queue it polls for it.
     announced = {a.spec.name: a.task_queue for a in announcements_of(registry, "tidings")}
-    assert announced == {"research": "tidings", "greet": "tidings.pipeline.greet"}
+    assert announced == {
+        "research": "tidings",
+        "agent": "tidings",
+        "greet": "tidings.pipeline.greet",
+    }
 
 
 def test_an_announcement_wins_over_a_local_copy_and_keeps_its_queue() -> None:
