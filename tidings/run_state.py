@@ -10,6 +10,12 @@ the shared recorded streams in ``clients/fixtures/`` keep the two in agreement.
   attempt, every other event is idempotent, and within an attempt a step's
   status only moves forward. So a client that restores a saved state and
   resumes from an earlier position converges on the same state.
+- Agent steps (docs/protocol.md): ``step.thinking`` text is appended to the
+  step's ``thinking`` (deduplicated by seq, as tokens are), ``step.tool_call``
+  adds an entry to its ``tools`` list (once per ``call_id``) and
+  ``step.tool_result`` fills that entry's ``content`` and ``truncated``. Both
+  fields appear only on steps that had such events, and belong to the
+  current attempt like its text.
 - Once the run is over (any terminal event: completed, failed, cancelled,
   terminated, timed out) its state is final.
 
@@ -38,6 +44,9 @@ _STEP_STATUS = {
     "step.started": "running",
     "step.progress": "running",
     "step.token": "running",
+    "step.thinking": "running",
+    "step.tool_call": "running",
+    "step.tool_result": "running",
     "step.requested": "requested",
     "step.completed": "completed",
     "step.failed": "failed",
@@ -102,6 +111,22 @@ def _number(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _with_tool(tools: list[dict[str, Any]], kind: Any, data: Mapping[str, Any]) -> Any:
+    """``tools`` with a call added or its result filled in, keyed by ``call_id``
+    (a repeat changes nothing; a result seen before its call still shows)."""
+    call_id = data.get("call_id")
+    known = next((t for t in tools if t["call_id"] == call_id), None)
+    if kind == "step.tool_call":
+        call = {"tool": data.get("tool"), "args": data.get("args")}
+        if known is not None:
+            return [{**t, **call} if t is known else t for t in tools]
+        return [*tools, {"call_id": call_id, **call, "content": None, "truncated": False}]
+    result = {"content": data.get("content"), "truncated": bool(data.get("truncated"))}
+    if known is None:
+        return [*tools, {"call_id": call_id, "tool": data.get("tool"), "args": None, **result}]
+    return [{**t, **result} if t is known else t for t in tools]
+
+
 def _reduce_step(
     s: RunState, name: str, event: Mapping[str, Any], data: Mapping[str, Any]
 ) -> RunState:
@@ -139,12 +164,15 @@ def _reduce_step(
             seq = -1
         keep = _RANK[status] < _RANK[base["status"]]
         new = {**base, "status": base["status"] if keep else status}
-        if kind == "step.token":
+        if kind in ("step.token", "step.thinking"):
             if event.get("seq", 0) <= seq:
                 return s  # a repeat
             seq = event.get("seq", 0)
             if isinstance(data.get("text"), str):
-                new["text"] = base["text"] + data["text"]
+                field = "text" if kind == "step.token" else "thinking"
+                new[field] = base.get(field, "") + data["text"]
+        if kind in ("step.tool_call", "step.tool_result"):
+            new["tools"] = _with_tool(base.get("tools", []), kind, data)
         if kind == "step.completed":
             new["output"] = data.get("output")
     ended = _RANK[new["status"]] == 2 and s["waiting"] == name

@@ -26,12 +26,25 @@ export type RunStatus =
   | "TIMED_OUT";
 export type StepStatus = "running" | "waiting" | "requested" | "retrying" | "completed" | "failed";
 
+/** One tool call of an agent step and, once it returned, its (possibly cut) result. */
+export interface ToolCallState {
+  call_id: unknown;
+  tool: unknown;
+  args: unknown;
+  content: unknown;
+  truncated: boolean;
+}
+
 export interface StepState {
   status: StepStatus;
-  /** The newest attempt seen; `text` and `output` are that attempt's. */
+  /** The newest attempt seen; `text`, `output`, `thinking` and `tools` are that attempt's. */
   attempt: number;
   text: string;
   output: unknown;
+  /** Agent steps only: the reasoning streamed so far (`step.thinking`). */
+  thinking?: string;
+  /** Agent steps only: tool calls in order, with their results (`step.tool_call`, `step.tool_result`). */
+  tools?: ToolCallState[];
 }
 
 export interface RunState {
@@ -70,6 +83,9 @@ const STEP_STATUS: Record<string, StepStatus> = {
   "step.started": "running",
   "step.progress": "running",
   "step.token": "running",
+  "step.thinking": "running",
+  "step.tool_call": "running",
+  "step.tool_result": "running",
   "step.requested": "requested",
   "step.completed": "completed",
   "step.failed": "failed",
@@ -110,6 +126,21 @@ export function reduceRun(state: RunState | undefined, event: TidingsEvent): Run
   return event.step && !over ? reduceStep(s, event.step, event, data) : s;
 }
 
+/** `tools` with a call added or its result filled in, keyed by `call_id` (a repeat
+ * changes nothing; a result seen before its call still shows). */
+function withTool(tools: ToolCallState[], kind: string, data: Record<string, unknown>): ToolCallState[] {
+  const callId = data.call_id ?? null;
+  const known = tools.find((t) => t.call_id === callId);
+  if (kind === "step.tool_call") {
+    const call = { tool: data.tool ?? null, args: data.args ?? null };
+    if (known) return tools.map((t) => (t === known ? { ...t, ...call } : t));
+    return [...tools, { call_id: callId, ...call, content: null, truncated: false }];
+  }
+  const result = { content: data.content ?? null, truncated: Boolean(data.truncated) };
+  if (!known) return [...tools, { call_id: callId, tool: data.tool ?? null, args: null, ...result }];
+  return tools.map((t) => (t === known ? { ...t, ...result } : t));
+}
+
 function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record<string, unknown>): RunState {
   const prev = s.steps[name];
   const attempt = event.attempt || 1;
@@ -129,10 +160,16 @@ function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record
     const base: StepState = fresh ? { status, attempt, text: "", output: null } : prev;
     if (fresh) seq = -1;
     next = { ...base, status: RANK[status] >= RANK[base.status] ? status : base.status };
-    if (event.type === "step.token") {
+    if (event.type === "step.token" || event.type === "step.thinking") {
       if (event.seq <= seq) return s; // a repeat
       seq = event.seq;
-      if (typeof data.text === "string") next.text = base.text + data.text;
+      if (typeof data.text === "string") {
+        if (event.type === "step.token") next.text = base.text + data.text;
+        else next.thinking = (base.thinking ?? "") + data.text;
+      }
+    }
+    if (event.type === "step.tool_call" || event.type === "step.tool_result") {
+      next.tools = withTool(base.tools ?? [], event.type, data);
     }
     if (event.type === "step.completed") next.output = data.output ?? null;
   }
