@@ -159,3 +159,40 @@ def test_a_waiting_run_names_the_commands_that_answer_it() -> None:
     assert out.getvalue().splitlines() == [
         f"run waiting: review needs approve or reject (tidings approve|reject {RUN})"
     ]
+
+
+def test_an_agent_step_shows_its_thinking_tool_calls_collapsed_results_and_text() -> None:
+    def ev(type_: str, seq: int, **data: object) -> Event:
+        return Event(type_, "t", RUN, "answer", 1, seq, dict(data))
+
+    long_result = '[{"doc": "resume-tokens",\n "text": "' + "x" * 300 + '"}]'
+    out = io.StringIO()
+    printer = Printer(out, as_json=False)
+    for event in [
+        ev("step.started", 0),
+        ev("step.thinking", 1, text="I will "),
+        ev("step.thinking", 2, text="search."),
+        ev("step.tool_call", 3, call_id="c1", tool="search", args={"query": "why?"}),
+        ev("step.tool_result", 4, call_id="c1", tool="search", content=long_result, truncated=True),
+        ev("step.token", 5, text="Because "),
+        ev("step.token", 6, text="of tokens."),
+        ev("step.completed", 7),
+    ]:
+        printer.show(event)
+    lines = out.getvalue().splitlines()
+    assert lines[:3] == [
+        "step answer started (attempt 1)",
+        "  answer (thinking) | I will search.",
+        'step answer calls search({"query": "why?"})',
+    ]
+    # One line, at most 100 characters of content, marked as cut.
+    assert lines[3].startswith('step answer got search: [{"doc": "resume-tokens", "text": "xxx')
+    assert lines[3].endswith("... (cut)") and len(lines[3]) == len("step answer got search: ") + 106
+    assert lines[4:] == ["  answer | Because of tokens.", "step answer completed (attempt 1) [1]"]
+
+
+def test_history_thinking_is_held_like_tokens() -> None:
+    held = HeldTokens()
+    thought = Event("step.thinking", "t", RUN, "answer", 1, 1, {"text": "hmm"})
+    assert held.hold(thought)
+    assert held.release() == [thought]

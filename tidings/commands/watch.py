@@ -187,7 +187,7 @@ class HeldTokens:
 
     def hold(self, event: Event) -> bool:
         """Take ``event`` if it is a token (True); otherwise forget the tokens it ends."""
-        if event.type == EventType.STEP_TOKEN:
+        if event.type in (EventType.STEP_TOKEN, EventType.STEP_THINKING):
             self._tokens.append(event)
             return True
         if not self._tokens:
@@ -308,6 +308,9 @@ _STEP_STATES = {
     EventType.STEP_FAILED: "failed",
     EventType.STEP_REQUESTED: "handed to an agent service",
 }
+# Text a step streams, by event type: its label's suffix.
+_STREAMED = {EventType.STEP_TOKEN: "", EventType.STEP_THINKING: " (thinking)"}
+_PREVIEW = 100
 _COLORS = {"completed": "32", "failed": "31", "retrying": "33", "skipped": "2"}
 _BAR_WIDTH = 24
 
@@ -330,12 +333,14 @@ class Printer:
             self._write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
             return
         inferred = self.progress.update(event)
-        if event.type == EventType.STEP_TOKEN:
+        if event.type in _STREAMED:
             self._clear_bar()
-            if self._inline != event.step:
+            # An agent's reasoning streams on a line of its own, apart from its text.
+            label = f"{event.step}{_STREAMED[event.type]}"
+            if self._inline != label:
                 self._newline()
-                self._write(f"  {event.step} | ")
-                self._inline = event.step
+                self._write(f"  {label} | ")
+                self._inline = label
             self._write(str(event.data.get("text", "")))
             return
         self._newline()
@@ -436,6 +441,14 @@ def _line(event: Event) -> str:
         shown = json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
         shown = shown if len(shown) <= 100 else shown[:97] + "..."
         return f"step {event.step} progress (attempt {event.attempt}): {shown}"
+    if event.type == EventType.STEP_TOOL_CALL:
+        args = json.dumps(data.get("args"), ensure_ascii=False, default=str)
+        return f"step {event.step} calls {data.get('tool')}({_preview(args)})"
+    if event.type == EventType.STEP_TOOL_RESULT:
+        # Collapsed to one line; `--json` prints the whole (already cut) content.
+        cut = " (cut)" if data.get("truncated") else ""
+        content = _preview(str(data.get("content", "")))
+        return f"step {event.step} got {data.get('tool')}: {content}{cut}"
     if event.type == EventType.RUN_WAITING:
         step = data.get("step") or "a step"
         signals = data.get("signals") or []
@@ -449,6 +462,11 @@ def _line(event: Event) -> str:
     if event.type == EventType.ALERT_HOT_LOOP:
         return f"alert: step {event.step} is retrying in a hot loop"
     return event.type if not event.step else f"{event.type} {event.step}"
+
+
+def _preview(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= _PREVIEW else line[: _PREVIEW - 3] + "..."
 
 
 def _run_line(event: Event) -> str:
