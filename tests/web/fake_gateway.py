@@ -53,6 +53,16 @@ ANSWER = (
 )
 
 
+THOUGHT = "I will search the corpus."
+TOOL_CALL = {"call_id": "search-1", "tool": "search", "args": {"query": "resume <b>tokens</b>"}}
+TOOL_RESULT = {
+    "call_id": "search-1",
+    "tool": "search",
+    "content": '[{"doc": "resume-tokens", "text": "<b>not bold</b>"}]',
+    "truncated": True,
+}
+
+
 def answer_tokens() -> list[str]:
     words = ANSWER.split(" ")
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
@@ -132,6 +142,10 @@ class FakeGateway:
         for seq, token in enumerate(FAILED_ATTEMPT_TOKENS, start=1):
             run.emit("step.token", "draft", 1, seq, {"text": token})
             await asyncio.sleep(TOKEN_PACE)
+        # Agent events (issue 17) of the attempt that fails: discarded with its text.
+        after = len(FAILED_ATTEMPT_TOKENS) + 1
+        run.emit("step.thinking", "draft", 1, after, {"text": "a wrong thought"})
+        run.emit("step.tool_call", "draft", 1, after + 1, {**TOOL_CALL, "call_id": "dead"})
         run.emit(
             "step.retrying",
             "draft",
@@ -140,6 +154,10 @@ class FakeGateway:
             {"discard_attempt": 1, "next_attempt": 2},
         )
         run.emit("step.started", "draft", 2, 0, {})
+        # Seqs after the text's: what the page shows does not depend on them.
+        run.emit("step.thinking", "draft", 2, 10_000, {"text": THOUGHT})
+        run.emit("step.tool_call", "draft", 2, 10_001, TOOL_CALL)
+        run.emit("step.tool_result", "draft", 2, 10_002, TOOL_RESULT)
         tokens = answer_tokens()
         for seq, token in enumerate(tokens, start=1):
             if seq == len(tokens) // 2:

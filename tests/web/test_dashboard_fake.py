@@ -12,7 +12,14 @@ import pytest
 from infra.browser import Browser
 from tests.support import wait_for
 from tests.web.driver import clean_read, drive, page_state, screenshot_path
-from tests.web.fake_gateway import ANSWER, TEMPORAL_UI, FakeGateway, serve_fake
+from tests.web.fake_gateway import (
+    ANSWER,
+    TEMPORAL_UI,
+    THOUGHT,
+    TOOL_RESULT,
+    FakeGateway,
+    serve_fake,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -61,6 +68,18 @@ async def test_run_streams_through_a_drop_and_a_too_slow_close(
     assert finished["answer"] == ANSWER
     assert finished["injected_elements"] == 0
     assert "Attempt 1 failed" in finished["draft_note"]
+    # An agent step's reasoning and tool calls: attempt 1's are gone with its text;
+    # attempt 2's call shows collapsed (its result only on a click), markup as text.
+    assert finished["draft_thinking"] == [THOUGHT]
+    assert finished["draft_tools"] == [
+        {
+            "attempt": "2",
+            "open": False,
+            "summary": 'search({"query":"resume <b>tokens</b>"})',
+            "result": TOOL_RESULT["content"] + "\n… (cut)",
+            "result_visible": False,
+        }
+    ]
     assert finished["steps"]["draft"]["state"] == "completed"
     assert finished["steps"]["draft"]["attempts"] == "attempt 2"
     assert finished["steps"]["review"]["state"] == "completed"
@@ -79,7 +98,16 @@ async def test_run_streams_through_a_drop_and_a_too_slow_close(
     assert gateway.stats.acks > 0
     assert gateway.stats.bad_acks == 0
     # Live through a drop and a 4408, or replayed at once after a reload: the same page.
-    for key in ("draft", "answer", "status", "steps", "draft_note", "injected_elements"):
+    for key in (
+        "draft",
+        "answer",
+        "status",
+        "steps",
+        "draft_note",
+        "draft_thinking",
+        "draft_tools",
+        "injected_elements",
+    ):
         assert done[key] == finished[key], key
     # The page's state is the client's reduceRun: through the drop and the 4408,
     # and after the reload, it equals a clean read of every event the run emitted.

@@ -287,6 +287,7 @@ class RunView {
     row.row.dataset.state = label;
     row.attemptsEl.textContent = step.attempt > 1 ? `attempt ${step.attempt}` : '';
     if (step.text || this.texts.has(name)) this.renderText(name, step);
+    if (step.thinking || step.tools || this.texts.get(name)?.agent) this.renderAgent(name, step);
   }
 
   setDetail(name, detail) {
@@ -309,7 +310,8 @@ class RunView {
       text.setAttribute('aria-live', 'off');
       section.append(el('h3', null, `${name}: live text`), note, text);
       $('streams').append(section);
-      box = { note, text, span: null, attempt: 0, length: 0 };
+      // agent: an agent step's reasoning and tool calls (renderAgent), above its text.
+      box = { section, note, text, span: null, attempt: 0, length: 0, agent: null };
       this.texts.set(name, box);
     }
     return box;
@@ -332,6 +334,51 @@ class RunView {
       box.length = step.text.length;
     }
     box.text.classList.toggle('streaming', step.status === 'running');
+  }
+
+  // An agent step's reasoning and tool calls: the current attempt's, as reduceRun
+  // keeps them (a retry starts them afresh). Tool calls are collapsed by default:
+  // a summary line, the arguments and the result on a click.
+  renderAgent(name, step) {
+    const box = this.textBox(name);
+    if (!box.agent || box.agent.attempt !== step.attempt) {
+      box.agent?.root.remove();
+      const root = el('div', 'agent-attempt');
+      root.dataset.attempt = String(step.attempt);
+      const thinking = el('p', 'stream-thinking');
+      thinking.hidden = true;
+      root.append(thinking);
+      box.section.insertBefore(root, box.text);
+      box.agent = { root, thinking, attempt: step.attempt, calls: new Map() };
+    }
+    const agent = box.agent;
+    const thought = step.thinking ?? '';
+    if (agent.thinking.textContent !== thought) agent.thinking.textContent = thought;
+    agent.thinking.hidden = !thought;
+    for (const call of step.tools ?? []) {
+      const id = String(call.call_id ?? '');
+      let view = agent.calls.get(id);
+      if (!view) {
+        const details = el('details', 'tool-call');
+        details.dataset.callId = id;
+        const summary = el('summary');
+        const args = el('pre', 'tool-args');
+        const result = el('pre', 'tool-result');
+        result.hidden = true;
+        details.append(summary, args, result);
+        agent.root.append(details);
+        view = { details, summary, args, result };
+        agent.calls.set(id, view);
+      }
+      const tool = String(call.tool ?? 'tool');
+      view.summary.textContent = call.args == null ? tool : `${tool}(${summarise(call.args, 80)})`;
+      view.args.textContent = call.args == null ? '' : JSON.stringify(call.args, null, 2);
+      if (call.content != null) {
+        view.result.textContent = String(call.content) + (call.truncated ? '\n… (cut)' : '');
+        view.result.hidden = false;
+        view.details.dataset.state = 'returned';
+      }
+    }
   }
 
   noteDiscarded(name, failed, next) {
