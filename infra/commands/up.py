@@ -56,7 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "3 keeps three copies of each topic, two in sync (default 1)",
     )
     parser.add_argument(
-        "--demo", action="store_true", help="then start a `research` run and watch it live"
+        "--demo",
+        action="store_true",
+        help="then start a `research` run and an `agent` run and watch each live",
     )
     parser.add_argument(
         "--pipelines",
@@ -148,9 +150,22 @@ def demo_key(keys: Mapping[str, str], preferred: str | None) -> str:
     return next(iter(keys))
 
 
+# The declarative research pipeline, then the Pydantic AI agent (tool calls,
+# thinking) on the same question, so the two streams can be compared.
+DEMO_PIPELINES = ("research", "agent")
+
+
 def _demo(stack: Stack, api_key: str) -> int:
     run_input = json.dumps({"question": DEMO_QUESTION})
-    argv = [tidings_executable(), "run", "research", "--input", run_input, "--watch"]
+    for pipeline in DEMO_PIPELINES:
+        code = _demo_run(stack, api_key, pipeline, run_input)
+        if code != 0:
+            return code
+    return 0
+
+
+def _demo_run(stack: Stack, api_key: str, pipeline: str, run_input: str) -> int:
+    argv = [tidings_executable(), "run", pipeline, "--input", run_input, "--watch"]
     if not stack.gateways or not command_exists("tidings.commands.run"):
         say("the demo needs a gateway and the `run` command; once they exist, try:")
         print("  " + " ".join(argv[:4]) + f" '{run_input}' --watch")
