@@ -7,26 +7,22 @@ results on its ``step.retrying`` (the discard rule every step follows).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterable, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from pydantic_ai import Agent, RunContext
-from pydantic_ai.exceptions import AgentRunError, ModelAPIError, UserError
-from pydantic_ai.messages import AgentStreamEvent
+from pydantic_ai import Agent
 from pydantic_ai.tools import Tool
 from temporalio.exceptions import ApplicationError
 
-from activities.agent.events import map_event
 from activities.agent.model import build_agent_model
 from activities.agent.offline import SEARCH_TOOL
+from activities.agent.publish import run_agent
 from activities.emitter import Emitter
 from activities.search_index import SearchIndex
 from activities.steps import StepActivities, StepContext, StepOutput, step
 from activities.types import AGENT_RUN
 from tidings.errors import ActivityErrorType
-from tidings.events import EventType
 from tidings.settings import ModelSettings
 
 INSTRUCTIONS = (
@@ -70,39 +66,12 @@ class AgentSteps(StepActivities):
             tools=self._selected(data.get("tools", [SEARCH_TOOL])),
             name="tidings",
         )
-        calls = 0
-
-        async def publish(_: RunContext[None], events: AsyncIterable[AgentStreamEvent]) -> None:
-            nonlocal calls
-            async for event in events:
-                mapped = map_event(event, self._settings.tool_result_max_chars)
-                if mapped is None:
-                    continue
-                if mapped.type == EventType.STEP_TOKEN:
-                    await ctx.token(mapped.data["text"])
-                elif mapped.type == EventType.STEP_THINKING:
-                    await ctx.emit(mapped.type, mapped.data, wait=False)
-                else:
-                    calls += mapped.type == EventType.STEP_TOOL_CALL
-                    await ctx.emit(mapped.type, mapped.data)
-
-        try:
-            result = await agent.run(question, event_stream_handler=publish)
-        except asyncio.CancelledError:
-            raise
-        except UserError as exc:
-            raise _invalid(f"agent misconfigured: {exc}") from None
-        except ModelAPIError as exc:
-            # The SDK's message names the status, never the request headers.
-            raise ApplicationError(
-                f"model server failed: {type(exc).__name__}",
-                type=ActivityErrorType.PROVIDER_UNAVAILABLE,
-            ) from None
-        except AgentRunError as exc:
-            raise ApplicationError(str(exc), type=type(exc).__name__) from None
+        answer, calls = await run_agent(
+            ctx, agent, question, max_result_chars=self._settings.tool_result_max_chars
+        )
         return {
             "question": question,
-            "answer": str(result.output),
+            "answer": answer,
             "tool_calls": calls,
             "provider": self._settings.provider,
         }
