@@ -1,0 +1,71 @@
+"""Fixtures of the agent tests: a gateway and a worker on the stack, with
+their own task queue and topics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from tests.conftest import StackHandle
+from tests.processes import ChildProcess, module_argv
+from tests.services import GatewayProcess, private_settings, service_env
+from tests.support import free_port
+from tests.topics import private_topics
+
+MAX_RESULT_CHARS = 200
+
+
+@dataclass
+class Deployment:
+    url: str
+    key: str
+    # What a process needs to reach this deployment (worker, CLI, example).
+    env: dict[str, str]
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.key}"}, timeout=30
+        )
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def deployment(
+    stack: StackHandle, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Deployment]:
+    settings = private_settings(stack, "agent", partitions=1)
+    suffix = uuid.uuid4().hex[:8]
+    tenant, key = f"agent{suffix}", f"agent-key-{suffix}"
+    logs = tmp_path_factory.mktemp("agent")
+    port = free_port()
+    env = service_env(
+        settings,
+        {key: tenant},
+        port,
+        TIDINGS_MODEL_PROVIDER="offline",
+        TIDINGS_MODEL_TOOL_RESULT_MAX_CHARS=str(MAX_RESULT_CHARS),
+    )
+    worker = ChildProcess("worker", module_argv("tidings.cli", "worker"), env, logs / "w.log")
+    gateway = GatewayProcess(
+        ChildProcess("gateway", module_argv("tidings.cli", "gateway"), env, logs / "gw.log"), port
+    )
+
+    async def ready() -> bool:
+        return "ready on task queue" in worker.log.read_text(errors="replace")
+
+    async with private_topics(settings, tenant):
+        try:
+            await worker.start(ready, 60)
+            await gateway.start()
+            yield Deployment(
+                gateway.url,
+                key,
+                {**env, "TIDINGS_GATEWAY_URL": gateway.url, "TIDINGS_API_KEY": key},
+            )
+        finally:
+            gateway.stop()
+            worker.stop()
