@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from tests.services import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 QUESTION = "How do resume tokens let a client reconnect without losing events?"
 
 
@@ -77,6 +80,27 @@ async def test_agent_run_streams_tool_calls_results_and_tokens(deployment: Deplo
     assert detail["result"]["tool_calls"] == 1
     assert "resume" in text.lower()
     assert all(e["attempt"] == 1 for e in answer)
+
+    # Model token -> WebSocket client: an event's `ts` is stamped as the stream
+    # handler gets the model's delta; the frame's arrival is read on the same
+    # clock (docs/agents.md quotes these figures).
+    delays = sorted(
+        arrived - _epoch(event["ts"]) for arrived, event in frames if event["type"] == "step.token"
+    )
+    figures = {
+        "tokens": len(delays),
+        "p50_ms": round(1000 * delays[len(delays) // 2], 1),
+        "p99_ms": round(1000 * delays[int(len(delays) * 0.99)], 1),
+        "max_ms": round(1000 * delays[-1], 1),
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "agent-token-latency.json").write_text(json.dumps(figures) + "\n")
+    # Generous: a loaded 2-core CI host; the point is "live", not a benchmark.
+    assert figures["p50_ms"] < 1000, figures
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 async def test_a_bad_agent_input_is_refused_before_the_run(deployment: Deployment) -> None:
