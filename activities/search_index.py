@@ -97,6 +97,13 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self._docs)
 
+    def document(self, doc: str) -> Passage | None:
+        """The whole document named ``doc``, or ``None``."""
+        for name, title, body, _ in self._docs:
+            if name == doc:
+                return Passage(doc=name, title=title, text=body)
+        return None
+
     def search(self, query: str, limit: int = 3) -> list[Passage]:
         wanted = Counter(_terms(query))
         scored: list[tuple[float, str, str, str]] = []

@@ -15,6 +15,8 @@ RECORD_STEP_FAILURE: Final = "tidings.record_step_failure"
 REQUEST_EXTERNAL: Final = "tidings.request_external"
 # The activity a step of kind `agent` runs unless its spec names another.
 AGENT_RUN: Final = "agent.run"
+# Carries an agent run on after a review of its pending tool calls.
+AGENT_RESUME: Final = "agent.resume"
 
 # Events that close an attempt use this seq so they sort after anything the
 # attempt itself emitted, whose count the closer cannot know (the attempt

@@ -68,21 +68,51 @@ AGENT = load_spec(
         "name": "agent",
         "description": (
             "A Pydantic AI agent answers the question with the corpus search tool, "
-            "streaming its thinking, tool calls, tool results and answer."
+            "streaming its thinking, tool calls, tool results and answer; reading a "
+            "whole document optionally waits for a reviewer's approval."
         ),
         "input": {
             "question": {"type": "string", "min_length": 1, "max_length": 2000},
+            "require_approval": {"type": "boolean", "required": False, "default": False},
         },
         "steps": [
             {
                 "name": "answer",
                 "kind": "agent",
-                "input": {"question": "$input.question", "tools": ["search"], "pace_ms": 10},
+                "input": {
+                    "question": "$input.question",
+                    "tools": ["search"],
+                    "approval_tools": ["fetch_document"],
+                    "require_approval": "$input.require_approval",
+                    "pace_ms": 10,
+                },
+                "start_to_close_seconds": 300,
+                "heartbeat_seconds": 10,
+            },
+            {
+                # Pydantic AI's deferred tool calls <-> the approve / reject signals.
+                "name": "review",
+                "kind": "approval",
+                "when": "$steps.answer.pending",
+                "timeout_seconds": 24 * 3600,
+                "on_timeout": "reject",
+            },
+            {
+                "name": "final",
+                "kind": "agent",
+                "activity": "agent.resume",
+                "input": {
+                    "answer": "$steps.answer",
+                    "review": "$steps.review",
+                    "tools": ["search"],
+                    "approval_tools": ["fetch_document"],
+                    "pace_ms": 10,
+                },
                 "start_to_close_seconds": 300,
                 "heartbeat_seconds": 10,
             },
         ],
-        "output": "$steps.answer",
+        "output": "$steps.final",
     },
     source="workflows/builtin.py",
 )

@@ -2,7 +2,8 @@
 
 Text deltas become ``step.token`` (the caller sends them through the
 coalescing token path), reasoning ``step.thinking``, a tool call
-``step.tool_call`` and its return ``step.tool_result``. Everything else the
+``step.tool_call`` and its return ``step.tool_result``; calls that wait for
+approval, ``step.progress`` ``{"awaiting_approval": [...]}``. Everything else the
 agent streams (part ends, final-result markers, history deltas) is
 bookkeeping a user interface has no use for, and maps to nothing.
 """
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_ai.messages import (
+    DeferredToolRequestsEvent,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
     PartDeltaEvent,
@@ -57,6 +59,12 @@ def map_event(event: object, max_result_chars: int) -> Mapped | None:
             EventType.STEP_TOOL_CALL,
             {"call_id": call.tool_call_id, "tool": call.tool_name, "args": _args(call.args)},
         )
+    if isinstance(event, DeferredToolRequestsEvent):
+        waiting = [
+            {"call_id": call.tool_call_id, "tool": call.tool_name, "args": _args(call.args)}
+            for call in event.requests.approvals
+        ]
+        return Mapped(EventType.STEP_PROGRESS, {"awaiting_approval": waiting}) if waiting else None
     if isinstance(event, FunctionToolResultEvent):
         result = event.part
         content, truncated = cut(result.content, max_result_chars)

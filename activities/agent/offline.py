@@ -1,10 +1,11 @@
 """The offline agent model: Pydantic AI's FunctionModel scripted to act like a
 small tool-using model, so the ``agent`` pipeline runs with no network.
 
-First turn: it thinks aloud, then calls ``search`` with the question. Next
-turn: it streams an extractive answer from what the tool returned, word by
-word. Deterministic (call ids included), so a retried run ends with the same
-answer as a clean one.
+First turn: it thinks aloud, then calls ``search`` with the question. If
+``fetch_document`` is offered, it then asks to read the best hit in full.
+Last turn: it streams an extractive answer from what search returned, word
+by word, saying whether the document was read. Deterministic (call ids
+included), so a retried run ends with the same answer as a clean one.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from activities.models.offline import OfflineProvider
 from activities.models.provider import Passage
 
 SEARCH_TOOL = "search"
-CALL_ID = f"{SEARCH_TOOL}-1"
+# Reads a whole document; the built-in pipeline gates it behind an approval.
+FETCH_TOOL = "fetch_document"
 
 
 def offline_model(pace_seconds: float = 0.0) -> FunctionModel:
@@ -45,28 +47,44 @@ def offline_model(pace_seconds: float = 0.0) -> FunctionModel:
     summariser = OfflineProvider()
 
     def next_turn(messages: list[ModelMessage], info: AgentInfo) -> tuple[str, list[str]]:
-        """("search", [thought, args]) to call the tool, or ("answer", tokens)."""
+        """(tool, [thought, args]) to call a tool, or ("answer", tokens)."""
         question = _question(messages)
-        returns = [
-            part
+        returns = {
+            part.tool_name: part.content
             for message in messages
             if isinstance(message, ModelRequest)
             for part in message.parts
             if isinstance(part, ToolReturnPart)
-        ]
-        if not returns and any(tool.name == SEARCH_TOOL for tool in info.function_tools):
+        }
+        offered = {tool.name for tool in info.function_tools}
+        if SEARCH_TOOL not in returns and SEARCH_TOOL in offered:
             thought = f"I will search the corpus for: {question}"
-            return "search", [thought, json.dumps({"query": question})]
-        passages = [p for part in returns for p in _passages(part.content)]
-        return "answer", summariser.tokens(question, passages)
+            return SEARCH_TOOL, [thought, json.dumps({"query": question})]
+        passages = _passages(returns.get(SEARCH_TOOL))
+        if passages and FETCH_TOOL in offered and FETCH_TOOL not in returns:
+            thought = f"I will read [{passages[0].doc}] in full."
+            return FETCH_TOOL, [thought, json.dumps({"doc": passages[0].doc})]
+        tokens = summariser.tokens(question, passages)
+        if FETCH_TOOL in returns:
+            fetched = returns[FETCH_TOOL]
+            # A dict is the document; a denied call returns the reviewer's message.
+            note = (
+                f" I read [{fetched.get('doc')}] in full."
+                if isinstance(fetched, dict)
+                else f" Reading a whole document was not approved: {fetched}"
+            )
+            tokens[-1] += " " if tokens else ""
+            tokens.extend(word + " " for word in note.split())
+            tokens[-1] = tokens[-1].rstrip()
+        return "answer", tokens
 
     async def stream(
         messages: list[ModelMessage], info: AgentInfo
     ) -> AsyncIterator[str | DeltaToolCalls | DeltaThinkingCalls]:
         action, parts = next_turn(messages, info)
-        if action == "search":
+        if action != "answer":
             yield {0: DeltaThinkingPart(content=parts[0])}
-            yield {1: DeltaToolCall(name=SEARCH_TOOL, json_args=parts[1], tool_call_id=CALL_ID)}
+            yield {1: DeltaToolCall(name=action, json_args=parts[1], tool_call_id=f"{action}-1")}
             return
         for token in parts:
             yield token
@@ -76,11 +94,11 @@ def offline_model(pace_seconds: float = 0.0) -> FunctionModel:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         # The same script without streaming (Agent.run with no stream handler).
         action, parts = next_turn(messages, info)
-        if action == "search":
+        if action != "answer":
             return ModelResponse(
                 parts=[
                     ThinkingPart(content=parts[0]),
-                    ToolCallPart(SEARCH_TOOL, parts[1], tool_call_id=CALL_ID),
+                    ToolCallPart(action, parts[1], tool_call_id=f"{action}-1"),
                 ]
             )
         return ModelResponse(parts=[TextPart(content="".join(parts))])

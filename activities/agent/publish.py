@@ -2,18 +2,19 @@
 
 The built-in ``agent.run`` step uses it, and so can a user's own step
 (examples/pydantic_ai): build the agent, then
-``answer, calls = await run_agent(ctx, agent, prompt, max_result_chars=...)``.
+``outcome = await run_agent(ctx, agent, prompt, max_result_chars=...)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic_ai import Agent, RunContext
+from pydantic_ai import Agent, DeferredToolResults, RunContext
 from pydantic_ai.exceptions import AgentRunError, ModelAPIError, UserError
-from pydantic_ai.messages import AgentStreamEvent
+from pydantic_ai.messages import AgentStreamEvent, ModelMessage
 from temporalio.exceptions import ApplicationError
 
 from activities.agent.events import map_event
@@ -22,10 +23,27 @@ from tidings.errors import ActivityErrorType
 from tidings.events import EventType
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What an agent run ended with: its output (text, or the tool calls awaiting
+    approval), how many tools it called, and its whole message history."""
+
+    output: Any
+    tool_calls: int
+    messages: list[ModelMessage]
+
+
 async def run_agent(
-    ctx: StepContext, agent: Agent[None, Any], prompt: str, *, max_result_chars: int
-) -> tuple[str, int]:
-    """Run ``agent`` on ``prompt``; returns its output as text and how many tools it called.
+    ctx: StepContext,
+    agent: Agent[None, Any],
+    prompt: str | None,
+    *,
+    max_result_chars: int,
+    message_history: list[ModelMessage] | None = None,
+    deferred_tool_results: DeferredToolResults | None = None,
+) -> Outcome:
+    """Run ``agent`` on ``prompt`` (or carry on ``message_history`` with
+    ``deferred_tool_results``), publishing its stream as the step's events.
 
     Errors become the step's: a misconfigured agent fails for good, a model
     server's failure is retried by the step's policy."""
@@ -47,7 +65,12 @@ async def run_agent(
                 await ctx.emit(mapped.type, mapped.data)
 
     try:
-        result = await agent.run(prompt, event_stream_handler=publish)
+        result = await agent.run(
+            prompt,
+            message_history=message_history,
+            deferred_tool_results=deferred_tool_results,
+            event_stream_handler=publish,
+        )
     except asyncio.CancelledError:
         raise
     except UserError as exc:
@@ -62,5 +85,4 @@ async def run_agent(
         ) from None
     except AgentRunError as exc:
         raise ApplicationError(str(exc), type=type(exc).__name__) from None
-    output = result.output
-    return (output if isinstance(output, str) else str(output)), calls
+    return Outcome(result.output, calls, result.all_messages())

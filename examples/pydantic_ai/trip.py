@@ -113,10 +113,10 @@ class TripSteps(StepActivities):
             name="trip",
         )
         question = str(data["question"])
-        answer, calls = await run_agent(
+        outcome = await run_agent(
             ctx, agent, question, max_result_chars=self._settings.model.tool_result_max_chars
         )
-        return {"question": question, "answer": answer, "tool_calls": calls}
+        return {"question": question, "answer": outcome.output, "tool_calls": outcome.tool_calls}
 
 
 def activities(clients: Clients, settings: Settings) -> TripSteps:

@@ -4,6 +4,7 @@ tokens live. Real gateway and worker processes, real Temporal, Kafka, Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import datetime
@@ -14,7 +15,9 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.agents.conftest import MAX_RESULT_CHARS, Deployment
+from tests.processes import module_argv
 from tests.services import finished_run
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -44,7 +47,7 @@ async def test_agent_run_streams_tool_calls_results_and_tokens(deployment: Deplo
     async with deployment.http() as http:
         listed = (await http.get("/v1/pipelines")).json()["pipelines"]
         agent = next(p for p in listed if p["name"] == "agent")
-        assert [step["name"] for step in agent["steps"]] == ["answer"]
+        assert [step["name"] for step in agent["steps"]] == ["answer", "review", "final"]
         created = await http.post(
             "/v1/runs", json={"pipeline": "agent", "input": {"question": QUESTION}}
         )
@@ -77,7 +80,14 @@ async def test_agent_run_streams_tool_calls_results_and_tokens(deployment: Deplo
     assert detail["status"] == "COMPLETED"
     text = "".join(e["data"]["text"] for e in answer if e["type"] == "step.token")
     assert text and text == detail["result"]["answer"]
-    assert detail["result"]["tool_calls"] == 1
+    # Without require_approval the agent reads the best hit in full, unasked.
+    assert detail["result"]["tool_calls"] == 2
+    assert detail["result"]["pending"] == []
+    assert [e["data"]["tool"] for e in answer if e["type"] == "step.tool_call"] == [
+        "search",
+        "fetch_document",
+    ]
+    assert not [e for e in events if e["step"] == "review"], "skipped: nothing to approve"
     assert "resume" in text.lower()
     assert all(e["attempt"] == 1 for e in answer)
 
@@ -101,6 +111,67 @@ async def test_agent_run_streams_tool_calls_results_and_tokens(deployment: Deplo
 
 def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+@pytest.mark.parametrize("deny", [False, True])
+async def test_a_gated_tool_waits_for_the_reviewer(deployment: Deployment, deny: bool) -> None:
+    """Pydantic AI's deferred tool call <-> Tidings' approval step and its signals."""
+    async with deployment.http() as http:
+        created = await http.post(
+            "/v1/runs",
+            json={"pipeline": "agent", "input": {"question": QUESTION, "require_approval": True}},
+        )
+        assert created.status_code == 201, created.text
+        run_id, token = created.json()["run_id"], created.json()["stream_token"]
+
+        async def waiting() -> bool:
+            detail = (await http.get(f"/v1/runs/{run_id}")).json()
+            return bool(detail["status"] == "WAITING")
+
+        await wait_for(waiting, 30, "the run to wait for the reviewer")
+        if deny:
+            # Through the CLI: `tidings approve --deny CALL_ID --comment TEXT`.
+            argv = ["approve", run_id, "--deny", "fetch_document-1", "--comment", "not today"]
+            cli = await asyncio.create_subprocess_exec(
+                *module_argv("tidings.cli", *argv),
+                env=deployment.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(cli.communicate(), timeout=30)
+            assert cli.returncode == 0, err.decode()
+            assert out.decode().startswith(f"approved: {run_id}")
+        else:
+            signal = await http.post(f"/v1/runs/{run_id}/signals/approve", json={})
+            assert signal.status_code == 202, signal.text
+
+    events = [event for _, event in await _stream(deployment.url, run_id, token)]
+    pending = [
+        e["data"]["awaiting_approval"]
+        for e in events
+        if e["step"] == "answer" and e["type"] == "step.progress"
+    ]
+    call = {"call_id": "fetch_document-1", "tool": "fetch_document"}
+    assert len(pending) == 1 and pending[0][0].items() >= call.items()
+    answer_calls = [
+        e["data"]["tool"] for e in events if e["step"] == "answer" and e["type"] == "step.tool_call"
+    ]
+    assert "search" in answer_calls
+    assert any(e["type"] == "run.waiting" and e["data"]["step"] == "review" for e in events)
+    final = [e for e in events if e["step"] == "final"]
+    result = next(e["data"] for e in final if e["type"] == "step.tool_result")
+    assert result["call_id"] == "fetch_document-1"
+    text = "".join(e["data"]["text"] for e in final if e["type"] == "step.token")
+    if deny:
+        assert result["content"] == "not today"
+        assert text.endswith("Reading a whole document was not approved: not today")
+    else:
+        assert '"doc": "resume-tokens"' in result["content"]
+        assert text.endswith("in full.")
+
+    detail = await finished_run(deployment.url, deployment.key, run_id, within=30)
+    assert detail["status"] == "COMPLETED"
+    assert detail["result"]["answer"] == text
 
 
 async def test_a_bad_agent_input_is_refused_before_the_run(deployment: Deployment) -> None:

@@ -30,6 +30,7 @@ def _write_slow_agent(folder: Path) -> None:
     raw = AGENT.model_dump(mode="json", exclude_defaults=True)
     raw["name"] = "agent-slow"
     step = raw["steps"][0]
+    assert step["name"] == "answer"
     # Slow enough to be killed mid-answer; a short heartbeat so the retry comes soon.
     step["input"]["pace_ms"] = 40
     step["heartbeat_seconds"] = 1
@@ -73,7 +74,7 @@ async def test_a_killed_agent_is_retried_and_answers_as_a_clean_run(
         assert await asyncio.wait_for(second.wait(), timeout=20) == 0
 
     assert result.output["answer"] == clean.output["answer"]
-    assert result.output["tool_calls"] == 1
+    assert result.output["tool_calls"] == 2
 
     events = await run_events(orch_settings, killed)
     assert_well_formed(events)
@@ -89,6 +90,9 @@ async def test_a_killed_agent_is_retried_and_answers_as_a_clean_run(
     text = "".join(e.data["text"] for e in kept if e.type == EventType.STEP_TOKEN)
     assert text == result.output["answer"]
     calls = [e for e in kept if e.type == EventType.STEP_TOOL_CALL]
-    assert [(e.attempt, e.data["call_id"]) for e in calls] == [(2, "search-1")]
+    assert [(e.attempt, e.data["call_id"]) for e in calls] == [
+        (2, "search-1"),
+        (2, "fetch_document-1"),
+    ]
     completed = [e for e in kept if e.type == EventType.STEP_COMPLETED]
-    assert [e.attempt for e in completed] == [2]
+    assert [(e.step, e.attempt) for e in completed] == [("answer", 2), ("final", 1)]

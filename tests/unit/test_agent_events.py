@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic_ai import Agent
+from pydantic_ai import Agent, DeferredToolRequests
 from pydantic_ai.messages import (
+    DeferredToolRequestsEvent,
     FinalResultEvent,
     FunctionToolCallEvent,
     FunctionToolResultEvent,
@@ -92,3 +93,13 @@ def test_an_agent_step_runs_the_agent_activity_unless_it_names_one() -> None:
     assert load_spec(spec.model_dump(mode="json")) == spec
     with pytest.raises(SpecError, match="approval step takes no activity"):
         load_spec({"name": "a", "steps": [{"name": "s", "kind": "approval", "activity": "x"}]})
+
+
+def test_calls_awaiting_approval_become_progress() -> None:
+    call = ToolCallPart("fetch_document", '{"doc": "a"}', tool_call_id="f1")
+    event = DeferredToolRequestsEvent(requests=DeferredToolRequests(approvals=[call]))
+    assert map_event(event, 10) == Mapped(
+        "step.progress",
+        {"awaiting_approval": [{"call_id": "f1", "tool": "fetch_document", "args": {"doc": "a"}}]},
+    )
+    assert map_event(DeferredToolRequestsEvent(requests=DeferredToolRequests()), 10) is None

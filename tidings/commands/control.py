@@ -35,6 +35,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", help="the run's id (as `tidings run` printed it)")
     if parser.prog.split()[-1] != CANCEL:
         parser.add_argument("--comment", help="a note for the run's events (at most 4,000 chars)")
+    if parser.prog.split()[-1] == APPROVE_SIGNAL:
+        parser.add_argument(
+            "--deny",
+            action="append",
+            metavar="CALL_ID",
+            help="an agent's pending tool call to refuse (repeatable); the others run",
+        )
     add_gateway_options(parser)
     parser.add_argument("--json", action="store_true", help="print the gateway's answer as JSON")
 
@@ -67,6 +74,8 @@ def _act(args: argparse.Namespace, action: str) -> int:
             body: dict[str, Any] = {"step": step}
             if args.comment is not None:
                 body["comment"] = args.comment
+            if getattr(args, "deny", None):
+                body["deny"] = list(args.deny)
             answer = call(http, "POST", f"/v1/runs/{run}/signals/{action}", json=body).json()
             line = f"{_past(action)}: {args.run_id} (step {step})"
     print(json.dumps(answer, indent=2) if args.json else line)
