@@ -94,6 +94,12 @@ SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
     ("fan-out-fails", "fan-out-fails", {}),
     ("slow-step", "slow-step", {"seconds": 60}),
     ("plane-away", "plane-away", {}),
+    ("agent", "agent", {"question": "How do resume tokens survive a gateway restart?"}),
+    (
+        "agent-approval",
+        "agent",
+        {"question": "How do resume tokens work?", "require_approval": True},
+    ),
 ]
 
 
@@ -107,7 +113,7 @@ async def record(
                 continue
             run_id, _ = await harness.start(pipeline, data, f"history-{uuid.uuid4().hex}")
             helper = None
-            if label == "research-approval":
+            if label in ("research-approval", "agent-approval"):
                 helper = asyncio.create_task(_approve_when_waiting(harness, run_id))
             if label == "external":
                 helper = asyncio.create_task(_complete_external(harness, run_id))
