@@ -154,18 +154,18 @@ class FakeGateway:
             {"discard_attempt": 1, "next_attempt": 2},
         )
         run.emit("step.started", "draft", 2, 0, {})
-        # Seqs after the text's: what the page shows does not depend on them.
-        run.emit("step.thinking", "draft", 2, 10_000, {"text": THOUGHT})
-        run.emit("step.tool_call", "draft", 2, 10_001, TOOL_CALL)
-        run.emit("step.tool_result", "draft", 2, 10_002, TOOL_RESULT)
+        # An agent step thinks and calls a tool before its text (seqs 1-3).
+        run.emit("step.thinking", "draft", 2, 1, {"text": THOUGHT})
+        run.emit("step.tool_call", "draft", 2, 2, TOOL_CALL)
+        run.emit("step.tool_result", "draft", 2, 3, TOOL_RESULT)
         tokens = answer_tokens()
-        for seq, token in enumerate(tokens, start=1):
+        for seq, token in enumerate(tokens, start=4):
             if seq == len(tokens) // 2:
                 run.too_slow_at = len(run.events)
             run.emit("step.token", "draft", 2, seq, {"text": token})
             await asyncio.sleep(TOKEN_PACE)
         text = "".join(tokens)
-        run.emit("step.completed", "draft", 2, len(tokens) + 1, {"output": {"text": text}})
+        run.emit("step.completed", "draft", 2, len(tokens) + 4, {"output": {"text": text}})
         review: dict[str, Any] = {}
         if run.input.get("require_approval"):
             run.emit("step.started", "review", 1, 0, {"kind": "approval"})
