@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic_ai import Agent, DeferredToolResults, RunContext
-from pydantic_ai.exceptions import AgentRunError, ModelAPIError, UserError
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    ModelAPIError,
+    ModelQuotaExceededError,
+    ModelRequestRejectedError,
+    UserError,
+)
 from pydantic_ai.messages import AgentStreamEvent, ModelMessage
 from temporalio.exceptions import ApplicationError
 
@@ -78,10 +84,13 @@ async def run_agent(
             f"agent misconfigured: {exc}", type=ActivityErrorType.INVALID_INPUT, non_retryable=True
         ) from None
     except ModelAPIError as exc:
-        # Only the class: the SDK's message may quote the server's reply.
+        # Only the class: the SDK's message may quote the server's reply. A
+        # rejected request (bad key, unknown model) or a spent quota fails the
+        # same way again: no retry.
         raise ApplicationError(
             f"model server failed: {type(exc).__name__}",
             type=ActivityErrorType.PROVIDER_UNAVAILABLE,
+            non_retryable=isinstance(exc, ModelRequestRejectedError | ModelQuotaExceededError),
         ) from None
     except AgentRunError as exc:
         raise ApplicationError(str(exc), type=type(exc).__name__) from None
