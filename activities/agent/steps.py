@@ -65,9 +65,9 @@ class AgentSteps(StepActivities):
     the run then ends with those calls pending (``pending``, with the
     message history), an approval step asks for ``approve``/``reject``, and
     ``agent.resume`` carries the run on with the decision (a call listed in
-    the approval's ``deny`` gets a denial the model reads, the review's
-    ``comment`` if any). Without pending
-    calls, ``agent.resume`` passes the answer through.
+    the approval's ``deny`` gets a denial the model reads: the review's
+    ``comment``, if any). Without pending calls, ``agent.resume`` passes the
+    answer through.
     """
 
     def __init__(
