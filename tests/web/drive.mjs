@@ -103,6 +103,8 @@ function watchConnection() {
 async function openDashboard(page) {
   await page.goto(BASE + '/', { waitUntil: 'domcontentloaded' });
   await page.evaluate(watchConnection);
+  // Typing before the page's module has run would race its own start-up.
+  await waitFor(page, 'the page to start', () => document.body.dataset.ready === 'true');
   if (env.TIDINGS_KEY) {
     await page.fill('#api-key', env.TIDINGS_KEY);
     await page.click('#key-form button[type="submit"]');

@@ -743,6 +743,11 @@ function init() {
   window.addEventListener('hashchange', openFromHash);
   loadRuns();
   openFromHash();
+  // The client module is loaded with a top-level await, which the
+  // DOMContentLoaded event does not wait for: until here the forms have no
+  // handlers, and a key typed earlier would be overwritten above. Say when
+  // the page is live.
+  document.body.dataset.ready = 'true';
 }
 
 function openFromHash() {
