@@ -24,7 +24,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from gateway.kafka import KafkaFactory, partition_for, run_key
+from gateway.kafka import KafkaFactory, partition_for, run_key, started
 from tidings.errors import BadRequest
 from tidings.events import EnvelopeError, Event
 from tidings.topics import events_topic
@@ -81,8 +81,7 @@ async def read_page(
         raise BadRequest("cursor does not belong to this run")
     scan = _Scan(TopicPartition(topic, partition), tenant, run_id, limit, max_scan, budget)
     async with kafka.read_slots:
-        consumer = kafka.consumer()
-        await consumer.start()
+        consumer = await started(kafka.consumer())
         try:
             return await scan.run(consumer, after)
         finally:

@@ -53,6 +53,18 @@ def committed_reader(kafka: KafkaSettings, **options: Any) -> AIOKafkaConsumer:
     )
 
 
+async def started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """``consumer``, started; one that fails to start (Kafka away) is stopped
+    before the error goes on, so its connections are closed now instead of
+    being left to the collector (asyncio's "Unclosed AIOKafkaConsumer")."""
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()
+        raise
+    return consumer
+
+
 class KafkaFactory:
     """Builds short-lived Kafka consumers from one :class:`KafkaSettings`, and
     keeps one long-lived metadata client (made on first use, closed by

@@ -40,7 +40,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEv
 
 from activities.emitter import Emitter
 from activities.types import RUN_ATTEMPT, TERMINAL_SEQ
-from gateway.kafka import committed_reader, partition_for, run_key
+from gateway.kafka import committed_reader, partition_for, run_key, started
 from tidings.events import Event, EventType
 from tidings.runs import PIPELINE_WORKFLOW, tenant_of_run
 from tidings.settings import KafkaSettings
@@ -235,8 +235,7 @@ class RunCloseWatcher:
     async def _has_terminal(self, run: ClosedRun, tenant: str) -> bool:
         topic = events_topic(self._kafka.topic_prefix, tenant)
         await self._emitter.ensure_topics([topic])
-        consumer = committed_reader(self._kafka)
-        await consumer.start()
+        consumer = await started(committed_reader(self._kafka))
         try:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import murmur2
 
-from gateway.kafka import committed_reader
+from gateway.kafka import committed_reader, started
 from gateway.lag import HashWriter, LagPublisher
 from tidings.settings import KafkaSettings
 from tidings.topics import events_topic
@@ -52,10 +52,9 @@ class Offsets:
         async with self._lock:
             if self._consumer is None:
                 # Its end offsets are the last stable offset: what the readers can reach.
-                consumer = committed_reader(
-                    self._kafka, request_timeout_ms=self._kafka.request_timeout_ms
+                consumer = await started(
+                    committed_reader(self._kafka, request_timeout_ms=self._kafka.request_timeout_ms)
                 )
-                await consumer.start()
                 self._consumer = consumer
         return self._consumer
 

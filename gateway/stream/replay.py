@@ -27,7 +27,7 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gateway.kafka import committed_reader
+from gateway.kafka import committed_reader, started
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
 from tidings.settings import KafkaSettings
@@ -93,7 +93,7 @@ class PartitionReader:
                 # Reads stop at a known offset; never long-poll for more.
                 fetch_max_wait_ms=50,
             )
-            await consumer.start()
+            await started(consumer)
             consumer.assign([self._tp])
             self._consumer = consumer
         return self._consumer
