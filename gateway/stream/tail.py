@@ -237,6 +237,10 @@ class TenantTail:
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
                 self._open_slice()
                 for tp, records in batches.items():
+                    if records:
+                        # Until they reach their sockets, the batch's records
+                        # are behind too; scrapes run between dispatch slices.
+                        self._report_lag(tp, records[0].offset)
                     for run_key, group in _by_run(records):
                         with contextlib.closing(
                             self._fan_out(tp.partition, run_key, group)
