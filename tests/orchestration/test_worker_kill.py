@@ -4,7 +4,6 @@ says which attempt's output to discard, with no logical event duplicated."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +15,7 @@ import yaml
 from temporalio.client import Client
 
 from tests.orchestration.harness import TENANT, assert_well_formed, logical, run_events
+from tests.services import service_env
 from tidings.events import Event, EventType
 from tidings.runs import PipelineResult
 from tidings.settings import Settings
@@ -42,15 +42,15 @@ def _write_slow_research(folder: Path) -> None:
 async def worker_process(
     settings: Settings, pipelines: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {
-        **os.environ,
-        "TIDINGS_TEMPORAL_ADDRESS": settings.temporal.address,
-        "TIDINGS_TEMPORAL_TASK_QUEUE": settings.temporal.task_queue,
-        "TIDINGS_KAFKA_BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
-        "TIDINGS_KAFKA_PARTITIONS": str(settings.kafka.partitions),
-        "TIDINGS_WORKER_PIPELINES_DIR": str(pipelines),
-        "TIDINGS_WORKER_SHUTDOWN_GRACE_SECONDS": "1",
-    }
+    # Every plane the worker uses, Redis included (its step-result cache and
+    # pipelines announcer): without it the worker logs connection errors all run.
+    env = service_env(
+        settings,
+        {"worker-kill-key": TENANT},
+        8000,  # a gateway setting; workers never bind it
+        TIDINGS_WORKER_PIPELINES_DIR=str(pipelines),
+        TIDINGS_WORKER_SHUTDOWN_GRACE_SECONDS="1",
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tidings.cli", "worker", env=env, stdout=asyncio.subprocess.PIPE
     )
