@@ -36,11 +36,13 @@ StepOutput = dict[str, Any]
 class StepContext:
     """Emits one attempt's events with a seq counter private to (run, step, attempt)."""
 
-    def __init__(self, emitter: Emitter, data: StepInput, attempt: int) -> None:
+    def __init__(self, emitter: Emitter, data: StepInput, attempt: int, *, seq: int = 0) -> None:
         self._emitter = emitter
         self._data = data
         self.attempt = attempt
-        self._seq = 0
+        # Not 0 when the attempt's events are split over several activities
+        # (an agent's model requests, activities/agent/durable.py).
+        self._seq = seq
         self.name = data.step if data.branch is None else f"{data.step}[{data.branch}]"
         # One emit at a time: a seq is taken and its record enqueued together,
         # so records leave in seq order even when a coalescing timer flushes
@@ -49,6 +51,11 @@ class StepContext:
         policy = emitter.coalesce_policy
         self._tokens: TokenBuffer | None = TokenBuffer(policy) if policy is not None else None
         self._timer: asyncio.Task[None] | None = None
+
+    @property
+    def seq(self) -> int:
+        """The seq the next event takes."""
+        return self._seq
 
     @property
     def run_id(self) -> str:

@@ -96,3 +96,21 @@ class ExternalRequestInput:
     idempotency_key: str
     input: dict[str, Any] = field(default_factory=dict)
     timeout_seconds: float = 0.0
+
+
+# The child workflow that runs one `agent` step through Pydantic AI's Temporal
+# support (workflows/agent.py): model requests and tool calls are activities.
+AGENT_WORKFLOW: Final = "tidings.agent"
+
+
+@dataclass
+class AgentStepInput:
+    """One `agent` step for the agent workflow: ``activity`` is ``agent.run`` or
+    ``agent.resume``, ``input`` the step's resolved input."""
+
+    tenant: str
+    run_id: str
+    pipeline: str
+    step: str
+    activity: str
+    input: dict[str, Any] = field(default_factory=dict)

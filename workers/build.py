@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -109,21 +110,45 @@ async def open_clients(
         await redis.aclose()
 
 
+@dataclass
+class DurableWorkflows:
+    """Workflows a worker runs besides the pipeline workflow, with their activities.
+
+    Their payloads (Pydantic AI's messages) need Pydantic's payload converter."""
+
+    workflows: list[type[Any]]
+    activities: list[Callable[..., Any]]
+
+
 def default_activities(clients: Clients, settings: Settings) -> list[object]:
     provider = build_provider(settings.model, clients.http)
     index = SearchIndex.bundled()
     try:
         # Imported here: the built-in `agent` pipeline is the only user of the extra.
-        from activities.agent.steps import AgentSteps
+        from pydantic_ai.durable_exec.temporal import TemporalDurability
+
+        from activities.agent.model import build_agent_model
+        from activities.agent.steps import AgentSteps, agent_tools
+        from workflows.agent import agent_workflow, build_agent
     except ImportError as exc:
         raise ConfigError(
             f"the built-in agent pipeline needs the agents extra "
             f"(pip install 'tidings[agents]'): {exc}"
         ) from None
+    agent = build_agent(build_agent_model(settings.model), agent_tools(index), clients.emitter)
+    durability = TemporalDurability.from_agent(agent)
+    assert durability is not None
+    workflow = agent_workflow(
+        agent,
+        provider=settings.model.provider,
+        max_result_chars=settings.model.tool_result_max_chars,
+    )
     return [
         RunActivities(clients.emitter),
         ResearchSteps(clients.emitter, provider, index),
+        # The agent steps of runs started before the agent workflow.
         AgentSteps(clients.emitter, settings.model, index),
+        DurableWorkflows([workflow], durability.temporal_activities),
     ]
 
 
@@ -183,22 +208,31 @@ def build_workers(
 
 
 def _worker(clients: Clients, settings: Settings, objects: list[object], queue: str) -> Worker:
+    client = clients.temporal
+    durable = [o for o in objects if isinstance(o, DurableWorkflows)]
+    if durable:
+        # Pydantic's converter writes and reads the pipeline's payloads as the
+        # default one does (JSON), and Pydantic AI's messages besides.
+        from pydantic_ai.durable_exec.temporal import PydanticAIPayloadConverter
+        from temporalio.converter import DataConverter
+
+        config = client.config()
+        config["data_converter"] = DataConverter(payload_converter_class=PydanticAIPayloadConverter)
+        client = Client(**config)
     # A client connected without tracing (tests, embedders) still gets traced
     # workers; one that has it must not get a second interceptor.
-    traced = any(
-        isinstance(i, TracingInterceptor) for i in clients.temporal.config()["interceptors"]
-    )
+    traced = any(isinstance(i, TracingInterceptor) for i in client.config()["interceptors"])
     interceptors: list[Interceptor] = [] if traced else [TracingInterceptor()]
     ttl = settings.worker.step_result_ttl_seconds
     if clients.redis is not None and ttl > 0:
-        converter = clients.temporal.data_converter.payload_converter
+        converter = client.data_converter.payload_converter
         interceptors.append(FinishedSteps(clients.redis, converter, ttl))
     return Worker(
-        clients.temporal,
+        client,
         interceptors=interceptors,
         task_queue=queue,
-        workflows=[PipelineWorkflow],
-        activities=activities_of(*objects),
+        workflows=[PipelineWorkflow, *(w for d in durable for w in d.workflows)],
+        activities=[*activities_of(*objects), *(a for d in durable for a in d.activities)],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds),

@@ -19,17 +19,22 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     CancelledError,
+    ChildWorkflowError,
     RetryState,
     is_cancelled_exception,
 )
 
 with workflow.unsafe.imports_passed_through():
     from activities.types import (
+        AGENT_RESUME,
+        AGENT_RUN,
+        AGENT_WORKFLOW,
         CLOSING_SEQ,
         EMIT_RUN_EVENT,
         RECORD_STEP_FAILURE,
         REQUEST_EXTERNAL,
         TERMINAL_SEQ,
+        AgentStepInput,
         ExternalRequestInput,
         HotLoopPolicy,
         RunEventInput,
@@ -62,6 +67,11 @@ COMPLETE_EXTERNAL_SIGNAL = "complete_external"
 # (ActivityErrorType.EVENT_PLANE_UNAVAILABLE) is scheduled again without
 # counting that attempt against the step's retries.
 EVENT_PLANE_PATCH = "event-plane-outage-uncounted"
+
+# Since this patch a step of kind `agent` running the built-in agent runs as a
+# child workflow (workflows/agent.py): Pydantic AI's Temporal support makes each
+# model request and each tool call an activity. Never rename: it is recorded in histories.
+AGENT_WORKFLOW_PATCH = "agent-as-child-workflow"
 
 TENANT_KEY = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
 PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
@@ -285,6 +295,12 @@ class PipelineWorkflow:
                 output = await self._external(step)
             elif step.for_each is not None:
                 output = await self._fan_out(step)
+            elif (
+                step.kind == "agent"
+                and step.activity in (AGENT_RUN, AGENT_RESUME)
+                and workflow.patched(AGENT_WORKFLOW_PATCH)
+            ):
+                output = await self._agent(step, refs.resolve(step.input, self._scope()))
             else:
                 output = await self._activity(
                     step, step.name, refs.resolve(step.input, self._scope())
@@ -389,6 +405,32 @@ class PipelineWorkflow:
                 f"{step.start_to_close_seconds:g}s each{heartbeat})"
             ),
         )
+
+    # -- agent steps ---------------------------------------------------------
+
+    async def _agent(self, step: StepSpec, input_: Any) -> Any:
+        payload = input_ if isinstance(input_, dict) else {"value": input_}
+        try:
+            return await workflow.execute_child_workflow(
+                AGENT_WORKFLOW,
+                AgentStepInput(
+                    tenant=self._data.tenant,
+                    run_id=self._run_id,
+                    pipeline=self._spec.name,
+                    step=step.name,
+                    activity=step.activity or AGENT_RUN,
+                    input=payload,
+                ),
+                id=f"{workflow.info().workflow_id}/{step.name}",
+                # Metadata for the Temporal UI only: it changes no command.
+                static_summary=f"{step.name}: agent (model requests and tool calls as activities)",
+            )
+        except ChildWorkflowError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+            error_type = cause.type if isinstance(cause, ApplicationError) else None
+            await self._record_failure(step.name, 1, payload, message, error_type)
+            raise StepFailed(step.name, message, error_type) from None
 
     # -- approval and external steps -----------------------------------------
 

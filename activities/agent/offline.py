@@ -82,14 +82,17 @@ def offline_model(pace_seconds: float = 0.0) -> FunctionModel:
         messages: list[ModelMessage], info: AgentInfo
     ) -> AsyncIterator[str | DeltaToolCalls | DeltaThinkingCalls]:
         action, parts = next_turn(messages, info)
+        # A durable run sets the pace per step through its model settings.
+        given: Any = (info.model_settings or {}).get("tidings_pace_ms", 0)
+        pace = float(given) / 1000 or pace_seconds
         if action != "answer":
             yield {0: DeltaThinkingPart(content=parts[0])}
             yield {1: DeltaToolCall(name=action, json_args=parts[1], tool_call_id=f"{action}-1")}
             return
         for token in parts:
             yield token
-            if pace_seconds:
-                await asyncio.sleep(pace_seconds)
+            if pace:
+                await asyncio.sleep(pace)
 
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         # The same script without streaming (Agent.run with no stream handler).

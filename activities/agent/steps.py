@@ -56,6 +56,11 @@ def fetch_tool(index: SearchIndex) -> ToolFunction:
     return fetch_document
 
 
+def agent_tools(index: SearchIndex) -> dict[str, ToolFunction]:
+    """The demo's tools, by the names specs list."""
+    return {SEARCH_TOOL: search_tool(index), FETCH_TOOL: fetch_tool(index)}
+
+
 class AgentSteps(StepActivities):
     """``tools`` maps each name a spec may list to its function; ``search`` and
     ``fetch_document`` are the demo's.
@@ -79,11 +84,7 @@ class AgentSteps(StepActivities):
     ) -> None:
         super().__init__(emitter)
         self._settings = settings
-        self._tools: dict[str, ToolFunction] = {
-            SEARCH_TOOL: search_tool(index),
-            FETCH_TOOL: fetch_tool(index),
-            **(tools or {}),
-        }
+        self._tools: dict[str, ToolFunction] = {**agent_tools(index), **(tools or {})}
 
     @step(AGENT_RUN)
     async def run(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:

@@ -1,0 +1,346 @@
+"""An `agent` step run durably by Pydantic AI's Temporal support.
+
+The pipeline workflow starts one ``tidings.agent`` child workflow per agent
+step (workflows/pipeline.py, behind a patch). Its agent loop is workflow
+code: every model request is an activity (streaming its text and thinking
+live, activities/agent/durable.py), every tool call is an activity, and a
+retried activity repeats only itself. The workflow keeps the stream's
+position in the run's deps, so each event's id is fixed by the history.
+
+Built per worker (:func:`agent_workflow`), since the agent's model and tools
+are the worker's; not sandboxed, as Pydantic AI's agent graph runs in it
+(its own code is replay-safe under Temporal: its clock, ids and sleeps go
+through the workflow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from pydantic_ai import (
+    Agent,
+    DeferredToolRequests,
+    DeferredToolResults,
+    ModelMessagesTypeAdapter,
+    RunContext,
+    Tool,
+    ToolDenied,
+)
+from pydantic_ai.capabilities import AbstractCapability
+from pydantic_ai.durable_exec.temporal import TemporalDurability
+from pydantic_ai.exceptions import (
+    AgentRunError,
+    ModelAPIError,
+    ModelQuotaExceededError,
+    ModelRequestRejectedError,
+    UserError,
+)
+from pydantic_ai.messages import ModelResponse, ToolCallPart
+from pydantic_ai.models import Model, ModelRequestContext
+from pydantic_ai.tools import DeferredToolApprovalResult, ToolDefinition
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ActivityConfig
+
+from activities.agent.durable import STAMP_KEY, AgentDeps, Stamps, shown_by, stream_handler
+from activities.agent.offline import SEARCH_TOOL
+from activities.agent.steps import INSTRUCTIONS, ToolFunction
+from activities.emitter import Emitter
+from activities.types import (
+    AGENT_RESUME,
+    AGENT_WORKFLOW,
+    EMIT_RUN_EVENT,
+    AgentStepInput,
+    RunEventInput,
+)
+from tidings.errors import ActivityErrorType
+from tidings.events import EventType
+
+AGENT_NAME = "tidings"
+
+# Each model request: one activity of up to 5 minutes, heartbeating (a dead
+# worker's request moves to another after 10 s), retried up to 3 times.
+MODEL_ACTIVITY = ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=5),
+    heartbeat_timeout=timedelta(seconds=10),
+    retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)),
+)
+# Each tool call: one activity of up to a minute, retried up to 3 times.
+TOOL_ACTIVITY = ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=1),
+    retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)),
+)
+# Each tool event's publication: as the pipeline's own emits, retried until
+# Kafka answers (an event-plane outage must not fail the agent).
+EVENT_ACTIVITY = ActivityConfig(
+    start_to_close_timeout=timedelta(minutes=10),
+    retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=10)),
+)
+_EMIT_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+
+
+class StreamPosition(AbstractCapability[AgentDeps]):
+    """Workflow-side hooks: the run's tools, and the stream's position in its deps."""
+
+    async def prepare_tools(
+        self, ctx: RunContext[AgentDeps], tool_defs: list[ToolDefinition]
+    ) -> list[ToolDefinition]:
+        deps = ctx.deps
+        offered = [d for d in tool_defs if d.name in deps.tools or d.name in deps.approval_tools]
+        # A gated tool's call ends the run with it pending (Pydantic AI's deferred tools).
+        return [
+            replace(d, kind="unapproved") if deps.gated and d.name in deps.approval_tools else d
+            for d in offered
+        ]
+
+    async def before_model_request(
+        self, ctx: RunContext[AgentDeps], request_context: ModelRequestContext
+    ) -> ModelRequestContext:
+        deps = ctx.deps
+        deps.shown = shown_by(ctx.messages[deps.history :], deps.max_result_chars)
+        return request_context
+
+    async def after_model_request(
+        self,
+        ctx: RunContext[AgentDeps],
+        *,
+        request_context: ModelRequestContext,
+        response: ModelResponse,
+    ) -> ModelResponse:
+        stamp = (response.metadata or {}).get(STAMP_KEY)
+        if isinstance(stamp, dict):
+            deps = ctx.deps
+            deps.attempt = int(stamp["attempt"])
+            deps.tool_seq = int(stamp["next_seq"])
+            deps.calls = [p.tool_call_id for p in response.parts if isinstance(p, ToolCallPart)]
+            # Each call: its call and its result; then an approval request, if any.
+            deps.next_seq = deps.tool_seq + 2 * len(deps.calls) + 1
+        return response
+
+
+class StampedDurability(TemporalDurability[AgentDeps]):
+    """Pydantic AI's Temporal durability, leaving on each model response where
+    its stream ended (inside the model-request activity, before it returns)."""
+
+    def __init__(self, stamps: Stamps, **options: Any) -> None:
+        super().__init__(**options)
+        self._stamps = stamps
+
+    def _stamp_response(self, response: ModelResponse, messages: list[Any]) -> None:
+        super()._stamp_response(response, messages)
+        self._stamps.stamp(response)
+
+
+def build_agent(
+    model: Model, tools: dict[str, ToolFunction], emitter: Emitter
+) -> Agent[AgentDeps, Any]:
+    """The worker's one durable agent, with every tool it has; a run offers
+    the ones its step names (``StreamPosition.prepare_tools``)."""
+    stamps = Stamps()
+    handler = stream_handler(emitter, stamps)
+    durability = StampedDurability(
+        stamps,
+        name=AGENT_NAME,
+        event_stream_handler=handler,
+        activity_config=TOOL_ACTIVITY,
+        model_activity_config=MODEL_ACTIVITY,
+        event_stream_handler_activity_config=EVENT_ACTIVITY,
+    )
+    agent: Agent[AgentDeps, Any] = Agent(
+        model,
+        deps_type=AgentDeps,
+        tools=[Tool(function, name=name) for name, function in tools.items()],
+        output_type=[str, DeferredToolRequests],
+        name=AGENT_NAME,
+        capabilities=[durability, StreamPosition()],
+    )
+
+    @agent.instructions
+    def instructions(ctx: RunContext[AgentDeps]) -> str:
+        return ctx.deps.instructions
+
+    return agent
+
+
+@workflow.defn(name=AGENT_WORKFLOW, sandboxed=False)
+class AgentWorkflow:
+    """Runs the worker's agent on one step (:func:`agent_workflow` binds it)."""
+
+    # Temporal builds workflows with no arguments: the worker's agent is bound
+    # to the class once, at the worker's start.
+    agent: Agent[AgentDeps, Any] | None = None
+    provider = "offline"
+    max_result_chars = 2000
+
+    @workflow.run
+    async def run(self, data: AgentStepInput) -> dict[str, Any]:
+        agent = type(self).agent
+        if agent is None:
+            raise _invalid("this worker has no agent bound to the agent workflow")
+        known = set(agent._function_toolset.tools)  # the names only
+        deps = _deps(data, known, type(self).max_result_chars)
+        await _emit(data, EventType.STEP_STARTED, {}, attempt=1, seq=0)
+        first = data.input.get("answer") if data.activity == AGENT_RESUME else None
+        if isinstance(first, dict) and not first.get("pending"):
+            output = {k: v for k, v in first.items() if k != "messages"}
+        else:
+            output = await _answer(agent, data, deps, first, type(self).provider)
+        await _emit(data, EventType.STEP_COMPLETED, {"output": output}, deps.attempt, deps.next_seq)
+        return output
+
+
+def agent_workflow(
+    agent: Agent[AgentDeps, Any], *, provider: str, max_result_chars: int
+) -> type[AgentWorkflow]:
+    """The ``tidings.agent`` workflow, running ``agent``."""
+    AgentWorkflow.agent = agent
+    AgentWorkflow.provider = provider
+    AgentWorkflow.max_result_chars = max_result_chars
+    return AgentWorkflow
+
+
+async def _answer(
+    agent: Agent[AgentDeps, Any],
+    data: AgentStepInput,
+    deps: AgentDeps,
+    first: Any,
+    provider: str,
+) -> dict[str, Any]:
+    pace = float(data.input.get("pace_ms", 0)) if provider == "offline" else 0.0
+    settings: Any = {"tidings_pace_ms": pace} if pace else None
+    history = None
+    results = None
+    earlier_calls = 0
+    if data.activity == AGENT_RESUME:
+        if not isinstance(first, dict):
+            raise _invalid("answer must be the output of the agent step")
+        review = data.input.get("review") or {}
+        if not review.get("approved"):
+            raise _invalid("pending tool calls need an approved review")
+        denied = set(review.get("deny") or [])
+        reason = str(review.get("comment") or "The reviewer denied this call.")
+        decisions: dict[str, bool | DeferredToolApprovalResult] = {
+            call["call_id"]: ToolDenied(reason) if call["call_id"] in denied else True
+            for call in first["pending"]
+        }
+        history = ModelMessagesTypeAdapter.validate_python(first.get("messages"))
+        results = DeferredToolResults(approvals=decisions)
+        deps.history = len(history)
+        earlier_calls = int(first.get("tool_calls", 0))
+    question = str(first.get("question", "")) if isinstance(first, dict) else _question(data)
+    try:
+        result = await agent.run(
+            None if history is not None else question,
+            deps=deps,
+            message_history=history,
+            deferred_tool_results=results,
+            model_settings=settings,
+        )
+    except (ActivityError, ModelAPIError, AgentRunError, UserError) as exc:
+        raise _failure(exc) from None
+    messages = result.new_messages()
+    calls = sum(isinstance(p, ToolCallPart) for m in messages for p in getattr(m, "parts", []))
+    output: dict[str, Any] = {
+        "question": question,
+        "answer": None,
+        "pending": [],
+        "tool_calls": calls - len(_pending(result.output)) + earlier_calls,
+        "provider": provider,
+    }
+    if isinstance(result.output, DeferredToolRequests):
+        output["pending"] = _pending(result.output)
+        # The history travels in the step's output to the step that resumes it.
+        messages_json = ModelMessagesTypeAdapter.dump_python(result.all_messages(), mode="json")
+        output["messages"] = messages_json
+    else:
+        output["answer"] = str(result.output)
+    return output
+
+
+def _pending(output: Any) -> list[dict[str, Any]]:
+    if not isinstance(output, DeferredToolRequests):
+        return []
+    return [
+        {"call_id": call.tool_call_id, "tool": call.tool_name, "args": call.args_as_dict()}
+        for call in output.approvals
+    ]
+
+
+def _deps(data: AgentStepInput, known: set[str], max_result_chars: int) -> AgentDeps:
+    tools = _names(data.input.get("tools", [SEARCH_TOOL]), known)
+    approval = _names(data.input.get("approval_tools", []), known)
+    gated = data.activity == AGENT_RESUME or bool(data.input.get("require_approval"))
+    return AgentDeps(
+        tenant=data.tenant,
+        run_id=data.run_id,
+        pipeline=data.pipeline,
+        step=data.step,
+        tools=tools,
+        approval_tools=approval,
+        gated=gated and bool(approval),
+        instructions=str(data.input.get("instructions") or INSTRUCTIONS),
+        max_result_chars=max_result_chars,
+    )
+
+
+def _names(names: Any, known: set[str]) -> list[str]:
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise _invalid("tools must be a list of tool names")
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise _invalid(f"unknown tools {unknown}; this worker has {sorted(known)}")
+    return list(names)
+
+
+def _question(data: AgentStepInput) -> str:
+    question = data.input.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise _invalid("question must be a non-empty string")
+    return question
+
+
+def _failure(exc: Exception) -> ApplicationError:
+    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause is not None else exc
+    if isinstance(cause, ApplicationError):
+        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+    if isinstance(cause, UserError):
+        return _invalid(f"agent misconfigured: {cause}")
+    if isinstance(cause, ModelAPIError):
+        # Only the class: the SDK's message may quote the server's reply.
+        return ApplicationError(
+            f"model server failed: {type(cause).__name__}",
+            type=ActivityErrorType.PROVIDER_UNAVAILABLE,
+            non_retryable=True,
+        )
+    if isinstance(cause, ModelRequestRejectedError | ModelQuotaExceededError):
+        return ApplicationError(type(cause).__name__, type=type(cause).__name__, non_retryable=True)
+    return ApplicationError(str(cause) or type(cause).__name__, type=type(cause).__name__)
+
+
+def _invalid(message: str) -> ApplicationError:
+    return ApplicationError(message, type=ActivityErrorType.INVALID_INPUT, non_retryable=True)
+
+
+async def _emit(
+    data: AgentStepInput, type_: str, payload: dict[str, Any], attempt: int, seq: int
+) -> None:
+    event = RunEventInput(
+        tenant=data.tenant,
+        run_id=data.run_id,
+        type=type_,
+        seq=seq,
+        data=payload,
+        step=data.step,
+        attempt=attempt,
+    )
+    await workflow.execute_activity(
+        EMIT_RUN_EVENT,
+        event,
+        summary=f"emit {type_} of {data.step}",
+        start_to_close_timeout=timedelta(hours=1),
+        heartbeat_timeout=timedelta(seconds=10),
+        retry_policy=_EMIT_RETRY,
+    )
