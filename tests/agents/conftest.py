@@ -26,6 +26,16 @@ class Deployment:
     key: str
     # What a process needs to reach this deployment (worker, CLI, example).
     env: dict[str, str]
+    worker: ChildProcess
+
+    async def restart_worker(self) -> None:
+        """Start the worker again (after a test killed it)."""
+        start = len(self.worker.log.read_bytes())
+
+        async def ready() -> bool:
+            return b"ready on task queue" in self.worker.log.read_bytes()[start:]
+
+        await self.worker.start(ready, 60)
 
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -65,6 +75,7 @@ async def deployment(
                 gateway.url,
                 key,
                 {**env, "TIDINGS_GATEWAY_URL": gateway.url, "TIDINGS_API_KEY": key},
+                worker,
             )
         finally:
             gateway.stop()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import Client
 from websockets.asyncio.client import connect
 
 from tests.agents.conftest import MAX_RESULT_CHARS, Deployment
@@ -90,6 +91,18 @@ async def test_agent_run_streams_tool_calls_results_and_tokens(deployment: Deplo
     assert not [e for e in events if e["step"] == "review"], "skipped: nothing to approve"
     assert "resume" in text.lower()
     assert all(e["attempt"] == 1 for e in answer)
+    # Ids are unique: each event's (attempt, seq) was fixed by the workflow.
+    assert len({e["id"] for e in answer}) == len(answer)
+
+    # Durable where (docs/agents.md): the step is a child workflow whose model
+    # requests and tool calls are activities of their own.
+    temporal = await Client.connect(deployment.env["TIDINGS_TEMPORAL_ADDRESS"])
+    parent = await _activity_types(temporal, run_id)
+    assert "agent.run" not in parent
+    child = await _activity_types(temporal, f"{run_id}/answer")
+    assert child.count("agent__tidings__model_request_stream") == 3  # search, fetch, answer
+    calls = [name for name in child if name.endswith("__call_tool")]
+    assert len(calls) == 2, child
 
     # Model token -> WebSocket client: an event's `ts` is stamped as the stream
     # handler gets the model's delta; the frame's arrival is read on the same
@@ -107,6 +120,15 @@ async def test_agent_run_streams_tool_calls_results_and_tokens(deployment: Deplo
     (ARTIFACTS / "agent-token-latency.json").write_text(json.dumps(figures) + "\n")
     # Generous: a loaded 2-core CI host; the point is "live", not a benchmark.
     assert figures["p50_ms"] < 1000, figures
+
+
+async def _activity_types(temporal: Client, workflow_id: str) -> list[str]:
+    history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        event.activity_task_scheduled_event_attributes.activity_type.name
+        for event in history.events
+        if event.HasField("activity_task_scheduled_event_attributes")
+    ]
 
 
 def _epoch(ts: str) -> float:
