@@ -421,7 +421,9 @@ class PipelineWorkflow:
                     activity=step.activity or AGENT_RUN,
                     input=payload,
                 ),
-                id=f"{workflow.info().workflow_id}/{step.name}",
+                # The run's id, not this execution's: a replay loads the history
+                # under another workflow id.
+                id=f"{self._run_id}/{step.name}",
                 # Metadata for the Temporal UI only: it changes no command.
                 static_summary=f"{step.name}: agent (model requests and tool calls as activities)",
             )

@@ -100,7 +100,18 @@ SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
         "agent",
         {"question": "How do resume tokens work?", "require_approval": True},
     ),
+    # Since the agent step runs as a child workflow (workflows/agent.py): the
+    # pipeline's history, and each agent step's own in agent_workflow/.
+    ("agent-durable", "agent", {"question": "How do resume tokens survive a gateway restart?"}),
+    (
+        "agent-durable-approval",
+        "agent",
+        {"question": "How do resume tokens work?", "require_approval": True},
+    ),
 ]
+
+# The agent workflow's histories (one per agent step of the agent-durable scenarios).
+AGENT_STEPS = ("answer", "final")
 
 
 async def record(
@@ -113,7 +124,7 @@ async def record(
                 continue
             run_id, _ = await harness.start(pipeline, data, f"history-{uuid.uuid4().hex}")
             helper = None
-            if label in ("research-approval", "agent-approval"):
+            if label in ("research-approval", "agent-approval", "agent-durable-approval"):
                 helper = asyncio.create_task(_approve_when_waiting(harness, run_id))
             if label == "external":
                 helper = asyncio.create_task(_complete_external(harness, run_id))
@@ -133,6 +144,19 @@ async def record(
                 path = folder / f"{name}.json"
                 path.write_text(history.to_json(), encoding="utf-8")
                 written.append(path)
+            if label.startswith("agent-durable"):
+                written += await _agent_steps(client, run_id, label, folder / "agent_workflow")
+    return written
+
+
+async def _agent_steps(client: Client, run_id: str, label: str, folder: Path) -> list[Path]:
+    written = []
+    folder.mkdir(exist_ok=True)
+    for step in AGENT_STEPS:
+        history = await client.get_workflow_handle(f"{run_id}/{step}").fetch_history()
+        path = folder / f"{label}.{step}.json"
+        path.write_text(history.to_json(), encoding="utf-8")
+        written.append(path)
     return written
 
 
