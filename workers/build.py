@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis.asyncio as aioredis
@@ -37,6 +37,9 @@ from tidings.settings import Settings
 from workers.finished_steps import FinishedSteps
 from workflows.pipeline import PipelineWorkflow
 from workflows.registry import PipelineRegistry
+
+if TYPE_CHECKING:
+    from workflows.agent import DurableAgent
 
 # A factory a user names with `tidings worker --activities module:factory`.
 ActivityFactory = Callable[["Clients", Settings], object]
@@ -110,45 +113,32 @@ async def open_clients(
         await redis.aclose()
 
 
-@dataclass
-class DurableWorkflows:
-    """Workflows a worker runs besides the pipeline workflow, with their activities.
-
-    Their payloads (Pydantic AI's messages) need Pydantic's payload converter."""
-
-    workflows: list[type[Any]]
-    activities: list[Callable[..., Any]]
-
-
 def default_activities(clients: Clients, settings: Settings) -> list[object]:
     provider = build_provider(settings.model, clients.http)
     index = SearchIndex.bundled()
     try:
         # Imported here: the built-in `agent` pipeline is the only user of the extra.
-        from pydantic_ai.durable_exec.temporal import TemporalDurability
-
         from activities.agent.model import build_agent_model
         from activities.agent.steps import AgentSteps, agent_tools
-        from workflows.agent import agent_workflow, build_agent
+        from workflows.agent import build_agent
     except ImportError as exc:
         raise ConfigError(
             f"the built-in agent pipeline needs the agents extra "
             f"(pip install 'tidings[agents]'): {exc}"
         ) from None
-    agent = build_agent(build_agent_model(settings.model), agent_tools(index), clients.emitter)
-    durability = TemporalDurability.from_agent(agent)
-    assert durability is not None
-    workflow = agent_workflow(
-        agent,
+    agent = build_agent(
+        build_agent_model(settings.model),
+        agent_tools(index),
+        clients.emitter,
         provider=settings.model.provider,
-        max_result_chars=settings.model.tool_result_max_chars,
     )
     return [
         RunActivities(clients.emitter),
         ResearchSteps(clients.emitter, provider, index),
         # The agent steps of runs started before the agent workflow.
         AgentSteps(clients.emitter, settings.model, index),
-        DurableWorkflows([workflow], durability.temporal_activities),
+        # Run by the agent workflow: the `agent` steps of runs since.
+        agent,
     ]
 
 
@@ -209,12 +199,20 @@ def build_workers(
 
 def _worker(clients: Clients, settings: Settings, objects: list[object], queue: str) -> Worker:
     client = clients.temporal
-    durable = [o for o in objects if isinstance(o, DurableWorkflows)]
-    if durable:
+    workflows: list[type[Any]] = [PipelineWorkflow]
+    extra: list[Callable[..., Any]] = []
+    agents = _durable_agents(objects)
+    if agents:
         # Pydantic's converter writes and reads the pipeline's payloads as the
         # default one does (JSON), and Pydantic AI's messages besides.
         from pydantic_ai.durable_exec.temporal import PydanticAIPayloadConverter
         from temporalio.converter import DataConverter
+
+        from workflows.agent import agent_workflow
+
+        max_chars = settings.model.tool_result_max_chars
+        workflows.append(agent_workflow(agents, max_result_chars=max_chars))
+        extra = [fn for agent in agents for fn in agent.activities]
 
         config = client.config()
         config["data_converter"] = DataConverter(payload_converter_class=PydanticAIPayloadConverter)
@@ -231,9 +229,18 @@ def _worker(clients: Clients, settings: Settings, objects: list[object], queue: 
         client,
         interceptors=interceptors,
         task_queue=queue,
-        workflows=[PipelineWorkflow, *(w for d in durable for w in d.workflows)],
-        activities=[*activities_of(*objects), *(a for d in durable for a in d.activities)],
+        workflows=workflows,
+        activities=[*activities_of(*objects), *extra],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_seconds),
     )
+
+
+def _durable_agents(objects: list[object]) -> list[DurableAgent]:
+    """The agents among ``objects`` (workflows.agent.build_agent), if the extra is installed."""
+    try:
+        from workflows.agent import DurableAgent
+    except ImportError:
+        return []
+    return [o for o in objects if isinstance(o, DurableAgent)]

@@ -15,9 +15,10 @@ through the workflow).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic_ai import (
     Agent,
@@ -134,16 +135,44 @@ class StampedDurability(TemporalDurability[AgentDeps]):
         self._stamps.stamp(response)
 
 
+@dataclass(frozen=True)
+class DurableAgent:
+    """An agent the agent workflow runs, built by :func:`build_agent`; a worker
+    registers it (workers/build.py) and a step names it (``input.agent``)."""
+
+    agent: Agent[AgentDeps, Any]
+    # The output's `provider`; an offline model also takes the step's `pace_ms`.
+    provider: str
+    instructions: str
+
+    @property
+    def name(self) -> str:
+        return self.agent.name or AGENT_NAME
+
+    @property
+    def activities(self) -> list[Callable[..., Any]]:
+        durability = TemporalDurability.from_agent(self.agent)
+        assert durability is not None
+        return durability.temporal_activities
+
+
 def build_agent(
-    model: Model, tools: dict[str, ToolFunction], emitter: Emitter
-) -> Agent[AgentDeps, Any]:
-    """The worker's one durable agent, with every tool it has; a run offers
-    the ones its step names (``StreamPosition.prepare_tools``)."""
+    model: Model,
+    tools: dict[str, ToolFunction],
+    emitter: Emitter,
+    *,
+    provider: str,
+    name: str = AGENT_NAME,
+    instructions: str = INSTRUCTIONS,
+) -> DurableAgent:
+    """A durable agent named ``name`` with all of ``tools``; a run offers the
+    ones its step lists (``StreamPosition.prepare_tools``). Its activities are
+    named after it (``agent__<name>__model_request_stream``, ...)."""
     stamps = Stamps()
     handler = stream_handler(emitter, stamps)
     durability = StampedDurability(
         stamps,
-        name=AGENT_NAME,
+        name=name,
         event_stream_handler=handler,
         activity_config=TOOL_ACTIVITY,
         model_activity_config=MODEL_ACTIVITY,
@@ -152,52 +181,49 @@ def build_agent(
     agent: Agent[AgentDeps, Any] = Agent(
         model,
         deps_type=AgentDeps,
-        tools=[Tool(function, name=name) for name, function in tools.items()],
+        tools=[Tool(function, name=tool) for tool, function in tools.items()],
         output_type=[str, DeferredToolRequests],
-        name=AGENT_NAME,
+        name=name,
         capabilities=[durability, StreamPosition()],
     )
 
     @agent.instructions
-    def instructions(ctx: RunContext[AgentDeps]) -> str:
+    def run_instructions(ctx: RunContext[AgentDeps]) -> str:
         return ctx.deps.instructions
 
-    return agent
+    return DurableAgent(agent, provider, instructions)
 
 
 @workflow.defn(name=AGENT_WORKFLOW, sandboxed=False)
 class AgentWorkflow:
-    """Runs the worker's agent on one step (:func:`agent_workflow` binds it)."""
+    """Runs one agent step with the agent it names (:func:`agent_workflow` binds them)."""
 
-    # Temporal builds workflows with no arguments: the worker's agent is bound
-    # to the class once, at the worker's start.
-    agent: Agent[AgentDeps, Any] | None = None
-    provider = "offline"
-    max_result_chars = 2000
+    # Temporal builds workflows with no arguments: the worker's agents are
+    # bound to the class once, at the worker's start.
+    agents: ClassVar[dict[str, DurableAgent]] = {}
+    max_result_chars: ClassVar[int] = 2000
 
     @workflow.run
     async def run(self, data: AgentStepInput) -> dict[str, Any]:
-        agent = type(self).agent
-        if agent is None:
-            raise _invalid("this worker has no agent bound to the agent workflow")
-        known = set(agent._function_toolset.tools)  # the names only
-        deps = _deps(data, known, type(self).max_result_chars)
+        name = data.input.get("agent", AGENT_NAME)
+        durable = type(self).agents.get(name) if isinstance(name, str) else None
+        if durable is None:
+            raise _invalid(f"unknown agent {name!r}; this worker has {sorted(type(self).agents)}")
+        known = set(durable.agent._function_toolset.tools)  # the names only
+        deps = _deps(data, known, type(self).max_result_chars, durable.instructions)
         await _emit(data, EventType.STEP_STARTED, {}, attempt=1, seq=0)
         first = data.input.get("answer") if data.activity == AGENT_RESUME else None
         if isinstance(first, dict) and not first.get("pending"):
             output = {k: v for k, v in first.items() if k != "messages"}
         else:
-            output = await _answer(agent, data, deps, first, type(self).provider)
+            output = await _answer(durable.agent, data, deps, first, durable.provider)
         await _emit(data, EventType.STEP_COMPLETED, {"output": output}, deps.attempt, deps.next_seq)
         return output
 
 
-def agent_workflow(
-    agent: Agent[AgentDeps, Any], *, provider: str, max_result_chars: int
-) -> type[AgentWorkflow]:
-    """The ``tidings.agent`` workflow, running ``agent``."""
-    AgentWorkflow.agent = agent
-    AgentWorkflow.provider = provider
+def agent_workflow(agents: list[DurableAgent], *, max_result_chars: int) -> type[AgentWorkflow]:
+    """The ``tidings.agent`` workflow, running ``agents`` (by name)."""
+    AgentWorkflow.agents = {durable.name: durable for durable in agents}
     AgentWorkflow.max_result_chars = max_result_chars
     return AgentWorkflow
 
@@ -269,7 +295,9 @@ def _pending(output: Any) -> list[dict[str, Any]]:
     ]
 
 
-def _deps(data: AgentStepInput, known: set[str], max_result_chars: int) -> AgentDeps:
+def _deps(
+    data: AgentStepInput, known: set[str], max_result_chars: int, instructions: str
+) -> AgentDeps:
     tools = _names(data.input.get("tools", [SEARCH_TOOL]), known)
     approval = _names(data.input.get("approval_tools", []), known)
     gated = data.activity == AGENT_RESUME or bool(data.input.get("require_approval"))
@@ -281,7 +309,7 @@ def _deps(data: AgentStepInput, known: set[str], max_result_chars: int) -> Agent
         tools=tools,
         approval_tools=approval,
         gated=gated and bool(approval),
-        instructions=str(data.input.get("instructions") or INSTRUCTIONS),
+        instructions=str(data.input.get("instructions") or instructions),
         max_result_chars=max_result_chars,
     )
 

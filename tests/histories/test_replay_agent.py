@@ -43,14 +43,16 @@ async def _replay(path: Path) -> Exception | None:
     settings = ModelSettings()
     # Never started: replay runs no activity, so nothing is emitted.
     emitter = Emitter(KafkaSettings())
-    agent = build_agent(build_agent_model(settings), agent_tools(SearchIndex.bundled()), emitter)
-    workflow = agent_workflow(
-        agent, provider=settings.provider, max_result_chars=settings.tool_result_max_chars
-    )
+    tools = agent_tools(SearchIndex.bundled())
+    agent = build_agent(build_agent_model(settings), tools, emitter, provider=settings.provider)
+    workflow = agent_workflow([agent], max_result_chars=settings.tool_result_max_chars)
     replayer = Replayer(
         workflows=[workflow],
         data_converter=DataConverter(payload_converter_class=PydanticAIPayloadConverter),
     )
     history = WorkflowHistory.from_json(path.stem, path.read_text(encoding="utf-8"))
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    try:
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    finally:
+        await emitter.stop()  # its producer was made, never started
     return result.replay_failure
