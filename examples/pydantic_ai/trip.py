@@ -1,9 +1,11 @@
-"""Your own Pydantic AI agent, with your own tools, as a Tidings step.
+"""Your own Pydantic AI agent, with your own tools, run durably through Tidings.
 
-`tidings worker --activities trip:activities` registers the step
-`trip.plan`; pipelines/trip.yaml runs it. Everything the agent streams
-(tool calls, their results, its text) reaches every WebSocket watching the
-run, and a retried attempt's partial output is discarded as for any step.
+`tidings worker --activities trip:activities` registers the agent `trip`;
+pipelines/trip.yaml runs it in a step of kind `agent`. Each model request
+and each tool call is a Temporal activity (Pydantic AI's Temporal support);
+everything the agent streams (tool calls, their results, its text) reaches
+every WebSocket watching the run, and a retried model request's partial
+output is discarded by the discard rule (docs/agents.md).
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic_ai import Agent
 from pydantic_ai.messages import ModelMessage, ModelRequest, ToolReturnPart, UserPromptPart
-from pydantic_ai.models import Model
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 
 from activities.agent.model import build_agent_model
-from activities.agent.publish import run_agent
-from activities.steps import StepActivities, StepContext, StepOutput, step
 from tidings.settings import Settings
 from workers.build import Clients
+from workflows.agent import DurableAgent, build_agent
 
 CITIES = {
     "lisbon": {"country": "Portugal", "currency": "EUR", "best_months": "April to June"},
@@ -45,11 +44,13 @@ def convert_budget(amount_usd: float, currency: str) -> dict[str, Any]:
     return {"currency": currency.upper(), "amount": round(amount_usd * rate, 2)}
 
 
-def offline_model(pace_seconds: float) -> FunctionModel:
+def offline_model() -> FunctionModel:
     """A scripted model, so the example runs with no network: it calls both tools
-    at once, then writes a short plan from what they returned."""
+    at once, then writes a short plan from what they returned (paced by the
+    step's `pace_ms`, which reaches it in its model settings)."""
 
     async def stream(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[Any]:
+        pace_ms: Any = (info.model_settings or {}).get("tidings_pace_ms", 0)
         prompt = next(
             part.content
             for message in messages
@@ -89,35 +90,19 @@ def offline_model(pace_seconds: float) -> FunctionModel:
         )
         for word in text.split(" "):
             yield word + " "
-            await asyncio.sleep(pace_seconds)
+            await asyncio.sleep(float(pace_ms) / 1000)
 
     return FunctionModel(stream_function=stream, model_name="trip-offline")
 
 
-class TripSteps(StepActivities):
-    def __init__(self, clients: Clients, settings: Settings) -> None:
-        super().__init__(clients.emitter)
-        self._settings = settings
-
-    def _model(self, pace_seconds: float) -> Model:
-        if self._settings.model.provider == "openai":
-            return build_agent_model(self._settings.model)
-        return offline_model(pace_seconds)
-
-    @step("trip.plan")
-    async def plan(self, ctx: StepContext, data: dict[str, Any]) -> StepOutput:
-        agent = Agent(
-            self._model(float(data.get("pace_ms", 0)) / 1000),
-            instructions="Plan a trip with the tools: facts about the city, then the budget.",
-            tools=[city_facts, convert_budget],
-            name="trip",
-        )
-        question = str(data["question"])
-        outcome = await run_agent(
-            ctx, agent, question, max_result_chars=self._settings.model.tool_result_max_chars
-        )
-        return {"question": question, "answer": outcome.output, "tool_calls": outcome.tool_calls}
-
-
-def activities(clients: Clients, settings: Settings) -> TripSteps:
-    return TripSteps(clients, settings)
+def activities(clients: Clients, settings: Settings) -> DurableAgent:
+    """The agent `trip`, with its two tools; the worker runs it in the agent workflow."""
+    provider = settings.model.provider
+    return build_agent(
+        build_agent_model(settings.model) if provider == "openai" else offline_model(),
+        {"city_facts": city_facts, "convert_budget": convert_budget},
+        clients.emitter,
+        provider=provider,
+        name="trip",
+        instructions="Plan a trip with the tools: facts about the city, then the budget.",
+    )
