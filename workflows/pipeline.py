@@ -428,6 +428,10 @@ class PipelineWorkflow:
                 static_summary=f"{step.name}: agent (model requests and tool calls as activities)",
             )
         except ChildWorkflowError as err:
+            if is_cancelled_exception(err):
+                # The run was cancelled and its child with it: the run's
+                # cancellation path writes run.cancelled.
+                raise asyncio.CancelledError from None
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None

@@ -117,3 +117,31 @@ async def test_a_worker_killed_mid_answer_retries_only_that_model_request(
     }
     assert retried == {MODEL_REQUEST}, retried
     assert sum(name.endswith("__call_tool") for name in scheduled.values()) == 2
+
+
+async def test_a_run_cancelled_mid_answer_ends_cancelled(deployment: Deployment) -> None:
+    """Cancelling the run cancels its agent step's child workflow; the run
+    ends `run.cancelled`, not failed."""
+    run_id, token = await _start(deployment)
+    url = deployment.url.replace("http://", "ws://") + f"/v1/runs/{run_id}/stream"
+    events: list[dict[str, Any]] = []
+    async with connect(f"{url}?access_token={token}", open_timeout=10) as socket:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            frame = json.loads(await socket.recv(decode=True))
+            if frame["kind"] == "event":
+                events.append(frame["event"])
+                asked = any(e["type"] == "asked" for e in events)
+                if frame["event"]["type"] == "step.token" and not asked:
+                    async with deployment.http() as http:
+                        asked = await http.post(f"/v1/runs/{run_id}/cancel")
+                    assert asked.status_code == 202, asked.text
+                    events.append({"type": "asked", "step": None})
+            elif frame["kind"] == "end":
+                assert frame["status"] == "CANCELLED", (frame, events[-5:])
+                break
+    assert events[-1]["type"] == "run.cancelled"
+    assert not [e for e in events if e["type"] in ("step.failed", "run.failed")]
+    temporal = await Client.connect(deployment.env["TIDINGS_TEMPORAL_ADDRESS"])
+    child = await temporal.get_workflow_handle(f"{run_id}/answer").describe()
+    assert child.status is not None and child.status.name == "CANCELED"
