@@ -1,6 +1,8 @@
-"""SIGKILL the worker while the agent streams its answer (issue 17): the step is
-retried on another worker, the dead attempt's thinking, tool call, result and
-tokens are discarded by `step.retrying`, and the answer equals a clean run's."""
+"""SIGKILL the worker while the agent streams its answer (issue 17): the model
+request is retried on another worker as the step's next attempt, the dead
+attempt's thinking, tool call, result and tokens are discarded by
+`step.retrying` (the retry re-sends the calls and results it keeps), and the
+answer equals a clean run's."""
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ def _write_slow_agent(folder: Path) -> None:
     raw["name"] = "agent-slow"
     step = raw["steps"][0]
     assert step["name"] == "answer"
-    # Slow enough to be killed mid-answer; a short heartbeat so the retry comes soon.
+    # Slow enough to be killed mid-answer. The model request's heartbeat
+    # timeout (10 s, workflows/agent.py) decides when the retry comes; these
+    # apply to runs started before the agent workflow.
     step["input"]["pace_ms"] = 40
     step["heartbeat_seconds"] = 1
     step["retry"] = {"initial_interval_seconds": 0.2}
