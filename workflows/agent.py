@@ -34,8 +34,6 @@ from pydantic_ai.durable_exec.temporal import TemporalDurability
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
-    ModelQuotaExceededError,
-    ModelRequestRejectedError,
     UserError,
 )
 from pydantic_ai.messages import ModelResponse, ToolCallPart
@@ -298,7 +296,9 @@ def _pending(output: Any) -> list[dict[str, Any]]:
 def _deps(
     data: AgentStepInput, known: set[str], max_result_chars: int, instructions: str
 ) -> AgentDeps:
-    tools = _names(data.input.get("tools", [SEARCH_TOOL]), known)
+    # The built-in agent searches by default; another agent offers all its tools.
+    default = [SEARCH_TOOL] if SEARCH_TOOL in known else sorted(known)
+    tools = _names(data.input.get("tools", default), known)
     approval = _names(data.input.get("approval_tools", []), known)
     gated = data.activity == AGENT_RESUME or bool(data.input.get("require_approval"))
     return AgentDeps(
@@ -319,7 +319,7 @@ def _names(names: Any, known: set[str]) -> list[str]:
         raise _invalid("tools must be a list of tool names")
     unknown = sorted(set(names) - known)
     if unknown:
-        raise _invalid(f"unknown tools {unknown}; this worker has {sorted(known)}")
+        raise _invalid(f"unknown tools {unknown}; the agent has {sorted(known)}")
     return list(names)
 
 
@@ -343,8 +343,6 @@ def _failure(exc: Exception) -> ApplicationError:
             type=ActivityErrorType.PROVIDER_UNAVAILABLE,
             non_retryable=True,
         )
-    if isinstance(cause, ModelRequestRejectedError | ModelQuotaExceededError):
-        return ApplicationError(type(cause).__name__, type=type(cause).__name__, non_retryable=True)
     return ApplicationError(str(cause) or type(cause).__name__, type=type(cause).__name__)
 
 
