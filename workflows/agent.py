@@ -44,19 +44,27 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityConfig
 
-from activities.agent.durable import STAMP_KEY, AgentDeps, Stamps, shown_by, stream_handler
-from activities.agent.offline import SEARCH_TOOL
-from activities.agent.steps import INSTRUCTIONS, ToolFunction
-from activities.emitter import Emitter
-from activities.types import (
-    AGENT_RESUME,
-    AGENT_WORKFLOW,
-    EMIT_RUN_EVENT,
-    AgentStepInput,
-    RunEventInput,
-)
-from tidings.errors import ActivityErrorType
-from tidings.events import EventType
+# The house rule for workflows (docs/design.md), though this one is not sandboxed.
+with workflow.unsafe.imports_passed_through():
+    from activities.agent.durable import (
+        STAMP_KEY,
+        AgentDeps,
+        Stamps,
+        shown_by,
+        stream_handler,
+    )
+    from activities.agent.offline import SEARCH_TOOL
+    from activities.agent.steps import INSTRUCTIONS, ToolFunction
+    from activities.emitter import Emitter
+    from activities.types import (
+        AGENT_RESUME,
+        AGENT_WORKFLOW,
+        EMIT_RUN_EVENT,
+        AgentStepInput,
+        RunEventInput,
+    )
+    from tidings.errors import ActivityErrorType
+    from tidings.events import EventType
 
 AGENT_NAME = "tidings"
 
