@@ -173,8 +173,8 @@ class Probe:
 def serve_gateway(probe_port: int, trace: bool) -> None:
     import uvicorn
 
-    from gateway import redaction
-    from gateway.command import server_config, tune_gc
+    from gateway.server import redaction
+    from gateway.server.command import server_config, tune_gc
     from tidings.observability import setup_logging
     from tidings.settings import Settings
 

@@ -1,14 +1,14 @@
 """The gateway application: ``create_app(settings)``.
 
 The lifespan owns every long-lived client (Temporal, Redis, the Kafka
-factory) in one :class:`gateway.deps.Services` container on ``app.state``;
+factory) in one :class:`gateway.rest.deps.Services` container on ``app.state``;
 routes receive them through dependencies. Other parts of the gateway plug in
 as *extensions* — an object with a ``router`` and ``async start()`` /
 ``async stop()`` — started after the shared clients exist and stopped before
 they close. The WebSocket stream (``gateway.stream.StreamService``) is one:
 it shares the app's Redis client, its metrics registry and, through
-:class:`gateway.run_directory.OwnedRunDirectory`, the REST routes' ownership
-check; it authenticates with :func:`gateway.auth.tenant_from_key`.
+:class:`gateway.rest.run_directory.OwnedRunDirectory`, the REST routes' ownership
+check; it authenticates with :func:`gateway.rest.auth.tenant_from_key`.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ from fastapi import APIRouter, FastAPI
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
-from gateway import deps, errors, health, metrics, pipelines, runs, tokens_api
 from gateway.access import AccessControl
-from gateway.auth import tenant_from_key
-from gateway.body_limit import BodyLimitMiddleware
-from gateway.deps import Services, services_of
 from gateway.kafka import KafkaFactory
-from gateway.memory import MemoryKeeper, malloc_trim
-from gateway.metrics import Metrics, MetricsMiddleware
-from gateway.run_directory import OwnedRunDirectory
-from gateway.starter import RunStarter, default_starter
+from gateway.rest import deps, errors, health, metrics, pipelines, runs, tokens_api
+from gateway.rest.auth import tenant_from_key
+from gateway.rest.body_limit import BodyLimitMiddleware
+from gateway.rest.deps import Services, services_of
+from gateway.rest.metrics import Metrics, MetricsMiddleware
+from gateway.rest.run_directory import OwnedRunDirectory
+from gateway.rest.starter import RunStarter, default_starter
+from gateway.server.memory import MemoryKeeper, malloc_trim
 from gateway.stream import StreamService
 from gateway.web import mount_dashboard
 from tidings import temporal_connect
@@ -68,7 +68,7 @@ async def connect_temporal(settings: Settings) -> Client:
 
 def connect_redis(settings: Settings) -> aioredis.Redis:
     # A blocking pool: a burst of socket opens waits for a connection instead
-    # of failing with "Too many connections" (see gateway.deps.connect_redis).
+    # of failing with "Too many connections" (see gateway.rest.deps.connect_redis).
     return deps.connect_redis(settings)
 
 
@@ -116,7 +116,7 @@ def create_app(
         return services_of(app).temporal
 
     parts: list[Extension] = []
-    # API keys and read tokens, for the REST routes (gateway.auth) and the stream.
+    # API keys and read tokens, for the REST routes (gateway.rest.auth) and the stream.
     access = AccessControl(settings, lambda key: tenant_from_key(settings, key))
     stream_service: StreamService | None = None
     if stream:
@@ -179,7 +179,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics_
     app.state.access = access
-    # What gateway.fast_path.StreamFirst hands stream sockets to.
+    # What gateway.server.fast_path.StreamFirst hands stream sockets to.
     app.state.stream = stream_service
     errors.install(app)
     app.include_router(health.router)

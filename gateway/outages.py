@@ -1,7 +1,7 @@
 """Which dependency an exception says is away, if any.
 
 One answer for both edges: REST maps an outage to 503 with ``Retry-After``
-(``gateway.errors``), the stream to close 1013 with a retry hint
+(``gateway.rest.errors``), the stream to close 1013 with a retry hint
 (``gateway.stream.connection``). Each client library says whether retrying
 can help, and that is what is asked: Temporal's status codes, aiokafka's
 ``retriable``, redis-py's connection and timeout errors. Anything else is a

@@ -85,7 +85,7 @@ class Stack:
             self.apps += [
                 Worker(layout, host, i + 1, self.wiring, code) for i in range(settings.workers)
             ]
-        if apps and command_exists("gateway.command"):
+        if apps and command_exists("gateway.server.command"):
             first = settings.gateway_port
             self.apps += [
                 Gateway(layout, host, first + i, self.wiring, settings.gateway_processes)

@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("infra.commands.status", "show each local service, port, PID and health"),
     "deps": ("infra.commands.deps", "install what the local stack needs (apt, Maven)"),
     "worker": ("workers.command", "run a Temporal worker for the pipelines"),
-    "gateway": ("gateway.command", "run a gateway (REST + WebSocket)"),
+    "gateway": ("gateway.server.command", "run a gateway (REST + WebSocket)"),
     "run": ("tidings.commands.run", "start a run of a pipeline"),
     "watch": ("tidings.commands.watch", "live progress of a run; resumes on drop"),
     "events": ("tidings.commands.events", "print a run's stored events"),

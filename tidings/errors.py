@@ -17,7 +17,7 @@ class ErrorCode:
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     PAYLOAD_TOO_LARGE = "payload_too_large"
-    # Answered by the HTTP protocol itself (gateway/http_protocol.py), before any route.
+    # Answered by the HTTP protocol itself (gateway/server/http_protocol.py), before any route.
     REQUEST_TIMEOUT = "request_timeout"
     HEADERS_TOO_LARGE = "headers_too_large"
     RATE_LIMITED = "rate_limited"

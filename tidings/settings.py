@@ -289,7 +289,7 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    # Processes sharing the port (gateway/supervisor.py); with metrics_port,
+    # Processes sharing the port (gateway/server/supervisor.py); with metrics_port,
     # process i also listens alone on metrics_port + i for per-process scrapes.
     processes: int = Field(default=1, ge=1, le=64)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -312,7 +312,7 @@ class GatewaySettings(BaseSettings):
     max_frame_bytes: int = Field(default=64 * 1024, ge=256)
     # The request head (request line and headers): a client that has not sent
     # all of it within the timeout gets 408 and is closed (slowloris); one
-    # larger than the limit gets 431 (gateway/http_protocol.py).
+    # larger than the limit gets 431 (gateway/server/http_protocol.py).
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
     max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     send_queue_max_events: int = Field(default=1_000, ge=1)
@@ -323,7 +323,7 @@ class GatewaySettings(BaseSettings):
     buffer_high_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
     buffer_low_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
     # Stream sockets write each event's frame, encoded once, straight to their
-    # transports (gateway/ws_protocol.py); false sends every frame through
+    # transports (gateway/server/ws_protocol.py); false sends every frame through
     # ASGI instead, as any other server would.
     direct_frames: bool = True
     # How often the gateway re-reads the pipelines workers announced
@@ -338,7 +338,7 @@ class GatewaySettings(BaseSettings):
     ack_flush_ms: int = Field(default=5, ge=1, le=1000)
     # Every this many seconds the gateway looks at its RSS; once it has grown
     # by memory_trim_growth_mib since the last clean-up, it runs a full
-    # garbage collection and malloc_trim(0) (gateway/memory.py). 0 = never.
+    # garbage collection and malloc_trim(0) (gateway/server/memory.py). 0 = never.
     memory_trim_seconds: float = Field(default=30.0, ge=0, le=3600)
     memory_trim_growth_mib: int = Field(default=32, ge=1, le=65536)
 

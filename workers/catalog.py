@@ -1,7 +1,7 @@
 """A gateway's view of the pipelines it can start: the built-ins, a local
 folder if one is configured (kept for compatibility; a bad one stops the
 gateway at start) and what workers announced in Redis (:mod:`workers.announce`),
-which wins over both. The gateway loads it by name (``gateway.pipelines``),
+which wins over both. The gateway loads it by name (``gateway.rest.pipelines``),
 so the connection plane never imports workflow code.
 """
 

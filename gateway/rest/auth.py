@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.deps import get_settings
+from gateway.rest.deps import get_settings
 from tidings.errors import Unauthorized
 from tidings.settings import Settings
 

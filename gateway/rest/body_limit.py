@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import error_response
+from gateway.rest.errors import error_response
 from tidings.errors import ErrorCode
 
 

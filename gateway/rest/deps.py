@@ -21,14 +21,14 @@ from fastapi import Depends, FastAPI, Request
 from temporalio.client import Client
 
 from gateway.kafka import KafkaFactory
-from gateway.starter import RunStarter
+from gateway.rest.starter import RunStarter
 from tidings import redis_connect
 from tidings.errors import Unavailable
 from tidings.lag import LagReader
 from tidings.settings import Settings
 
 if TYPE_CHECKING:
-    from gateway.pipelines import PipelineCatalog
+    from gateway.rest.pipelines import PipelineCatalog
 
 # Redis must never hang a request: a dead Redis is a fast 503, not a stall.
 REDIS_TIMEOUT_SECONDS = 5.0

@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from gateway.deps import ServicesDep
-from gateway.errors import error_responses
-from gateway.schemas import Health, Readiness
+from gateway.rest.deps import ServicesDep
+from gateway.rest.errors import error_responses
+from gateway.rest.schemas import Health, Readiness
 from tidings.errors import ErrorCode
 
 CHECK_TIMEOUT = 2.0

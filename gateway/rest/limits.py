@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from gateway import run_ops
-from gateway.metrics import Metrics
+from gateway.rest import run_ops
+from gateway.rest.metrics import Metrics
 from tidings.errors import NotFound, RateLimited
 from tidings.lag import REFRESH_SECONDS, LagReader
 from tidings.runs import PIPELINE_WORKFLOW, TENANT_ATTRIBUTE, run_id_for

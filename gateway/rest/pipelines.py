@@ -2,7 +2,7 @@
 
 The catalog (``workers.catalog``) knows the pipelines the workers announced
 in Redis, picks a run's task queue and validates its input. The gateway loads
-it by name, as it loads the run starter (``gateway.starter``), so this package
+it by name, as it loads the run starter (``gateway.rest.starter``), so this package
 never imports workflow code; a gateway installed without it lists nothing
 and answers 503 to run starts.
 """
@@ -17,9 +17,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 from temporalio.client import Client
 
-from gateway.auth import Tenant
-from gateway.deps import ServicesDep
-from gateway.errors import error_responses
+from gateway.rest.auth import Tenant
+from gateway.rest.deps import ServicesDep
+from gateway.rest.errors import error_responses
 from tidings.settings import Settings
 
 CATALOG_MODULE = "workers.catalog"

@@ -27,7 +27,7 @@ from temporalio.api.workflow.v1 import WorkflowExecutionInfo
 from temporalio.api.workflowservice.v1 import ListWorkflowExecutionsRequest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from gateway import run_ops
+from gateway.rest import run_ops
 from gateway.stream import RunInfo
 from gateway.stream.batching import Batcher
 from gateway.stream.directory import RUN_STATES

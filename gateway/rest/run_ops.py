@@ -28,7 +28,7 @@ from temporalio.client import (
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
-from gateway.schemas import RunSummary
+from gateway.rest.schemas import RunSummary
 from gateway.stream.directory import RUN_STATES
 from tidings.errors import BadRequest, Conflict, ErrorCode, NotFound
 from tidings.runs import (

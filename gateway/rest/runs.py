@@ -3,7 +3,7 @@
 Routes stay thin: authenticate (the ``Tenant`` dependency), check ownership
 (``run_ops.owned_run``: another tenant's run is a 404), call one operation,
 shape the response. Every refusal happens before anything is started or
-changed, and every error is rendered by ``gateway.errors``.
+changed, and every error is rendered by ``gateway.rest.errors``.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 
-from gateway import run_ops
-from gateway.auth import Tenant
-from gateway.deps import KafkaDep, ServicesDep, SettingsDep, StarterDep, TemporalDep
-from gateway.errors import error_responses
-from gateway.event_log import Cursor, read_page
-from gateway.limits import admit
-from gateway.links import stream_url, temporal_ui_url
-from gateway.schemas import (
+from gateway.rest import run_ops
+from gateway.rest.auth import Tenant
+from gateway.rest.deps import KafkaDep, ServicesDep, SettingsDep, StarterDep, TemporalDep
+from gateway.rest.errors import error_responses
+from gateway.rest.event_log import Cursor, read_page
+from gateway.rest.limits import admit
+from gateway.rest.links import stream_url, temporal_ui_url
+from gateway.rest.schemas import (
     PIPELINE_PATTERN,
     CancelRequested,
     EventPage,

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from gateway.access import MAX_RUNS, AccessControl
-from gateway.auth import ApiKeyTenant
-from gateway.errors import error_responses
+from gateway.rest.auth import ApiKeyTenant
+from gateway.rest.errors import error_responses
 from tidings.errors import BadRequest
 
 router = APIRouter(prefix="/v1/tokens", tags=["tokens"], responses=error_responses(401, 422))

@@ -8,7 +8,7 @@ and the lifespan's shutdown stops the tails and closes clients. Deployments
 size their stop grace from :data:`DRAIN_SECONDS` (docs/deployment.md).
 
 With ``--processes N`` this process becomes a supervisor of N such gateways
-sharing the port (``gateway.supervisor``); each child is started with
+sharing the port (``gateway.server.supervisor``); each child is started with
 ``--fd`` (and ``--metrics-fd``), the sockets the supervisor bound for it.
 """
 
@@ -23,12 +23,12 @@ import socket
 
 import uvicorn
 
-from gateway import redaction
 from gateway.app import create_app
-from gateway.fast_path import StreamFirst
-from gateway.http_protocol import guarded_http_protocol
-from gateway.pipelines import check_pipelines
-from gateway.supervisor import serve_processes
+from gateway.rest.pipelines import check_pipelines
+from gateway.server import redaction
+from gateway.server.fast_path import StreamFirst
+from gateway.server.http_protocol import guarded_http_protocol
+from gateway.server.supervisor import serve_processes
 from tidings.observability import setup_logging, setup_tracing
 from tidings.preflight import check_connections
 from tidings.settings import GatewaySettings, Settings
@@ -86,14 +86,14 @@ def _processes(value: str) -> int:
 
 def websocket_implementation(direct_frames: bool = True) -> str | type[asyncio.Protocol]:
     """docs/design.md's measured inputs put websockets-sansio fastest of uvicorn's servers, and
-    ours adds the stream's direct sink to it (``gateway.ws_protocol``) unless
+    ours adds the stream's direct sink to it (``gateway.server.ws_protocol``) unless
     ``direct_frames`` is off; older uvicorn releases lack it, so fall back to
     the legacy ``websockets`` one (sockets then send through ASGI)."""
     if not importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl"):
         return "websockets"
     if not direct_frames:
         return "websockets-sansio"
-    from gateway.ws_protocol import DirectFramesProtocol
+    from gateway.server.ws_protocol import DirectFramesProtocol
 
     return DirectFramesProtocol
 

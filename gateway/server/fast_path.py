@@ -31,7 +31,7 @@ class StreamFirst:
         self._stream = stream
 
     async def going_away(self, within: float) -> int:
-        """Close the stream's sockets with 1001 (see ``gateway.command``)."""
+        """Close the stream's sockets with 1001 (see ``gateway.server.command``)."""
         return 0 if self._stream is None else await self._stream.going_away(within)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

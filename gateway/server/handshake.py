@@ -11,7 +11,7 @@ key and version headers each appear once with the expected value. Anything
 else (a second key, a bad version, an odd Upgrade list) goes the usual way,
 so websockets still decides, and words, every refusal. Offered extensions
 are declined by not answering them, which is what the gateway does anyway
-(permessage-deflate is off, ``gateway.command``).
+(permessage-deflate is off, ``gateway.server.command``).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ and served. :func:`guarded_http_protocol` makes the protocol class that
 The timer is cancelled at headers complete, so it never fires on a socket
 handed over to the WebSocket protocol.
 
-A WebSocket upgrade whose head is a plain handshake (``gateway.handshake``)
-is handed to :class:`~gateway.ws_protocol.DirectFramesProtocol` as parsed,
+A WebSocket upgrade whose head is a plain handshake (``gateway.server.handshake``)
+is handed to :class:`~gateway.server.ws_protocol.DirectFramesProtocol` as parsed,
 rather than written back out for websockets to parse again. Bodies are not covered here
 (``BodyLimitMiddleware`` bounds their size).
 """
@@ -35,8 +35,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from gateway.handshake import accept_key
-from gateway.ws_protocol import DirectFramesProtocol
+from gateway.server.handshake import accept_key
+from gateway.server.ws_protocol import DirectFramesProtocol
 from tidings.errors import ErrorCode
 from tidings.settings import GatewaySettings
 

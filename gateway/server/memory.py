@@ -3,7 +3,7 @@
 A burst of short-lived sockets leaves two kinds of memory behind once the
 sockets are gone. Cyclic garbage: each socket's objects include reference
 cycles (tasks, futures, exceptions and their tracebacks), which only a full
-collection frees, and :func:`gateway.command.tune_gc` makes full collections
+collection frees, and :func:`gateway.server.command.tune_gc` makes full collections
 rare on purpose (they re-walk every open socket's objects). And free memory
 the allocators keep: CPython's object arenas are returned only when wholly
 empty, glibc's heap only from its top unless asked (``malloc_trim``).

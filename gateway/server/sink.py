@@ -3,7 +3,7 @@
 Through ASGI, every send is a coroutine call down Starlette and the server,
 which frames the text again for each socket; at a thousand sockets per event
 that per-socket work is most of the gateway's CPU. A server that offers the
-``tidings.frames`` scope extension (``gateway.ws_protocol``, what ``tidings
+``tidings.frames`` scope extension (``gateway.server.ws_protocol``, what ``tidings
 gateway`` serves with) hands the app a :class:`FrameSink` instead: a
 synchronous write of bytes already framed once per record (``frames.Frame``).
 Under any other ASGI server the extension is absent and sockets fall back to

@@ -11,7 +11,7 @@ crashed child's socket outlives it, so connections hashed to it wait in its
 accept queue for the replacement instead of being reset.
 
 The parent forwards SIGTERM/SIGINT to every child (each drains its stream
-sockets with 1001, ``gateway.command.DrainingServer``), replaces a child that
+sockets with 1001, ``gateway.server.command.DrainingServer``), replaces a child that
 dies on its own, and gives up, stopping the others, when one keeps dying at
 start (a configuration the parent could not check, say).
 """

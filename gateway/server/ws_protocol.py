@@ -1,14 +1,14 @@
 """uvicorn's websockets-sansio protocol, offering the stream a direct sink.
 
-The ``tidings.frames`` scope extension (``gateway.stream.sink``) carries a
+The ``tidings.frames`` scope extension (``gateway.server.sink``) carries a
 :class:`DirectSink`: the stream writes frames it encoded once per record
 straight to this connection's transport, skipping the ASGI send and the
 per-socket framing. Reads, pings, close and any handshake not adopted (below)
 are uvicorn's.
 
-A handshake that httptools parsed and :mod:`gateway.handshake` finds plain
+A handshake that httptools parsed and :mod:`gateway.server.handshake` finds plain
 is adopted (:meth:`DirectFramesProtocol.adopt`): no second parse by
-websockets, and the ``101`` is written by :func:`gateway.handshake.switching_protocols`.
+websockets, and the ``101`` is written by :func:`gateway.server.handshake.switching_protocols`.
 
 The handshake's ``101`` is held back for the rest of the loop turn and goes
 out in the same system call as the first frames (a loopback send costs tens
@@ -44,8 +44,8 @@ from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from gateway.handshake import switching_protocols
-from gateway.stream.sink import EXTENSION
+from gateway.server.handshake import switching_protocols
+from gateway.server.sink import EXTENSION
 
 T = TypeVar("T")
 
@@ -211,7 +211,7 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
         accept_key: bytes,
     ) -> None:
         """Take a connection over from the HTTP protocol, its handshake already
-        parsed and checked (``gateway.http_protocol``): what ``connection_made``
+        parsed and checked (``gateway.server.http_protocol``): what ``connection_made``
         and ``handle_connect`` do, without websockets reading the head again.
 
         ``addresses``: the HTTP protocol's server, client and scheme.
@@ -295,7 +295,7 @@ class DirectFramesProtocol(WebSocketsSansIOProtocol):
             return  # as uvicorn: the app learns of it from its next receive
         assert self.accept_key is not None
         if self.logger.isEnabledFor(logging.INFO):
-            # uvicorn's line (gateway.redaction strips an access_token from it).
+            # uvicorn's line (gateway.server.redaction strips an access_token from it).
             client, target = get_client_addr(self.scope), get_path_with_query_string(self.scope)
             self.logger.info('%s - "WebSocket %s" [accepted]', client, target)
         headers = [*self.default_headers, *message.get("headers", [])]

@@ -4,7 +4,8 @@ See ``service.py`` for how an app mounts it and ``README.md`` beside it for
 the protocol choices beyond docs/protocol.md.
 """
 
-from .cursor import Cursor, CursorError
+from gateway.cursor import Cursor, CursorError
+
 from .directory import RunDirectory, RunInfo, TemporalRunDirectory
 from .metrics import StreamMetrics
 from .service import StreamService

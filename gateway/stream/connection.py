@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from prometheus_client import Counter, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from gateway.cursor import Cursor, CursorError
 from gateway.outages import KafkaUnavailable, dependency_down
+from gateway.server.sink import FrameSink, sink_of
 from tidings.errors import CloseCode
 from tidings.settings import GatewaySettings, KafkaSettings
 
 from .acks import AckLedger
-from .cursor import Cursor, CursorError
 from .directory import CachedRunDirectory, RunInfo
 from .errors import StreamClosed, Unavailable, try_again_later
 from .frames import error_frame, parse_ack, token_frame, wire_text
@@ -42,7 +43,6 @@ from .hub import TailHub
 from .metrics import StreamMetrics
 from .replay import PartitionReader, catch_up
 from .sessions import Session, SessionStore
-from .sink import FrameSink, sink_of
 from .subscriber import Subscriber
 from .tail import TenantTail
 from .tokens import Claims, TokenSigner, new_session_id

@@ -15,10 +15,10 @@ import json
 import struct
 from dataclasses import dataclass
 
+from gateway.cursor import Cursor, CursorError
 from tidings.errors import CloseCode
 from tidings.events import SUPPORTED_SCHEMAS, EnvelopeError, EventType
 
-from .cursor import Cursor, CursorError
 from .errors import StreamClosed
 
 _END_STATUS = {

@@ -5,7 +5,7 @@ and a :class:`RunDirectory`, ``include_router(service.router)``, and await
 :meth:`StreamService.start` / :meth:`StreamService.stop` in the lifespan.
 Serve with ``ws_per_message_deflate=False`` (deflate costs 3-4x throughput),
 ``ws_max_size`` near ``GatewaySettings.max_frame_bytes``, and
-``ws=gateway.ws_protocol.DirectFramesProtocol`` so sockets write shared frames
+``ws=gateway.server.ws_protocol.DirectFramesProtocol`` so sockets write shared frames
 straight to their transports (``sink.py``); under other servers they send
 through ASGI.
 """
@@ -57,7 +57,7 @@ class StreamService:
         access: AccessControl | None = None,
     ) -> None:
         """``authenticate`` maps an API key to its tenant (default: the REST
-        engineer's ``gateway.auth.tenant_from_key`` if present, else the
+        engineer's ``gateway.rest.auth.tenant_from_key`` if present, else the
         settings' key table). ``stall_seconds``: how long a client may leave
         its queue undrained while its reader waits (catch-up) or its tenant's
         tail is paused, before it is closed with 4408. ``close_linger_seconds``:
@@ -136,7 +136,7 @@ class StreamService:
         return len(self.subscribers)
 
     async def serve(self, websocket: WebSocket, run_id: str) -> None:
-        """Serve one stream socket (what the route calls; ``gateway.fast_path``
+        """Serve one stream socket (what the route calls; ``gateway.server.fast_path``
         calls it without the route)."""
         await serve(websocket, run_id, self._ctx)
 
@@ -155,7 +155,7 @@ class StreamService:
 
 def _default_authenticate(settings: Settings) -> Callable[[str], str | None]:
     try:
-        auth = importlib.import_module("gateway.auth")
+        auth = importlib.import_module("gateway.rest.auth")
         tenant_from_key = auth.tenant_from_key
     except (ImportError, AttributeError):
         return settings.tenants.tenant_for

@@ -28,10 +28,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from gateway.server.sink import FrameSink
+
 from .cork import Cork
 from .errors import StreamClosed, too_slow
 from .frames import CAUGHT_UP, Frame, control, end_frame
-from .sink import FrameSink
 from .watermarks import Watermarks
 
 # What a socket may hold during a slice before it is written anyway: the

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.command import DRAIN_SECONDS
+from gateway.server.command import DRAIN_SECONDS
 from infra.chart import ChartTools, ensure_chart_tools
 from tidings.settings import Settings, StackSettings, env_names
 from tidings.topics import completions_topic

@@ -1,9 +1,9 @@
-"""The gateway's HTTP protocol (gateway/http_protocol.py) over raw sockets: a
+"""The gateway's HTTP protocol (gateway/server/http_protocol.py) over raw sockets: a
 request head that is not complete within the header timeout is answered 408
 and closed (slowloris), one over the size limit is answered 431; normal
 requests, keep-alive, bodies larger than the head limit and WebSocket upgrades
 are unaffected. A plain WebSocket handshake is adopted from the parsed head
-(gateway.handshake); any other is parsed and answered by websockets.
+(gateway.server.handshake); any other is parsed and answered by websockets.
 
 A small app served by uvicorn exactly as ``tidings gateway`` configures the
 protocol (no stack needed), with a 1 s timeout and a 4 KiB head limit.
@@ -23,8 +23,8 @@ import uvicorn
 from fastapi import FastAPI, Request, WebSocket
 from websockets.sync.client import connect
 
-from gateway.command import server_config, websocket_implementation
-from gateway.http_protocol import GuardedHttpToolsProtocol, guarded_http_protocol
+from gateway.server.command import server_config, websocket_implementation
+from gateway.server.http_protocol import GuardedHttpToolsProtocol, guarded_http_protocol
 from tests.rawhttp import receive, status_of
 from tests.support import free_port
 from tidings.settings import GatewaySettings, Settings

@@ -6,12 +6,12 @@ import logging
 
 import pytest
 
-from gateway import run_ops
-from gateway.auth import tenant_from_key
-from gateway.errors import describe_validation
-from gateway.event_log import Cursor
 from gateway.kafka import partition_for
-from gateway.redaction import RedactSecrets, redact
+from gateway.rest import run_ops
+from gateway.rest.auth import tenant_from_key
+from gateway.rest.errors import describe_validation
+from gateway.rest.event_log import Cursor
+from gateway.server.redaction import RedactSecrets, redact
 from gateway.stream.tokens import TokenSigner
 from tidings.errors import BadRequest
 from tidings.settings import Settings, TenantSettings

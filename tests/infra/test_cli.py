@@ -251,7 +251,7 @@ def test_deps_reports_every_dependency(cli: Cli) -> None:
 
 @pytest.mark.e2e
 @pytest.mark.skipif(
-    not (command_exists("workers.command") and command_exists("gateway.command")),
+    not (command_exists("workers.command") and command_exists("gateway.server.command")),
     reason="the worker and gateway commands have not landed yet",
 )
 def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from pydantic import ValidationError
 from redis.asyncio import BlockingConnectionPool
 
-from gateway.deps import REDIS_TIMEOUT_SECONDS, connect_redis
+from gateway.rest.deps import REDIS_TIMEOUT_SECONDS, connect_redis
 from gateway.stream import tail as tail_module
 from gateway.stream.errors import StreamClosed
 from gateway.stream.frames import event_frame

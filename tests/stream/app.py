@@ -19,8 +19,8 @@ from prometheus_client import generate_latest
 from redis.asyncio import BlockingConnectionPool, Redis
 from temporalio.client import Client
 
-from gateway.command import websocket_implementation
-from gateway.http_protocol import guarded_http_protocol
+from gateway.server.command import websocket_implementation
+from gateway.server.http_protocol import guarded_http_protocol
 from gateway.stream import RunInfo, StreamService, TemporalRunDirectory
 from tidings.settings import Settings
 

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway.stream.cursor import Cursor
+from gateway.cursor import Cursor
 from gateway.stream.tokens import TokenSigner
 from tests.stream.conftest import SECRET, StreamEnv
 from tests.stream.harness import (

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.stream.cursor import Cursor, CursorError
+from gateway.cursor import Cursor, CursorError
 from gateway.stream.errors import StreamClosed
 from gateway.stream.frames import event_frame, parse_ack
 from gateway.stream.subscriber import Subscriber

@@ -1,4 +1,4 @@
-"""gateway.handshake: the opening handshake answered from a parsed head.
+"""gateway.server.handshake: the opening handshake answered from a parsed head.
 
 A head that is not plain must come back None (websockets then decides); the
 server-level behaviour is in tests/gateway_rest/test_http_guards.py.
@@ -10,7 +10,7 @@ import pytest
 from websockets.http11 import Response
 from websockets.streams import StreamReader
 
-from gateway.handshake import accept_key, switching_protocols
+from gateway.server.handshake import accept_key, switching_protocols
 
 pytestmark = pytest.mark.unit
 

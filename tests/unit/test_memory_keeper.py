@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.memory import MemoryKeeper, malloc_trim, rss_bytes
+from gateway.server.memory import MemoryKeeper, malloc_trim, rss_bytes
 
 pytestmark = pytest.mark.unit
 

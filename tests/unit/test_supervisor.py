@@ -1,10 +1,10 @@
-"""The gateway supervisor's restart policy (gateway/supervisor.py)."""
+"""The gateway supervisor's restart policy (gateway/server/supervisor.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.supervisor import (
+from gateway.server.supervisor import (
     MAX_EARLY_DEATHS,
     MAX_RESTART_DELAY,
     STEADY_SECONDS,

@@ -1,0 +1,1 @@
+"""The REST API: runs, their operations and events, auth, health, metrics."""

@@ -1,0 +1,1 @@
+"""The server: uvicorn, its protocols and the gateway command (README.md)."""
