@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.util
 import logging
 import socket
 
@@ -29,6 +28,7 @@ from gateway.server import redaction
 from gateway.server.fast_path import StreamFirst
 from gateway.server.http_protocol import guarded_http_protocol
 from gateway.server.supervisor import serve_processes
+from gateway.server.ws_protocol import DirectFramesProtocol
 from tidings.observability import setup_logging, setup_tracing
 from tidings.preflight import check_connections
 from tidings.settings import GatewaySettings, Settings
@@ -85,16 +85,12 @@ def _processes(value: str) -> int:
 
 
 def websocket_implementation(direct_frames: bool = True) -> str | type[asyncio.Protocol]:
-    """docs/design.md's measured inputs put websockets-sansio fastest of uvicorn's servers, and
-    ours adds the stream's direct sink to it (``gateway.server.ws_protocol``) unless
-    ``direct_frames`` is off; older uvicorn releases lack it, so fall back to
-    the legacy ``websockets`` one (sockets then send through ASGI)."""
-    if not importlib.util.find_spec("uvicorn.protocols.websockets.websockets_sansio_impl"):
-        return "websockets"
+    """uvicorn's websockets-sansio server (docs/design.md's measured inputs put
+    it fastest of uvicorn's), with the stream's direct sink added
+    (``gateway.server.ws_protocol``) unless ``direct_frames`` is off; then
+    sockets send every frame through ASGI (README.md beside this module)."""
     if not direct_frames:
         return "websockets-sansio"
-    from gateway.server.ws_protocol import DirectFramesProtocol
-
     return DirectFramesProtocol
 
 
