@@ -41,6 +41,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from tidings.errors import CloseCode, TidingsError
 from tidings.events import EnvelopeError, Event
 from tidings.run_state import initial_run_state, reduce_run
+from tidings.runs import stream_path
 
 __all__ = [
     "StartedRun",
@@ -86,7 +87,7 @@ def stream_url(base: str, run_id: str) -> str:
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss"):
         raise ValueError(f"not a gateway URL: {base!r}")
-    path = parts.path.rstrip("/") + f"/v1/runs/{quote(run_id, safe='')}/stream"
+    path = parts.path.rstrip("/") + stream_path(quote(run_id, safe=""))
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 

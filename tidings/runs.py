@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -35,6 +36,29 @@ class RunState:
     CONTINUED_AS_NEW = "CONTINUED_AS_NEW"
 
     FINISHED = frozenset({COMPLETED, FAILED, CANCELLED, TERMINATED, TIMED_OUT})
+
+
+# Temporal's workflow execution statuses, by their names in its
+# ``WorkflowExecutionStatus``, as the run states clients see. Keyed by name so
+# this contract needs no Temporal client to be imported.
+RUN_STATES: Final[Mapping[str, str]] = {
+    "RUNNING": RunState.RUNNING,
+    "COMPLETED": RunState.COMPLETED,
+    "FAILED": RunState.FAILED,
+    "CANCELED": RunState.CANCELLED,
+    "TERMINATED": RunState.TERMINATED,
+    "CONTINUED_AS_NEW": RunState.CONTINUED_AS_NEW,
+    "TIMED_OUT": RunState.TIMED_OUT,
+}
+
+# The WebSocket route of a run's events (docs/protocol.md); ``{run_id}`` is
+# one path segment.
+STREAM_PATH: Final = "/v1/runs/{run_id}/stream"
+
+
+def stream_path(quoted_run_id: str) -> str:
+    """:data:`STREAM_PATH` for a run id already quoted for a URL path."""
+    return STREAM_PATH.format(run_id=quoted_run_id)
 
 
 @dataclass

@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from fastapi import Request
 
+from tidings.runs import stream_path
 from tidings.settings import Settings
 
 
@@ -22,7 +23,7 @@ def stream_url(settings: Settings, request: Request, run_id: str) -> str:
         base = "wss://" + base[len("https://") :]
     elif base.startswith("http://"):
         base = "ws://" + base[len("http://") :]
-    return f"{base}/v1/runs/{quote(run_id)}/stream"
+    return base + stream_path(quote(run_id))
 
 
 def temporal_ui_url(settings: Settings, run_id: str) -> str:

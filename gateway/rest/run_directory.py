@@ -30,9 +30,8 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from gateway.rest import run_ops
 from gateway.stream import RunInfo
 from gateway.stream.batching import Batcher
-from gateway.stream.directory import RUN_STATES
 from tidings.errors import NotFound
-from tidings.runs import TENANT_ATTRIBUTE, RunState, tenant_of_run
+from tidings.runs import RUN_STATES, TENANT_ATTRIBUTE, RunState, tenant_of_run
 
 _MAX_IDS_PER_QUERY = 100
 # A run that continued as new lists once per execution; a few is plenty.
@@ -82,7 +81,9 @@ class OwnedRunDirectory:
         if listed.tenant != tenant:
             return None
         state = (
-            RUN_STATES.get(listed.status, RunState.RUNNING) if listed.status else RunState.RUNNING
+            RUN_STATES.get(listed.status.name, RunState.RUNNING)
+            if listed.status
+            else RunState.RUNNING
         )
         return RunInfo(
             run_id, tenant, state, listed.started_at, cached=state not in RunState.FINISHED

@@ -29,11 +29,11 @@ from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError, RPCStatusCode
 
 from gateway.rest.schemas import RunSummary
-from gateway.stream.directory import RUN_STATES
 from tidings.errors import BadRequest, Conflict, ErrorCode, NotFound
 from tidings.runs import (
     PIPELINE_ATTRIBUTE,
     PIPELINE_WORKFLOW,
+    RUN_STATES,
     STATUS_QUERY,
     TENANT_ATTRIBUTE,
     RunState,
@@ -78,7 +78,7 @@ class OwnedRun:
 def state_of(execution: WorkflowExecution) -> str:
     if execution.status is None:
         return RunState.RUNNING
-    return RUN_STATES.get(execution.status, execution.status.name)
+    return RUN_STATES.get(execution.status.name, execution.status.name)
 
 
 def summary_of(execution: WorkflowExecution) -> RunSummary:
@@ -165,7 +165,7 @@ def list_query(tenant: str, *, pipeline: str | None, status: str | None) -> str:
 def _visibility_status(state: str) -> str:
     for status, name in RUN_STATES.items():
         if name == state:
-            return "".join(part.capitalize() for part in status.name.split("_"))
+            return "".join(part.capitalize() for part in status.split("_"))
     raise BadRequest(f"unknown status filter {state!r}")
 
 

@@ -14,19 +14,30 @@ the app too, so the app alone (in a test client, say) still serves it.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from gateway.stream import StreamService
+from tidings.runs import STREAM_PATH
 
 # The route's own pattern: a path parameter matches one segment.
-_STREAM_PATH = re.compile(r"/v1/runs/([^/]+)/stream")
+_BEFORE, _AFTER = STREAM_PATH.split("{run_id}")
+_STREAM_PATH = re.compile(re.escape(_BEFORE) + "([^/]+)" + re.escape(_AFTER))
+
+
+class StreamEndpoint(Protocol):
+    """What the server needs of the stream (``gateway.stream.StreamService``
+    is one): serve a socket, and tell every socket to go away at shutdown."""
+
+    async def serve(self, websocket: WebSocket, run_id: str) -> None: ...
+
+    async def going_away(self, within: float) -> int: ...
 
 
 class StreamFirst:
-    def __init__(self, app: FastAPI, stream: StreamService | None) -> None:
+    def __init__(self, app: FastAPI, stream: StreamEndpoint | None) -> None:
         self.app = app
         self._stream = stream
 
