@@ -17,6 +17,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -26,13 +27,15 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from gateway.access import AccessControl
 from gateway.kafka import KafkaFactory
-from gateway.rest import deps, errors, health, metrics, pipelines, runs, tokens_api
+from gateway.rest import deps, errors, health, metrics, runs, tokens_api
+from gateway.rest import pipelines as pipelines_api
 from gateway.rest.auth import tenant_from_key
 from gateway.rest.body_limit import BodyLimitMiddleware
 from gateway.rest.deps import Services, services_of
 from gateway.rest.metrics import Metrics, MetricsMiddleware
+from gateway.rest.pipelines import CatalogOpener
 from gateway.rest.run_directory import OwnedRunDirectory
-from gateway.rest.starter import RunStarter, default_starter
+from gateway.rest.starter import RunStarter, no_starter
 from gateway.server.memory import MemoryKeeper, malloc_trim
 from gateway.stream import StreamService
 from gateway.web import mount_dashboard
@@ -54,6 +57,16 @@ class Extension(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StreamTimings:
+    """How long the stream waits on a client that does not drain its queue
+    before closing it with 4408, and on a closed socket's peer before aborting
+    the connection. Tests shorten them to see both happen quickly."""
+
+    stall_seconds: float = 30.0
+    close_linger_seconds: float = 10.0
 
 
 async def connect_temporal(settings: Settings) -> Client:
@@ -88,15 +101,20 @@ def _native_telemetry_off() -> dict[str, Any]:
 def create_app(
     settings: Settings,
     *,
+    pipelines: CatalogOpener | None = None,
     starter: RunStarter | None = None,
     stream: bool = True,
+    stream_timings: StreamTimings | None = None,
     extensions: Sequence[Extension] = (),
 ) -> FastAPI:
     """Build the gateway: REST routes, operations endpoints and, with ``stream``,
     the WebSocket stream (``gateway.stream.StreamService``).
 
-    ``starter`` defaults to the orchestration plane's ``start_run``;
-    ``extensions`` are extra parts started after the stream and stopped before it.
+    ``pipelines`` opens the orchestration plane's catalog (the entry point
+    passes ``workers.catalog.open_catalog``); without it the gateway lists no
+    pipelines. ``starter`` defaults to the catalog's ``start_run``, else to
+    one that answers 503; ``extensions`` are extra parts started after the
+    stream and stopped before it.
     Call it inside the event loop that will serve the app (uvicorn's
     ``factory=True`` does): the stream makes Kafka clients, which bind to the
     running loop when constructed.
@@ -106,27 +124,35 @@ def create_app(
     # build its router; the lifespan still owns its life and closes it.
     redis = connect_redis(settings)
     # Raises for a bad pipelines folder: better no gateway than one that 500s.
-    catalog = pipelines.load_catalog(settings, redis)
+    catalog = pipelines(settings, redis) if pipelines is not None else None
     if starter is not None:
         run_starter = starter
     else:
-        run_starter = catalog.start_run if catalog is not None else default_starter()
+        run_starter = catalog.start_run if catalog is not None else no_starter
 
     def temporal() -> Client:
         return services_of(app).temporal
 
     parts: list[Extension] = []
+
     # API keys and read tokens, for the REST routes (gateway.rest.auth) and the stream.
-    access = AccessControl(settings, lambda key: tenant_from_key(settings, key))
+    def authenticate(key: str) -> str | None:
+        return tenant_from_key(settings, key)
+
+    access = AccessControl(settings, authenticate)
     stream_service: StreamService | None = None
     if stream:
+        timings = stream_timings or StreamTimings()
         # The stream's metrics land in this app's registry, so /metrics shows them.
         stream_service = StreamService(
             settings,
             redis,
             runs=OwnedRunDirectory(temporal),
+            authenticate=authenticate,
             registry=metrics_.registry,
             access=access,
+            stall_seconds=timings.stall_seconds,
+            close_linger_seconds=timings.close_linger_seconds,
         )
         parts.append(stream_service)
     parts.extend(extensions)
@@ -185,7 +211,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(runs.router)
-    app.include_router(pipelines.router)
+    app.include_router(pipelines_api.router)
     app.include_router(tokens_api.router)
     for part in parts:
         app.include_router(part.router)

@@ -1,15 +1,15 @@
 """``GET /v1/pipelines`` and the seam to the orchestration plane's pipeline catalog.
 
 The catalog (``workers.catalog``) knows the pipelines the workers announced
-in Redis, picks a run's task queue and validates its input. The gateway loads
-it by name, as it loads the run starter (``gateway.rest.starter``), so this package
-never imports workflow code; a gateway installed without it lists nothing
-and answers 503 to run starts.
+in Redis, picks a run's task queue and validates its input. The process's
+entry point passes its opener in (``create_app(pipelines=...)``), as it does
+the run starter (``gateway.rest.starter``), so this package never imports
+workflow code; a gateway given none lists nothing and answers 503 to run
+starts.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -21,8 +21,6 @@ from gateway.rest.auth import Tenant
 from gateway.rest.deps import ServicesDep
 from gateway.rest.errors import error_responses
 from tidings.settings import Settings
-
-CATALOG_MODULE = "workers.catalog"
 
 
 class PipelineCatalog(Protocol):
@@ -45,32 +43,12 @@ class PipelineCatalog(Protocol):
     ) -> tuple[str, bool]: ...
 
 
-def load_catalog(settings: Settings, redis: aioredis.Redis) -> PipelineCatalog | None:
-    """The orchestration plane's catalog, or None where it is not installed.
-
-    Raises its :class:`tidings.errors.ConfigError` for a bad pipelines folder,
-    naming the variable, file and field: the gateway must not start then.
-    """
-    try:
-        module = importlib.import_module(CATALOG_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != CATALOG_MODULE:
-            raise
-        return None
-    catalog: PipelineCatalog = module.open_catalog(settings, redis)
-    return catalog
-
-
-def check_pipelines(settings: Settings) -> None:
-    """Load the configured pipelines folder once, before the gateway serves:
-    a bad spec stops it at start, naming the variable, file and field."""
-    try:
-        module = importlib.import_module(CATALOG_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != CATALOG_MODULE:
-            raise
-        return
-    module.check_local(settings)
+class CatalogOpener(Protocol):
+    def __call__(self, settings: Settings, redis: aioredis.Redis) -> PipelineCatalog:
+        """The catalog over ``redis``; raises :class:`tidings.errors.ConfigError`
+        for a bad pipelines folder, naming the variable, file and field: the
+        gateway must not start then."""
+        ...
 
 
 class PipelineStep(BaseModel):

@@ -3,8 +3,9 @@
 The orchestration plane owns pipelines: it validates a pipeline name and its
 input against the registry and starts ``PipelineWorkflow`` with the id from
 :func:`tidings.runs.run_id_for` (id-conflict policy USE_EXISTING). The gateway
-only calls it, through this one protocol, so tests can inject a starter and
-the gateway never imports workflow code.
+only calls it, through this one protocol: the process's entry point passes
+the starter in (``create_app``), so tests can inject one and the gateway
+never imports workflow code.
 
 A starter raises :class:`tidings.errors.TidingsError` (e.g. code
 ``unknown_pipeline`` or ``validation_error``) *before* starting anything when
@@ -13,18 +14,13 @@ the request is bad; the gateway maps that to the response at the edge.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from temporalio.client import Client
 
 from tidings.errors import Unavailable
 from tidings.settings import Settings
-
-# Where the orchestration plane exposes ``start_run``. Imported by name, at
-# run time, so the gateway package itself never depends on workflow code.
-STARTER_MODULE = "workflows.start"
 
 
 class RunStarter(Protocol):
@@ -41,18 +37,7 @@ class RunStarter(Protocol):
         ...
 
 
-async def _no_starter(*_: object, **__: object) -> tuple[str, bool]:
+async def no_starter(*_: object, **__: object) -> tuple[str, bool]:
+    """The starter of a gateway given none: every start is a 503."""
     # Refuses whatever it is asked, so it takes any arguments a starter takes.
     raise Unavailable("this gateway has no pipeline registry installed")
-
-
-def default_starter() -> RunStarter:
-    """The orchestration plane's ``start_run``, or a starter that answers 503."""
-    try:
-        module = importlib.import_module(STARTER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != STARTER_MODULE:  # the module exists but one of its imports is missing
-            raise
-        return _no_starter
-    found = getattr(module, "start_run", None)
-    return _no_starter if found is None else cast(RunStarter, found)

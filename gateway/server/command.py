@@ -19,11 +19,12 @@ import asyncio
 import gc
 import logging
 import socket
+from collections.abc import Callable
 
 import uvicorn
+from fastapi import FastAPI
 
 from gateway.app import create_app
-from gateway.rest.pipelines import check_pipelines
 from gateway.server import redaction
 from gateway.server.fast_path import StreamFirst
 from gateway.server.http_protocol import guarded_http_protocol
@@ -32,6 +33,7 @@ from gateway.server.ws_protocol import DirectFramesProtocol
 from tidings.observability import setup_logging, setup_tracing
 from tidings.preflight import check_connections
 from tidings.settings import GatewaySettings, Settings
+from workers.catalog import check_local, open_catalog
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 # How long stream sockets get to take their 1001 close before uvicorn's own
@@ -119,11 +121,24 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def server_config(settings: Settings, made: list[StreamFirst] | None = None) -> uvicorn.Config:
-    """uvicorn's config for the gateway; the app it makes is appended to ``made``."""
+def build_app(settings: Settings) -> FastAPI:
+    """The gateway this command serves: the orchestration plane's pipeline
+    catalog (which also starts runs) passed in here, at the entry point, so
+    nothing below imports workflow code."""
+    return create_app(settings, pipelines=open_catalog)
+
+
+def server_config(
+    settings: Settings,
+    made: list[StreamFirst] | None = None,
+    *,
+    build: Callable[[Settings], FastAPI] = build_app,
+) -> uvicorn.Config:
+    """uvicorn's config for the gateway ``build`` makes; the app it makes is
+    appended to ``made``."""
 
     def make_app() -> StreamFirst:
-        app = create_app(settings)
+        app = build(settings)
         first = StreamFirst(app, app.state.stream)
         if made is not None:
             made.append(first)
@@ -172,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
     setup_logging(settings)
     # Before anything listens: a bad pipelines folder stops the gateway,
     # naming the variable, file and field, instead of failing every run.
-    check_pipelines(settings)
+    check_local(settings)
     if args.fd is None:
         # Once per gateway, in the supervisor: its processes (given --fd) use
         # the same settings, already checked.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from gateway.lag import gateway_id as lag_field
+from tidings.runs import STREAM_PATH
 from tidings.settings import Settings
 
 from .acks import AckLedger
@@ -56,16 +56,16 @@ class StreamService:
         gateway_id: str | None = None,
         access: AccessControl | None = None,
     ) -> None:
-        """``authenticate`` maps an API key to its tenant (default: the REST
-        engineer's ``gateway.rest.auth.tenant_from_key`` if present, else the
-        settings' key table). ``stall_seconds``: how long a client may leave
-        its queue undrained while its reader waits (catch-up) or its tenant's
-        tail is paused, before it is closed with 4408. ``close_linger_seconds``:
-        how long a socket closed with an error has to read it and answer the
-        close before its connection is aborted (its kernel buffers freed). ``gateway_id``: this
-        replica's field in the Redis lag hashes (default: host and
-        ``settings.gateway.port``). ``access``: accept read tokens too
-        (``gateway.access``); without it only ``authenticate``'s API keys."""
+        """``authenticate`` maps an API key to its tenant (default: the
+        settings' key table; ``create_app`` passes its constant-time lookup).
+        ``stall_seconds``: how long a client may leave its queue undrained
+        while its reader waits (catch-up) or its tenant's tail is paused,
+        before it is closed with 4408. ``close_linger_seconds``: how long a
+        socket closed with an error has to read it and answer the close
+        before its connection is aborted (its kernel buffers freed).
+        ``gateway_id``: this replica's field in the Redis lag hashes (default:
+        host and ``settings.gateway.port``). ``access``: accept read tokens
+        too (``gateway.access``); without it only ``authenticate``'s API keys."""
         gateway = settings.gateway
         self.subscribers: set[Subscriber] = set()
         self.metrics = StreamMetrics(self._socket_depths, registry, tails=self._tail_levels)
@@ -84,7 +84,7 @@ class StreamService:
         self._ctx = StreamContext(
             gateway=gateway,
             kafka=settings.kafka,
-            authenticate=authenticate or _default_authenticate(settings),
+            authenticate=authenticate or settings.tenants.tenant_for,
             signer=TokenSigner(
                 gateway.token_secret.get_secret_value(),
                 [s.get_secret_value() for s in gateway.token_secrets_previous],
@@ -104,7 +104,7 @@ class StreamService:
         )
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()
-        self.router.add_api_websocket_route("/v1/runs/{run_id}/stream", self.serve)
+        self.router.add_api_websocket_route(STREAM_PATH, self.serve)
 
     async def start(self) -> None:
         self._janitor = asyncio.create_task(self._reap_idle_tails())
@@ -151,17 +151,3 @@ class StreamService:
 
     def _tail_levels(self) -> Iterator[tuple[str, int, int]]:
         return self._hub.levels()
-
-
-def _default_authenticate(settings: Settings) -> Callable[[str], str | None]:
-    try:
-        auth = importlib.import_module("gateway.rest.auth")
-        tenant_from_key = auth.tenant_from_key
-    except (ImportError, AttributeError):
-        return settings.tenants.tenant_for
-
-    def authenticate(key: str) -> str | None:
-        tenant: str | None = tenant_from_key(settings, key)
-        return tenant
-
-    return authenticate

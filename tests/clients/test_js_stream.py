@@ -31,6 +31,7 @@ from tests.topics import private_topics
 from tidings.run_state import initial_run_state, reduce_run, visible
 from tidings.settings import Settings, TenantSettings
 from workers.build import build_worker, default_activities, open_clients
+from workers.catalog import open_catalog
 from workflows.registry import PipelineRegistry
 
 if TYPE_CHECKING:  # the root conftest is pytest's to import, not ours
@@ -107,7 +108,7 @@ def js_settings(stack: StackHandle) -> Settings:
 
 @pytest.fixture
 def gateway_url(js_settings: Settings) -> Iterator[str]:
-    with serve(lambda: create_app(js_settings), free_port()) as url:
+    with serve(lambda: create_app(js_settings, pipelines=open_catalog), free_port()) as url:
         yield url
 
 

@@ -35,6 +35,7 @@ from tidings.settings import (
     TenantSettings,
 )
 from tidings.topics import events_topic
+from workers.catalog import open_catalog
 
 if TYPE_CHECKING:  # the root conftest is pytest's to import, not ours
     from tests.conftest import StackHandle
@@ -89,7 +90,9 @@ async def events_topic_name(rest_settings: Settings) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 def gateway_url(rest_settings: Settings, stub_worker: None) -> Iterator[str]:
-    with serve(lambda: create_app(rest_settings, starter=start_run), free_port()) as url:
+    with serve(
+        lambda: create_app(rest_settings, pipelines=open_catalog, starter=start_run), free_port()
+    ) as url:
         yield url
 
 

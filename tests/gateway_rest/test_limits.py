@@ -14,6 +14,7 @@ from tests.gateway_rest.pipeline import start_run
 from tests.support import free_port, wait_for
 from tidings.runs import TENANT_ATTRIBUTE
 from tidings.settings import Settings, TenantSettings
+from workers.catalog import open_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,10 @@ async def test_over_the_limit_is_429_but_a_known_key_still_answers(
         gateway=rest_settings.gateway,
     )
     body = {"pipeline": "approval", "input": {"text": "l"}}
-    with serve(lambda: create_app(settings, starter=start_run, stream=False), free_port()) as url:
+    with serve(
+        lambda: create_app(settings, pipelines=open_catalog, starter=start_run, stream=False),
+        free_port(),
+    ) as url:
         headers = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
             first = await client.post("/v1/runs", json=body, headers={"Idempotency-Key": "one"})

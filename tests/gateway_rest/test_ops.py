@@ -19,6 +19,7 @@ from tidings.settings import (
     Settings,
     TemporalSettings,
 )
+from workers.catalog import open_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +52,9 @@ async def test_readyz_is_503_naming_the_service_that_is_down(
     rest_settings: Settings, service: str
 ) -> None:
     settings = with_closed_port(rest_settings, service)
-    with serve(lambda: create_app(settings, starter=start_run), free_port()) as url:
+    with serve(
+        lambda: create_app(settings, pipelines=open_catalog, starter=start_run), free_port()
+    ) as url:
         async with httpx.AsyncClient(base_url=url, timeout=30) as client:
             response = await client.get("/readyz")
             assert (await client.get("/healthz")).status_code == 200

@@ -36,6 +36,7 @@ from tidings.settings import (
     Settings,
     TenantSettings,
 )
+from workers.catalog import open_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -286,7 +287,9 @@ def prod_url(rest_settings: Settings, jwks: JwksServer) -> Iterator[str]:
             jwks_min_refresh_seconds=0,
         ),
     )
-    with serve(lambda: create_app(settings, starter=start_run), free_port()) as url:
+    with serve(
+        lambda: create_app(settings, pipelines=open_catalog, starter=start_run), free_port()
+    ) as url:
         yield url
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -30,6 +31,7 @@ from tidings.settings import (
 )
 from tidings.topics import events_topic
 from workers.build import Clients, build_worker, connect_temporal, default_activities, open_clients
+from workers.catalog import open_catalog
 from workers.metrics_server import MetricsServer, serve_metrics
 from workflows.registry import PipelineRegistry
 from workflows.start import start_run
@@ -137,6 +139,8 @@ async def obs(
         objects = [*default_activities(clients, obs_settings), ObsSteps(clients.emitter)]
         worker = build_worker(clients, obs_settings, objects, registry)
         async with worker:
-            app = lambda: create_app(obs_settings, starter=starter, stream=False)  # noqa: E731
+            app = partial(
+                create_app, obs_settings, pipelines=open_catalog, starter=starter, stream=False
+            )
             with serve(app, free_port()) as url:
                 yield Obs(obs_settings, clients, metrics, server.url, url, _EXPORTER)

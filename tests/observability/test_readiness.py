@@ -17,6 +17,7 @@ from tests.gateway_rest.helpers import serve
 from tests.observability.conftest import Obs
 from tests.support import free_port, wait_for
 from tidings.settings import RedisSettings, Settings
+from workers.catalog import open_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,9 @@ async def test_readiness_follows_redis_going_and_coming_back(obs: Obs) -> None:
         tenants=base.tenants,
     )
     try:
-        with serve(lambda: create_app(settings, stream=False), free_port()) as gateway:
+        with serve(
+            lambda: create_app(settings, pipelines=open_catalog, stream=False), free_port()
+        ) as gateway:
             async with httpx.AsyncClient(base_url=gateway, timeout=10) as http:
 
                 async def status(expected: int) -> bool:
