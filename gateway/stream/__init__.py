@@ -6,7 +6,7 @@ the protocol choices beyond docs/protocol.md.
 
 from gateway.cursor import Cursor, CursorError
 
-from .directory import RunDirectory, RunInfo, TemporalRunDirectory
+from .directory import RunDirectory, RunInfo
 from .metrics import StreamMetrics
 from .service import StreamService
 from .tokens import Claims, TokenSigner
@@ -19,6 +19,5 @@ __all__ = [
     "RunInfo",
     "StreamMetrics",
     "StreamService",
-    "TemporalRunDirectory",
     "TokenSigner",
 ]

@@ -1,6 +1,6 @@
 """A gateway process for the isolation tests, so its memory and CPU are its own:
-the stream service wired as ``tests/stream/app.py`` wires it, with logging and
-tracing set up as ``tidings gateway`` sets them up (spans made, not exported).
+the gateway ``tests/stream/app.py`` serves, with logging and tracing set up as
+``tidings gateway`` sets them up (spans made, not exported).
 
 ``python -m tests.isolation.gateway_main <port> <send buffer bytes, 0: the kernel's>``
 with the ``TIDINGS_*`` environment (``TIDINGS_GATEWAY_PORT`` = the port).
@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-import uvicorn
-
-from tests.stream.app import build_app, listening_socket, server_config
+from gateway.server import redaction
+from tests.stream.app import listening_socket, server
 from tidings.observability import setup_logging, setup_tracing
 from tidings.settings import Settings
 
@@ -23,9 +22,9 @@ def main() -> None:
     settings = Settings()
     setup_logging(settings)
     setup_tracing(settings.tracing, "tidings-gateway")
-    app, _ = build_app(settings)
-    server = uvicorn.Server(server_config(app, settings))
-    asyncio.run(server.serve(sockets=[listening_socket(port, send_buffer or None)]))
+    gateway, _ = server(settings)
+    redaction.install()
+    asyncio.run(gateway.serve(sockets=[listening_socket(port, send_buffer or None)]))
 
 
 if __name__ == "__main__":

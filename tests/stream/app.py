@@ -1,5 +1,8 @@
-"""A minimal gateway app for the stream tests: the stream router, /metrics and
-/healthz, wired the way create_app is expected to wire StreamService.
+"""The gateway the stream tests serve: ``tidings gateway``'s own app
+(``create_app``) and server config (``gateway.server.command.server_config``:
+the guarded HTTP protocol, the stream fast path, the handshake adoption and,
+unless the settings turn it off, the direct sink), with the stream's timings
+shortened so a test sees a stalled socket cut and aborted in seconds.
 
 Run as a module it is a gateway process the tests can SIGKILL:
 ``python -m tests.stream.app <port>`` with the TIDINGS_* environment.
@@ -10,90 +13,29 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import uvicorn
-from fastapi import FastAPI, Response
-from prometheus_client import generate_latest
-from redis.asyncio import BlockingConnectionPool, Redis
-from temporalio.client import Client
+from fastapi import FastAPI
 
-from gateway.server.command import websocket_implementation
-from gateway.server.http_protocol import guarded_http_protocol
-from gateway.stream import RunInfo, StreamService, TemporalRunDirectory
+from gateway.app import StreamTimings, create_app
+from gateway.server.command import DrainingServer, server_config
+from gateway.server.fast_path import StreamFirst
 from tidings.settings import Settings
-
-
-class LazyTemporalDirectory:
-    """Connects to Temporal on first use, so the router exists before the lifespan runs."""
-
-    def __init__(self, address: str, namespace: str) -> None:
-        self._address = address
-        self._namespace = namespace
-        self._inner: TemporalRunDirectory | None = None
-        self._lock = asyncio.Lock()
-
-    async def lookup(self, tenant: str, run_id: str) -> RunInfo | None:
-        async with self._lock:
-            if self._inner is None:
-                client = await Client.connect(self._address, namespace=self._namespace)
-                self._inner = TemporalRunDirectory(client)
-        return await self._inner.lookup(tenant, run_id)
-
+from workers.catalog import open_catalog
 
 # Shorter than a gateway's 10 s, so a test sees a stalled socket aborted.
 CLOSE_LINGER_SECONDS = 3.0
+TIMINGS = StreamTimings(stall_seconds=5.0, close_linger_seconds=CLOSE_LINGER_SECONDS)
 
 
-def build_app(settings: Settings) -> tuple[FastAPI, StreamService]:
-    # Blocking pool: a burst of reconnects waits for a connection instead of
-    # failing with "Too many connections" (the default pool raises at 100).
-    pool = BlockingConnectionPool.from_url(
-        settings.redis.url.get_secret_value(), max_connections=64, timeout=10
-    )
-    redis = Redis(connection_pool=pool)
-    runs = LazyTemporalDirectory(settings.temporal.address, settings.temporal.namespace)
-    service = StreamService(
-        settings, redis, runs=runs, stall_seconds=5.0, close_linger_seconds=CLOSE_LINGER_SECONDS
-    )
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await service.start()
-        try:
-            yield
-        finally:
-            await service.stop()
-            await redis.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-    app.include_router(service.router)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(service.metrics.registry), media_type="text/plain")
-
-    @app.get("/healthz")
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    return app, service
+def build_app(settings: Settings) -> FastAPI:
+    return create_app(settings, pipelines=open_catalog, stream_timings=TIMINGS)
 
 
-def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,
-        # What ``tidings gateway`` serves with: its HTTP protocol (which sets
-        # a stream socket's SO_SNDBUF), the direct sink unless the settings
-        # turn it off (then frames go through ASGI).
-        http=guarded_http_protocol(settings.gateway),
-        ws=websocket_implementation(settings.gateway.direct_frames),
-        ws_per_message_deflate=False,
-        ws_max_size=settings.gateway.max_frame_bytes * 4,
-        log_level="warning",
-        lifespan="on",
-    )
+def server(settings: Settings) -> tuple[uvicorn.Server, list[StreamFirst]]:
+    """The gateway's server, unstarted; the app it makes lands in the list."""
+    made: list[StreamFirst] = []
+    return DrainingServer(server_config(settings, made, build=build_app), made), made
 
 
 def listening_socket(port: int, send_buffer: int | None = None) -> socket.socket:
@@ -111,10 +53,8 @@ def listening_socket(port: int, send_buffer: int | None = None) -> socket.socket
 
 def main() -> None:
     port = int(sys.argv[1])
-    settings = Settings()
-    app, _ = build_app(settings)
-    server = uvicorn.Server(server_config(app, settings))
-    asyncio.run(server.serve(sockets=[listening_socket(port)]))
+    gateway, _ = server(Settings())
+    asyncio.run(gateway.serve(sockets=[listening_socket(port)]))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from aiokafka import AIOKafkaProducer
 from temporalio.client import Client
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from gateway.stream import StreamService
-from tests.stream.app import build_app, listening_socket, server_config
+from tests.stream.app import listening_socket, server
 from tests.support import free_port, wait_for
 from tidings.events import Event
-from tidings.runs import PIPELINE_WORKFLOW
+from tidings.runs import PIPELINE_WORKFLOW, TENANT_ATTRIBUTE
 from tidings.settings import GatewaySettings, Settings
 from tidings.topics import events_topic
 
@@ -43,21 +43,21 @@ class Gateway:
 
 @asynccontextmanager
 async def gateway(settings: Settings, *, send_buffer: int | None = None) -> AsyncIterator[Gateway]:
-    """A gateway in this process, in real uvicorn on a free port."""
+    """A gateway in this process, served as ``tidings gateway`` serves it, on a free port."""
     port = free_port()
     settings = with_port(settings, port)
     if send_buffer is not None:
         settings = with_gateway(settings, send_buffer_bytes=send_buffer)
-    app, service = build_app(settings)
-    server = uvicorn.Server(server_config(app, settings))
-    task = asyncio.create_task(server.serve(sockets=[listening_socket(port, send_buffer)]))
+    uvicorn, made = server(settings)
+    task = asyncio.create_task(uvicorn.serve(sockets=[listening_socket(port, send_buffer)]))
     try:
-        await wait_for(lambda: server.started or task.done(), 15, "uvicorn to start")
+        await wait_for(lambda: uvicorn.started or task.done(), 15, "uvicorn to start")
         if task.done():
             task.result()
+        service = made[0].app.state.stream
         yield Gateway(f"http://127.0.0.1:{port}", service=service)
     finally:
-        server.should_exit = True
+        uvicorn.should_exit = True
         await asyncio.wait_for(task, 20)
 
 
@@ -172,13 +172,18 @@ async def emitter(settings: Settings) -> AsyncIterator[Emitter]:
 @asynccontextmanager
 async def temporal_run(client: Client, tenant: str) -> AsyncIterator[str]:
     """A run id Temporal knows: a workflow started on a task queue no worker
-    polls, so it stays RUNNING for the test and is terminated after."""
+    polls, so it stays RUNNING for the test and is terminated after. Tagged
+    with its tenant as the run starter tags it: the gateway's ownership check
+    reads the search attribute."""
     run_id = f"{tenant}-{uuid.uuid4().hex}"
     handle = await client.start_workflow(
         PIPELINE_WORKFLOW,
         {"tenant": tenant},
         id=run_id,
         task_queue=f"stream-test-{uuid.uuid4().hex}",
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE), tenant)]
+        ),
     )
     try:
         yield run_id

@@ -84,4 +84,4 @@ async def test_watch_prints_steps_tokens_and_exit_codes(
             watch.main, parse(ok_run, "--gateway", gw.url, "--api-key", "not-a-real-key")
         )
         assert code == 2
-        assert "missing or invalid API key" in capsys.readouterr().err
+        assert "invalid API key" in capsys.readouterr().err
