@@ -4,7 +4,7 @@ A run's events live in its tenant's topic, in the one partition its key (the
 run id) hashes to, interleaved with other runs' events. A page scans that
 partition forward from a cursor and keeps the records whose key is the run.
 
-Cursor format (opaque to clients, documented for operators):
+Cursors (``gateway.cursor``, opaque to clients, documented for operators):
 ``"<partition>:<offset>"`` — the Kafka position of the last record *scanned*
 (not necessarily returned). ``after=<cursor>`` resumes at ``offset + 1``, so
 records of other runs are never rescanned. A page stops at whichever comes
@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import TopicPartition
 
+from gateway.cursor import Cursor
 from gateway.kafka import KafkaFactory, partition_for, run_key, started
 from tidings.errors import BadRequest
 from tidings.events import EnvelopeError, Event
@@ -34,23 +34,6 @@ log = logging.getLogger(__name__)
 MAX_SCAN = 20_000  # records read per page, whoever they belong to
 READ_BUDGET = 5.0  # seconds of Kafka reading per page
 _FETCH_MS = 500
-_CURSOR = re.compile(r"^(\d{1,6}):(\d{1,19})$")
-
-
-@dataclass(frozen=True)
-class Cursor:
-    partition: int
-    offset: int
-
-    def __str__(self) -> str:
-        return f"{self.partition}:{self.offset}"
-
-    @classmethod
-    def parse(cls, raw: str) -> Cursor:
-        match = _CURSOR.match(raw)
-        if match is None:
-            raise BadRequest("invalid cursor (use a cursor this API returned)")
-        return cls(int(match.group(1)), int(match.group(2)))
 
 
 @dataclass

@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
 
+from gateway.cursor import Cursor, CursorError
 from gateway.rest import run_ops
 from gateway.rest.auth import Tenant
 from gateway.rest.deps import KafkaDep, ServicesDep, SettingsDep, StarterDep, TemporalDep
 from gateway.rest.errors import error_responses
-from gateway.rest.event_log import Cursor, read_page
+from gateway.rest.event_log import read_page
 from gateway.rest.limits import admit
 from gateway.rest.links import stream_url, temporal_ui_url
 from gateway.rest.schemas import (
@@ -243,7 +244,7 @@ async def get_events(
     after: Annotated[str | None, Query(max_length=32)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> EventPage:
-    cursor = None if after is None else Cursor.parse(after)
+    cursor = None if after is None else _cursor(after)
     await run_ops.owned_run(temporal, tenant, run_id)
     page = await read_page(
         kafka,
@@ -259,3 +260,10 @@ async def get_events(
         next_cursor=None if page.next_cursor is None else str(page.next_cursor),
         more=page.more,
     )
+
+
+def _cursor(raw: str) -> Cursor:
+    try:
+        return Cursor.decode(raw)
+    except CursorError:
+        raise BadRequest("invalid cursor (use a cursor this API returned)") from None

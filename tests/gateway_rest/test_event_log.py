@@ -9,8 +9,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from gateway.cursor import Cursor
 from gateway.kafka import KafkaFactory
-from gateway.rest.event_log import MAX_SCAN, READ_BUDGET, Cursor, read_page
+from gateway.rest.event_log import MAX_SCAN, READ_BUDGET, read_page
 from tidings.events import Event, EventType
 from tidings.settings import Settings
 from tidings.topics import events_topic

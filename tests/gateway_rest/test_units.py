@@ -6,11 +6,11 @@ import logging
 
 import pytest
 
+from gateway.cursor import Cursor, CursorError
 from gateway.kafka import partition_for
-from gateway.rest import run_ops
+from gateway.rest import run_ops, runs
 from gateway.rest.auth import tenant_from_key
 from gateway.rest.errors import describe_validation
-from gateway.rest.event_log import Cursor
 from gateway.server.redaction import RedactSecrets, redact
 from gateway.stream.tokens import TokenSigner
 from tidings.errors import BadRequest
@@ -34,15 +34,25 @@ def test_partition_matches_the_java_and_aiokafka_default_partitioner(
     assert partition_for(key, list(reversed(range(partitions)))) == expected
 
 
-@pytest.mark.parametrize("raw", ["0:0", "5:123456789012"])
+@pytest.mark.parametrize("raw", ["0:0", "5:123456789012", "999999:9223372036854775807"])
 def test_cursor_round_trips(raw: str) -> None:
-    assert str(Cursor.parse(raw)) == raw
+    assert str(Cursor.decode(raw)) == raw
 
 
-@pytest.mark.parametrize("raw", ["", "1", ":1", "1:", "a:1", "1:-1", "1:2:3", " 1:2", "1:2 "])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *["", "1", ":1", "1:", "a:1", "1:-1", "1:2:3", " 1:2", "1:2 ", "1:2\n"],
+        # Other scripts' digits, a partition past 6 digits, an offset past 19.
+        *["\u0661:\u0662", "1234567:1", "1:" + "9" * 20],
+    ],
+)
 def test_malformed_cursors_are_bad_requests(raw: str) -> None:
-    with pytest.raises(BadRequest):
-        Cursor.parse(raw)
+    """The one cursor (REST and stream alike) refuses them; REST answers 400."""
+    with pytest.raises(CursorError):
+        Cursor.decode(raw)
+    with pytest.raises(BadRequest, match="invalid cursor"):
+        runs._cursor(raw)
 
 
 def test_tenant_from_key() -> None:
