@@ -1,5 +1,6 @@
-"""Kafka access for the gateway: a consumer factory, a reachability probe and
-the partitioner that finds a run's partition.
+"""Kafka access for the gateway: a consumer factory and a reachability probe.
+A run's partition and the committed reader are ``tidings.kafka_log``'s,
+shared with the workers.
 
 Consumers are cheap to make and hold no group membership here (``group_id``
 is ``None``): REST replays assign one partition, read a bounded slice and
@@ -13,56 +14,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.client import AIOKafkaClient
-from aiokafka.partitioner import DefaultPartitioner
 
 from tidings.kafka_connection import client_options
+from tidings.kafka_log import committed_reader
 from tidings.settings import KafkaSettings
-
-# The producer's partitioner (aiokafka's default: murmur2 of the key, the same
-# as the Java client), so "the run's partition" here is where its events went.
-_PARTITIONER = DefaultPartitioner()
-
-
-def run_key(run_id: str) -> bytes:
-    """The Kafka record key of a run's events (docs/design.md: key = run id)."""
-    return run_id.encode("utf-8")
-
-
-def partition_for(run_id: str, partitions: list[int]) -> int:
-    """The partition the producer's default partitioner sends ``run_id`` to."""
-    ordered = sorted(partitions)
-    result: int = _PARTITIONER(run_key(run_id), ordered, ordered)
-    return result
-
-
-def committed_reader(kafka: KafkaSettings, **options: Any) -> AIOKafkaConsumer:
-    """An unstarted consumer without a group or auto-commit that sees committed
-    records only: a transactional producer's aborted events are never shown,
-    and open ones wait for their commit.
-
-    Every reader of tenant topics is made here (REST replays, the stream's live
-    tail and catch-up reader, the end offsets between them), so they all stop
-    at the same last stable offset and a hand-over from one to another agrees.
-    """
-    return AIOKafkaConsumer(
-        **client_options(kafka),
-        group_id=None,
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-        **options,
-    )
-
-
-async def started(consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
-    """``consumer``, started; one that fails to start (Kafka away) is stopped
-    before the error goes on, so its connections are closed now instead of
-    being left to the collector (asyncio's "Unclosed AIOKafkaConsumer")."""
-    try:
-        await consumer.start()
-    except BaseException:
-        await consumer.stop()
-        raise
-    return consumer
 
 
 class KafkaFactory:

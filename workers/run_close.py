@@ -40,8 +40,8 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistoryEv
 
 from activities.emitter import Emitter
 from activities.types import RUN_ATTEMPT, TERMINAL_SEQ
-from gateway.kafka import committed_reader, partition_for, run_key, started
 from tidings.events import Event, EventType
+from tidings.kafka_log import committed_reader, partition_for, run_key, started
 from tidings.runs import PIPELINE_WORKFLOW, tenant_of_run
 from tidings.settings import KafkaSettings
 from tidings.topics import events_topic

@@ -124,7 +124,7 @@ class Tail:
 async def serve(args: argparse.Namespace) -> None:
     from aiokafka import TopicPartition
 
-    from gateway.kafka import committed_reader
+    from tidings.kafka_log import committed_reader
     from tidings.settings import KafkaSettings
 
     stop = asyncio.Event()

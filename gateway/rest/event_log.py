@@ -24,9 +24,10 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from gateway.cursor import Cursor
-from gateway.kafka import KafkaFactory, partition_for, run_key, started
+from gateway.kafka import KafkaFactory
 from tidings.errors import BadRequest
 from tidings.events import EnvelopeError, Event
+from tidings.kafka_log import partition_for, run_key, started
 from tidings.topics import events_topic
 
 log = logging.getLogger(__name__)

@@ -12,10 +12,9 @@ import contextlib
 from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
-from gateway.kafka import committed_reader, started
 from gateway.lag import HashWriter, LagPublisher
+from tidings.kafka_log import committed_reader, partition_for, started
 from tidings.settings import KafkaSettings
 from tidings.topics import events_topic
 
@@ -154,10 +153,8 @@ class TailHub:
             yield tenant, tail.level.bytes, tail.level.peak
 
     def partition_for(self, tail: TenantTail, run_id: str) -> int:
-        # Kafka's default partitioner (murmur2 of the key, as in the Java client
-        # and aiokafka): the partition the emitter wrote this run's events to.
-        index = int(murmur2(run_id.encode())) & 0x7FFFFFFF
-        return tail.partitions[index % len(tail.partitions)]
+        # The partition the emitter wrote this run's events to.
+        return partition_for(run_id, tail.partitions)
 
     async def stop(self, error: StreamClosed | None = None) -> None:
         tails, self._tails = list(self._tails.values()), {}

@@ -27,9 +27,9 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gateway.kafka import committed_reader, started
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
+from tidings.kafka_log import committed_reader, started
 from tidings.settings import KafkaSettings
 
 from .errors import StreamClosed

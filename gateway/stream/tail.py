@@ -41,10 +41,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span
 
-from gateway.kafka import committed_reader
 from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
+from tidings.kafka_log import committed_reader
 from tidings.settings import KafkaSettings
 
 from .cork import Cork

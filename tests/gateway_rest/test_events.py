@@ -9,9 +9,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from gateway.kafka import partition_for
 from tests.gateway_rest.helpers import EVENT_PARTITIONS, Runs
 from tidings.events import Event, EventType
+from tidings.kafka_log import partition_for
 from tidings.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -7,13 +7,13 @@ import logging
 import pytest
 
 from gateway.cursor import Cursor, CursorError
-from gateway.kafka import partition_for
 from gateway.rest import run_ops, runs
 from gateway.rest.auth import tenant_from_key
 from gateway.rest.errors import describe_validation
 from gateway.server.redaction import RedactSecrets, redact
 from gateway.stream.tokens import TokenSigner
 from tidings.errors import BadRequest
+from tidings.kafka_log import partition_for
 from tidings.settings import Settings, TenantSettings
 
 pytestmark = pytest.mark.unit

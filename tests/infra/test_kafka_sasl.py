@@ -21,7 +21,6 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from gateway.kafka import committed_reader
 from infra.services.kafka import SecureListener
 from infra.stack import Stack
 from tests.conftest import StackHandle, private_stack_settings
@@ -32,6 +31,7 @@ from tests.support import free_port
 from tidings.client import start_run, subscribe
 from tidings.events import EventType
 from tidings.kafka_connection import client_options, verify
+from tidings.kafka_log import committed_reader
 from tidings.settings import KafkaSettings, load
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

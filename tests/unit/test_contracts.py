@@ -87,3 +87,45 @@ def test_invalid_tenants_never_become_topics(name: str) -> None:
 
 def test_dlq_is_not_a_tenant_topic() -> None:
     assert tenant_of_topic("tidings", dlq_topic("tidings")) is None
+
+
+def _modules(path: Path) -> set[str]:
+    """Every absolute module ``path`` imports, by its full name."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_workers_import_no_gateway() -> None:
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "workers").rglob("*.py")
+        if "gateway" in _imports(path)
+    ]
+    assert offenders == []
+
+
+def test_the_gateway_imports_no_orchestration_code_but_at_its_entry_point() -> None:
+    # The command passes the pipeline catalog in (create_app(pipelines=...)).
+    entry = ROOT / "gateway" / "server" / "command.py"
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(found)
+        for path in (ROOT / "gateway").rglob("*.py")
+        if path != entry and (found := _imports(path) & {"workflows", "activities", "workers"})
+    }
+    assert offenders == {}
+
+
+def test_the_server_layer_imports_no_stream_internals() -> None:
+    # It serves the stream through fast_path.StreamEndpoint and offers it the
+    # frame sink (server/sink.py); the app is composed in gateway/app.py.
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(found)
+        for path in (ROOT / "gateway" / "server").rglob("*.py")
+        if (found := {m for m in _modules(path) if m.startswith("gateway.stream")})
+    }
+    assert offenders == {}
