@@ -32,13 +32,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gateway.cursor import Cursor, CursorError
 from gateway.outages import KafkaUnavailable, dependency_down
 from gateway.server.sink import FrameSink, sink_of
+from gateway.server.wire import wire_text
 from tidings.errors import CloseCode
 from tidings.settings import GatewaySettings, KafkaSettings
 
 from .acks import AckLedger
 from .directory import CachedRunDirectory, RunInfo
 from .errors import StreamClosed, Unavailable, try_again_later
-from .frames import error_frame, parse_ack, token_frame, wire_text
+from .frames import error_frame, parse_ack, token_frame
 from .hub import TailHub
 from .metrics import StreamMetrics
 from .replay import PartitionReader, catch_up

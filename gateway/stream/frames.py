@@ -5,17 +5,18 @@ socket that follows the run: the envelope is spliced in as the producer wrote
 it, never decoded and re-encoded per socket. Server-to-client WebSocket frames
 are not masked (RFC 6455 section 5.1), so without an extension the frame on
 the wire, header included, is the same for every socket; :class:`Frame` keeps
-exactly those bytes, and a socket with a direct sink (``sink.py``) writes them
-to its transport as they are.
+exactly those bytes (``gateway.server.wire`` encodes them), and a socket with
+a direct sink (``gateway.server.sink``) writes them to its transport as they
+are.
 """
 
 from __future__ import annotations
 
 import json
-import struct
 from dataclasses import dataclass
 
 from gateway.cursor import Cursor, CursorError
+from gateway.server.wire import payload_of, wire_text
 from tidings.errors import CloseCode
 from tidings.events import SUPPORTED_SCHEMAS, EnvelopeError, EventType
 
@@ -28,18 +29,6 @@ _END_STATUS = {
     EventType.RUN_TERMINATED: "TERMINATED",
     EventType.RUN_TIMED_OUT: "TIMED_OUT",
 }
-
-_TEXT_FIN = 0x81  # FIN + opcode 1 (text), no RSV bits: no extension in use
-
-
-def wire_text(payload: bytes) -> bytes:
-    """``payload`` (UTF-8 JSON) as an unmasked, unfragmented text frame."""
-    size = len(payload)
-    if size < 126:
-        return bytes((_TEXT_FIN, size)) + payload
-    if size < 1 << 16:
-        return struct.pack("!BBH", _TEXT_FIN, 126, size) + payload
-    return struct.pack("!BBQ", _TEXT_FIN, 127, size) + payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,9 +43,7 @@ class Frame:
     @property
     def text(self) -> str:
         """The payload, for a socket without a direct sink."""
-        length = self.wire[1] & 0x7F
-        start = 2 if length < 126 else 4 if length == 126 else 10
-        return self.wire[start:].decode()
+        return payload_of(self.wire).decode()
 
 
 def control(text: str, *, last: bool = False) -> Frame:

@@ -13,12 +13,13 @@ from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 from websockets.streams import StreamReader
 
+from gateway.server.wire import wire_text
 from gateway.server.ws_protocol import Flag, Inbox
 from gateway.stream.batching import Batcher
 from gateway.stream.cork import Cork
 from gateway.stream.directory import CachedRunDirectory, RunInfo
 from gateway.stream.errors import too_slow
-from gateway.stream.frames import Frame, event_frame, wire_text
+from gateway.stream.frames import Frame, event_frame
 from gateway.stream.subscriber import Subscriber
 from tests.support import wait_for
 from tidings.events import EnvelopeError, Event
