@@ -1,8 +1,9 @@
 """A gateway's view of the pipelines it can start: the built-ins, a local
 folder if one is configured (kept for compatibility; a bad one stops the
 gateway at start) and what workers announced in Redis (:mod:`workers.announce`),
-which wins over both. The gateway loads it by name (``gateway.rest.pipelines``),
-so the connection plane never imports workflow code.
+which wins over both. The gateway's entry point (``gateway.server.command``)
+passes :func:`open_catalog` to ``create_app`` (``gateway.rest.pipelines``), so
+the connection plane below it never imports workflow code.
 """
 
 from __future__ import annotations
