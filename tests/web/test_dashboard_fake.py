@@ -111,7 +111,7 @@ async def test_run_streams_through_a_drop_and_a_too_slow_close(
         assert done[key] == finished[key], key
     # The page's state is the client's reduceRun: through the drop and the 4408,
     # and after the reload, it equals a clean read of every event the run emitted.
-    events = gateway.rest.runs[str(started["run_id"])].events
+    events = gateway.runs[str(started["run_id"])].events
     assert page_state(finished) == clean_read(events)
     assert page_state(done) == clean_read(events)
     assert page_state(done)["steps"]["draft"]["attempt"] == 2
