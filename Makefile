@@ -64,7 +64,7 @@ js:
 	cd clients/js && npm ci --no-audit --no-fund && npm test
 
 test: deps browser chart-tools lint typecheck js
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=30
 
 # Long faults kept out of `make test` (a 5 min Kafka outage): see docs/reliability.md.
 soak: deps
