@@ -358,7 +358,7 @@ class StreamSocket:
             max_events=ctx.gateway.send_queue_max_events,
             max_bytes=ctx.gateway.send_queue_max_bytes,
             final_state=info.state if info.finished else None,
-            level=tail.level,
+            watermarks=tail.watermarks,
             sink=self.sink,
             cork=tail.cork,
         )

@@ -138,7 +138,7 @@ class TailHub:
                     self._metrics,
                     idle_seconds=self._idle_seconds,
                     request_timeout_ms=self._kafka.request_timeout_ms,
-                    level=Watermarks(*self._marks),
+                    watermarks=Watermarks(*self._marks),
                     lag=lag,
                     end_offsets=self.offsets.ends,
                     stall_seconds=self._stall_seconds,
@@ -147,10 +147,10 @@ class TailHub:
                 self._tails[tenant] = tail
             return tail
 
-    def levels(self) -> Iterator[tuple[str, int, int]]:
+    def watermarks(self) -> Iterator[tuple[str, int, int]]:
         """(tenant, bytes buffered, peak) of every running tail, for the metrics."""
         for tenant, tail in list(self._tails.items()):
-            yield tenant, tail.level.bytes, tail.level.peak
+            yield tenant, tail.watermarks.bytes, tail.watermarks.peak
 
     def partition_for(self, tail: TenantTail, run_id: str) -> int:
         # The partition the emitter wrote this run's events to.

@@ -68,7 +68,7 @@ class StreamService:
         too (``gateway.access``); without it only ``authenticate``'s API keys."""
         gateway = settings.gateway
         self.subscribers: set[Subscriber] = set()
-        self.metrics = StreamMetrics(self._socket_depths, registry, tails=self._tail_levels)
+        self.metrics = StreamMetrics(self._socket_depths, registry, tails=self._tail_watermarks)
         self._hub = TailHub(
             settings.kafka,
             self.metrics,
@@ -149,5 +149,5 @@ class StreamService:
         for sub in list(self.subscribers):
             yield sub.tenant, sub.depth
 
-    def _tail_levels(self) -> Iterator[tuple[str, int, int]]:
-        return self._hub.levels()
+    def _tail_watermarks(self) -> Iterator[tuple[str, int, int]]:
+        return self._hub.watermarks()

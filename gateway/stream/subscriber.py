@@ -50,7 +50,7 @@ class Subscriber:
         max_events: int,
         max_bytes: int,
         final_state: str | None = None,
-        level: Watermarks | None = None,
+        watermarks: Watermarks | None = None,
         sink: FrameSink | None = None,
         cork: Cork | None = None,
     ) -> None:
@@ -74,7 +74,7 @@ class Subscriber:
         self._bytes = 0
         self._pending: list[Frame] | None = []
         self._pending_bytes = 0
-        self._level = level
+        self._watermarks = watermarks
         self._sink = sink
         self._cork = cork
         self._held: list[bytes] = []
@@ -99,7 +99,7 @@ class Subscriber:
 
     @property
     def queued_bytes(self) -> int:
-        """Queued plus buffered-while-catching-up bytes (what the tail's level counts)."""
+        """Queued plus buffered-while-catching-up bytes (what the tail's watermarks count)."""
         return self._bytes + self._pending_bytes
 
     # -- the live tail -------------------------------------------------------
@@ -270,8 +270,8 @@ class Subscriber:
         frame = queue.popleft()
         size = len(frame.wire)
         self._bytes -= size
-        if self._level is not None:
-            self._level.remove(size)
+        if self._watermarks is not None:
+            self._watermarks.remove(size)
         self.last_drain = time.monotonic()
         if self._room is not None:
             self._room.set()
@@ -365,8 +365,8 @@ class Subscriber:
         queue.append(frame)
         size = len(frame.wire)
         self._bytes += size
-        if self._level is not None:
-            self._level.add(size)
+        if self._watermarks is not None:
+            self._watermarks.add(size)
         if self._readable is not None:
             self._readable.set()
         if first and self.on_queued is not None:
@@ -383,8 +383,8 @@ class Subscriber:
         self._pending, self._pending_bytes = None, 0
 
     def _account(self, delta: int) -> None:
-        if self._level is not None and delta:
+        if self._watermarks is not None and delta:
             if delta > 0:
-                self._level.add(delta)
+                self._watermarks.add(delta)
             else:
-                self._level.remove(-delta)
+                self._watermarks.remove(-delta)

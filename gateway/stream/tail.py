@@ -117,7 +117,7 @@ class TenantTail:
         *,
         idle_seconds: float,
         request_timeout_ms: int,
-        level: Watermarks | None = None,
+        watermarks: Watermarks | None = None,
         lag: LagPublisher | None = None,
         end_offsets: EndOffsets | None = None,
         stall_seconds: float = 30.0,
@@ -127,7 +127,7 @@ class TenantTail:
         self.partitions: list[int] = []
         self.closing = False
         # Without marks of its own a tail never pauses (the limits are far away).
-        self.level = level if level is not None else Watermarks(1 << 62, 1 << 61)
+        self.watermarks = watermarks if watermarks is not None else Watermarks(1 << 62, 1 << 61)
         self._subs: dict[str, set[Subscriber]] = {}
         self._metrics = metrics
         self._idle_seconds = idle_seconds
@@ -231,7 +231,7 @@ class TenantTail:
     async def _run(self) -> None:
         try:
             while not self.closing:
-                if self.level.over:
+                if self.watermarks.over:
                     await self._hold()
                     continue
                 batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
@@ -278,10 +278,10 @@ class TenantTail:
         self._consumer.pause(*tps)
         self._metrics.paused_partitions.labels(self.tenant).set(len(tps))
         self._metrics.pauses.labels(self.tenant).inc()
-        log.debug("tail of %s paused: %d bytes queued", self.topic, self.level.bytes)
+        log.debug("tail of %s paused: %d bytes queued", self.topic, self.watermarks.bytes)
         held_since = time.monotonic()
         try:
-            while not await self.level.drained(_HOLD_WAKEUP_SECONDS):
+            while not await self.watermarks.drained(_HOLD_WAKEUP_SECONDS):
                 self._tick_lag()
                 self._cut_stalled(held_since)
                 if self.closing:
@@ -379,7 +379,7 @@ class TenantTail:
                 written = sub.write_live(frames)
                 self._slice_sent += written
                 for index in range(written, count):
-                    if self.level.over:
+                    if self.watermarks.over:
                         yield _Step.HOLD
                     if not sub.offer(frames[index]):
                         # Queued, buffered, dropped or refused: the rest in turn.
@@ -392,7 +392,7 @@ class TenantTail:
             for index, frame in enumerate(frames):
                 for sub, start in behind:
                     if start <= index:
-                        if self.level.over:
+                        if self.watermarks.over:
                             yield _Step.HOLD
                         self._slice_sent += sub.offer(frame)
                 if time.perf_counter() - self._slice_began > _DISPATCH_SLICE_SECONDS:

@@ -90,7 +90,7 @@ class FakeConsumer:
 
 
 @contextlib.asynccontextmanager
-async def running_tail(level: Watermarks, stall_seconds: float = 30.0) -> Any:
+async def running_tail(watermarks: Watermarks, stall_seconds: float = 30.0) -> Any:
     metrics = StreamMetrics(lambda: ())
     tail = TenantTail(
         "acme",
@@ -99,7 +99,7 @@ async def running_tail(level: Watermarks, stall_seconds: float = 30.0) -> Any:
         metrics,
         idle_seconds=60,
         request_timeout_ms=1000,
-        level=level,
+        watermarks=watermarks,
         stall_seconds=stall_seconds,
     )
     consumer = FakeConsumer()
@@ -112,46 +112,50 @@ async def running_tail(level: Watermarks, stall_seconds: float = 30.0) -> Any:
         await tail.stop()
 
 
-def live_sub(level: Watermarks, run_id: str = "acme-1", max_bytes: int = 1 << 20) -> Subscriber:
-    sub = Subscriber("acme", run_id, 0, max_events=100_000, max_bytes=max_bytes, level=level)
+def live_sub(
+    watermarks: Watermarks, run_id: str = "acme-1", max_bytes: int = 1 << 20
+) -> Subscriber:
+    sub = Subscriber(
+        "acme", run_id, 0, max_events=100_000, max_bytes=max_bytes, watermarks=watermarks
+    )
     sub.go_live()
     return sub
 
 
 def test_watermarks_track_the_sum_and_its_peak() -> None:
-    level = Watermarks(100, 50)
-    level.add(80)
-    level.add(30)
-    assert level.over and level.peak == 110
-    level.remove(60)
-    assert not level.over and level.bytes == 50 and level.peak == 110
+    watermarks = Watermarks(100, 50)
+    watermarks.add(80)
+    watermarks.add(30)
+    assert watermarks.over and watermarks.peak == 110
+    watermarks.remove(60)
+    assert not watermarks.over and watermarks.bytes == 50 and watermarks.peak == 110
     with pytest.raises(ValueError):
         Watermarks(10, 10)
 
 
 def test_subscribers_count_what_they_hold_and_give_it_back() -> None:
-    level = Watermarks(1 << 20, 1 << 19)
-    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, level=level)
+    watermarks = Watermarks(1 << 20, 1 << 19)
+    sub = Subscriber("acme", "acme-1", 0, max_events=10, max_bytes=1 << 20, watermarks=watermarks)
     frames = [event_frame(0, i, record("acme-1", i).value or b"", "acme-1") for i in range(3)]
     sub.offer(frames[0])  # catching up: buffered, and counted
-    assert level.bytes == len(frames[0].wire) == sub.queued_bytes
+    assert watermarks.bytes == len(frames[0].wire) == sub.queued_bytes
     pending = sub.take_pending()
-    assert pending == [frames[0]] and level.bytes == 0
+    assert pending == [frames[0]] and watermarks.bytes == 0
     sub.go_live()  # queues caught_up
     sub.offer(frames[1])
     sub.offer(frames[2])
-    assert level.bytes == sub.queued_bytes > 0
+    assert watermarks.bytes == sub.queued_bytes > 0
     sub.fail(StreamClosed(CloseCode.NORMAL, "closed"))
-    assert level.bytes == 0 and sub.queued_bytes == 0
+    assert watermarks.bytes == 0 and sub.queued_bytes == 0
     sub.push_control("after the end")  # never sent, never counted
-    assert level.bytes == 0
+    assert watermarks.bytes == 0
 
 
 async def test_a_tail_pauses_above_the_high_mark_and_resumes_below_the_low() -> None:
     frame_size = len(event_frame(0, 0, record("acme-1", 0, 900).value or b"", "acme-1").wire)
-    level = Watermarks(high=10 * frame_size, low=4 * frame_size)
-    async with running_tail(level) as (tail, consumer, metrics):
-        sub = live_sub(level)
+    watermarks = Watermarks(high=10 * frame_size, low=4 * frame_size)
+    async with running_tail(watermarks) as (tail, consumer, metrics):
+        sub = live_sub(watermarks)
         tail.add(sub)
         await consumer.batches.put([record("acme-1", i, 900) for i in range(100)])
         await wait_for(lambda: tail.paused, 5, "the tail pauses")
@@ -172,7 +176,7 @@ async def test_a_tail_pauses_above_the_high_mark_and_resumes_below_the_low() -> 
             if item.offset >= 0:
                 received.append(item.offset)
         assert received == list(range(100)), "in order, none lost"
-        assert level.peak <= level.high + frame_size
+        assert watermarks.peak <= watermarks.high + frame_size
         assert consumer.pauses > 1 and not tail.paused
         assert (
             metrics.registry.get_sample_value(
@@ -192,9 +196,9 @@ async def test_a_paused_tail_cuts_sockets_that_do_not_drain(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tail_module, "_HOLD_WAKEUP_SECONDS", 0.02)
-    level = Watermarks(high=20_000, low=10_000)
-    async with running_tail(level, stall_seconds=0.2) as (tail, consumer, _):
-        stuck, draining = live_sub(level, "acme-1"), live_sub(level, "acme-2")
+    watermarks = Watermarks(high=20_000, low=10_000)
+    async with running_tail(watermarks, stall_seconds=0.2) as (tail, consumer, _):
+        stuck, draining = live_sub(watermarks, "acme-1"), live_sub(watermarks, "acme-2")
         tail.add(stuck)
         tail.add(draining)
         await consumer.batches.put([record(f"acme-{1 + i % 2}", i, 900) for i in range(60)])
@@ -230,11 +234,11 @@ def recorded_spans() -> Iterator[InMemorySpanExporter]:
 
 
 async def test_one_fanout_span_per_record_continues_the_records_trace() -> None:
-    level = Watermarks(1 << 30, 1 << 29)
+    watermarks = Watermarks(1 << 30, 1 << 29)
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     traceparent = f"00-{trace_id}-00f067aa0ba902b7-01".encode()
-    async with running_tail(level) as (tail, _, _):
-        subs = [live_sub(level) for _ in range(3)]
+    async with running_tail(watermarks) as (tail, _, _):
+        subs = [live_sub(watermarks) for _ in range(3)]
         for sub in subs:
             tail.add(sub)
         with recorded_spans() as spans:
@@ -254,15 +258,15 @@ async def test_the_fanout_span_costs_microseconds_per_record() -> None:
     the number of sockets) with the SDK as ``tidings gateway`` sets it up
     without an exporter, and with tracing off; the bound is loose, the
     figures are the point."""
-    level = Watermarks(1 << 40, 1 << 39)
+    watermarks = Watermarks(1 << 40, 1 << 39)
     traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     records = [
         record("acme-1", i, 100, headers=[("traceparent", traceparent)]) for i in range(5000)
     ]
     sdk = TracerProvider(sampler=ParentBased(TraceIdRatioBased(1.0))).get_tracer("tidings")
 
-    async with running_tail(level) as (tail, _, _):
-        sub = live_sub(level)
+    async with running_tail(watermarks) as (tail, _, _):
+        sub = live_sub(watermarks)
         tail.add(sub)
 
         def per_record(tracer: trace.Tracer) -> float:
