@@ -24,8 +24,8 @@ below it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import time
-from collections import deque
 from collections.abc import Callable
 
 from gateway.server.sink import FrameSink
@@ -38,9 +38,66 @@ from .watermarks import Watermarks
 # What a socket may hold during a slice before it is written anyway: the
 # transport's default high-water mark.
 _HOLD_MAX_BYTES = 64 * 1024
+# Sent frames are cut off the front of a queue that never empties once this
+# many have gone (and they are at least half of it): popping stays O(1)
+# amortised and a slow socket holds at most twice its queue.
+_COMPACT_AFTER = 64
+
+
+class State(enum.Enum):
+    CATCHING_UP = "catching up"  # live records are buffered while the replay reads
+    LIVE = "live"  # records go to the socket as the tail offers them
+    ENDING = "ending"  # the end frame is queued: nothing more goes out
+    DONE = "done"  # the end frame is sent: close normally
+    FAILED = "failed"  # ``failure`` says why; the queue is freed
+
+
+# DONE and FAILED are final. A failure after DONE (the gateway stopping while
+# acks are still read) is kept as the close reason; the end frame was sent.
+_NEXT: dict[State, frozenset[State]] = {
+    State.CATCHING_UP: frozenset({State.LIVE, State.ENDING, State.FAILED}),
+    State.LIVE: frozenset({State.ENDING, State.FAILED}),
+    State.ENDING: frozenset({State.DONE, State.FAILED}),
+    State.DONE: frozenset(),
+    State.FAILED: frozenset(),
+}
+# Where a frame may still go out.
+_OPEN = frozenset({State.CATCHING_UP, State.LIVE})
+
+
+class IllegalTransition(RuntimeError):
+    """A subscriber was asked to move where its state does not lead: a bug."""
 
 
 class Subscriber:
+    __slots__ = (
+        "_bytes",
+        "_cork",
+        "_final_state",
+        "_head",
+        "_held",
+        "_held_bytes",
+        "_max_bytes",
+        "_max_events",
+        "_pending",
+        "_pending_bytes",
+        "_queue",
+        "_readable",
+        "_room",
+        "_sink",
+        "_watermarks",
+        "failure",
+        "last_drain",
+        "next_offset",
+        "on_over",
+        "on_queued",
+        "partition",
+        "run_id",
+        "sent_max",
+        "state",
+        "tenant",
+    )
+
     def __init__(
         self,
         tenant: str,
@@ -59,18 +116,18 @@ class Subscriber:
         self.partition = partition
         self.next_offset = 0
         self.sent_max = -1  # the highest offset handed to the socket (acks above it are bogus)
-        self.live = False
-        self.ended = False  # the end frame is queued or sent: nothing more goes out
-        self.done = False  # the end frame is sent: close normally
+        self.state = State.CATCHING_UP
         self.failure: StreamClosed | None = None
         # Temporal already reports the run finished: end after catch-up even if
         # no terminal event arrives (a terminated run never emits one).
         self._final_state = final_state
         self._max_events = max_events
         self._max_bytes = max_bytes
-        # A deque once something queues (an empty one is 600 bytes, and an
-        # idle socket whose frames all went straight out never needs one).
-        self._queue: deque[Frame] | tuple[()] = ()
+        # A list read from ``_head`` on: an empty deque is 760 bytes, an empty
+        # list 56, and an idle socket whose frames all went straight out
+        # never queues one.
+        self._queue: list[Frame] = []
+        self._head = 0
         self._bytes = 0
         self._pending: list[Frame] | None = []
         self._pending_bytes = 0
@@ -89,13 +146,40 @@ class Subscriber:
         # The socket's owner is told when the subscriber is over (failed, or
         # the end frame sent, maybe by the tail directly), and when a frame
         # is queued behind an empty queue (it needs a writer).
-        self.over = False
         self.on_over: Callable[[], None] | None = None
         self.on_queued: Callable[[], None] | None = None
 
     @property
+    def live(self) -> bool:
+        return self.state is State.LIVE
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more goes out: the end frame is queued or sent, or it failed."""
+        return self.state not in _OPEN
+
+    @property
+    def done(self) -> bool:
+        """The end frame is sent: the socket closes normally."""
+        return self.state is State.DONE
+
+    @property
+    def over(self) -> bool:
+        """Done or failed: the socket's owner stops reading acks (``on_over``)."""
+        return self.state is State.DONE or self.state is State.FAILED
+
+    @property
     def depth(self) -> int:
-        return len(self._queue)
+        return len(self._queue) - self._head
+
+    def move(self, to: State) -> None:
+        """Go to ``to``; raise :class:`IllegalTransition` where the state does
+        not lead there. Entering DONE or FAILED tells the owner (``on_over``)."""
+        if to not in _NEXT[self.state]:
+            raise IllegalTransition(f"{self.state.value} -> {to.value}")
+        self.state = to
+        if (to is State.DONE or to is State.FAILED) and self.on_over is not None:
+            self.on_over()
 
     @property
     def queued_bytes(self) -> int:
@@ -105,10 +189,9 @@ class Subscriber:
     # -- the live tail -------------------------------------------------------
     def offer(self, frame: Frame) -> bool:
         """Take one live record; True if it went straight to the socket."""
-        if self.failure is not None or self.ended:
-            return False
-        if not self.live:
-            if self._pending is not None:
+        state = self.state
+        if state is not State.LIVE:
+            if state is State.CATCHING_UP and self._pending is not None:
                 self._pending.append(frame)
                 size = len(frame.wire)
                 self._pending_bytes += size
@@ -140,10 +223,8 @@ class Subscriber:
         sink = self._sink
         if (
             sink is None
-            or not self.live
-            or self.ended
-            or self.failure is not None
-            or self._queue
+            or self.state is not State.LIVE
+            or self._head < len(self._queue)
             or self._held  # frames held earlier in the slice go first
         ):
             return 0
@@ -181,6 +262,8 @@ class Subscriber:
     async def put_paced(self, frame: Frame, stall_seconds: float) -> bool:
         """Queue (or send) a replayed record, waiting at the client's pace for
         room; True if it went straight to the socket."""
+        if self.failure is not None:
+            raise self.failure
         if frame.offset < self.next_offset or self.ended:
             return False
         while not self._has_room(frame):
@@ -216,7 +299,7 @@ class Subscriber:
         if pending is None:
             return None
         due = [f for f in pending if f.offset >= self.next_offset]
-        if len(due) + len(self._queue) >= self._max_events or (
+        if len(due) + self.depth >= self._max_events or (
             self._bytes + sum(len(f.wire) for f in due) > self._max_bytes
         ):
             return None
@@ -232,20 +315,23 @@ class Subscriber:
         return direct
 
     def go_live(self) -> None:
-        self.live = True
+        """The catch-up is over: say ``caught_up``. A subscriber that a
+        terminal event already ended (hand_over_now) stays ending or done."""
+        if self.state is State.FAILED:
+            return
+        if self.state is State.CATCHING_UP:
+            self.move(State.LIVE)
         self._drop_pending()
         self.push_control(CAUGHT_UP)
-        if self._final_state is not None and not self.ended:
+        if self._final_state is not None and self.state is State.LIVE:
             self._finish(self._final_state)
 
     def finish(self, state: str) -> None:
         """The run has finished (Temporal says so) and the tail has offered
         every record it wrote before: end once those are out."""
-        if self.ended or self.failure is not None:
-            return
-        if self.live:
+        if self.state is State.LIVE:
             self._finish(state)
-        else:
+        elif self.state is State.CATCHING_UP:
             self._final_state = state  # go_live ends it, after the catch-up
 
     # -- the writer ----------------------------------------------------------
@@ -254,7 +340,7 @@ class Subscriber:
 
     async def readable(self) -> None:
         """Return once a frame is queued; raise the failure if there is one."""
-        while not self._queue:
+        while self._head == len(self._queue):
             if self.failure is not None:
                 raise self.failure
             if self._readable is None:
@@ -265,9 +351,16 @@ class Subscriber:
             raise self.failure
 
     def pop(self) -> Frame:
-        queue = self._queue
-        assert isinstance(queue, deque)  # readable() saw a frame
-        frame = queue.popleft()
+        queue, head = self._queue, self._head
+        frame = queue[head]  # readable() saw one
+        head += 1
+        if head == len(queue):
+            queue.clear()
+            head = 0
+        elif head >= _COMPACT_AFTER and head * 2 >= len(queue):
+            del queue[:head]
+            head = 0
+        self._head = head
         size = len(frame.wire)
         self._bytes -= size
         if self._watermarks is not None:
@@ -281,9 +374,8 @@ class Subscriber:
         """``frame`` was handed to the socket (by the writer or directly)."""
         if frame.offset > self.sent_max:
             self.sent_max = frame.offset
-        if frame.last:
-            self.done = True
-            self._signal_over()
+        if frame.last and self.state is State.ENDING:
+            self.move(State.DONE)
 
     def flush(self) -> None:
         """Send the frames held during the tail's slice (``cork.py``)."""
@@ -294,17 +386,21 @@ class Subscriber:
                 self._sink.write_many(held)
 
     def fail(self, error: StreamClosed) -> None:
+        """Stop here, freeing the queue and what was buffered; the first
+        failure is the close reason. After DONE it is kept as the reason and
+        the state stays DONE (the end frame went out)."""
         self._held, self._held_bytes = [], 0
         if self.failure is None:
             self.failure = error
-        self._queue = ()
+        self._queue, self._head = [], 0
         self._account(-self._bytes)
         self._bytes = 0
         self._drop_pending()
         for event in (self._readable, self._room):
             if event is not None:
                 event.set()
-        self._signal_over()
+        if self.state is not State.DONE and self.state is not State.FAILED:
+            self.move(State.FAILED)
 
     # -- internals -----------------------------------------------------------
     def _write_now(self, frame: Frame) -> bool:
@@ -318,7 +414,12 @@ class Subscriber:
 
     def _send_direct(self, frame: Frame) -> bool:
         sink = self._sink
-        if self._queue or sink is None or not sink.writable or not self._emit(sink, frame.wire):
+        if (
+            self._head < len(self._queue)
+            or sink is None
+            or not sink.writable
+            or not self._emit(sink, frame.wire)
+        ):
             return False
         self.sent(frame)
         return True
@@ -336,15 +437,14 @@ class Subscriber:
         return True
 
     def _finish(self, status: str) -> None:
-        self.ended = True
+        self.move(State.ENDING)
         self._push(control(end_frame(status), last=True))
 
     def _has_room(self, frame: Frame) -> bool:
-        if not self._queue:
+        depth = len(self._queue) - self._head
+        if not depth:
             return True
-        return (
-            len(self._queue) < self._max_events and self._bytes + len(frame.wire) <= self._max_bytes
-        )
+        return depth < self._max_events and self._bytes + len(frame.wire) <= self._max_bytes
 
     def _enqueue(self, frame: Frame) -> None:
         self.next_offset = frame.offset + 1
@@ -359,9 +459,7 @@ class Subscriber:
         if frame.offset < 0 and self._send_direct(frame):
             return
         queue = self._queue
-        if not isinstance(queue, deque):
-            queue = self._queue = deque()
-        first = not queue
+        first = self._head == len(queue)
         queue.append(frame)
         size = len(frame.wire)
         self._bytes += size
@@ -371,12 +469,6 @@ class Subscriber:
             self._readable.set()
         if first and self.on_queued is not None:
             self.on_queued()
-
-    def _signal_over(self) -> None:
-        if not self.over:
-            self.over = True
-            if self.on_over is not None:
-                self.on_over()
 
     def _drop_pending(self) -> None:
         self._account(-self._pending_bytes)
