@@ -1,18 +1,23 @@
 """One socket's view of a run: a bounded send queue fed by catch-up, then live.
 
+A subscriber is in one :class:`State` at a time: catching up, live, ending
+(the end frame is queued), done (it is sent) or failed; :meth:`Subscriber.move`
+is the only way between them and refuses a move the states do not allow.
+
 The live tail calls :meth:`Subscriber.offer` synchronously for every record of
 the run. While the socket is still catching up, those records are buffered
 (bounded; on overflow the buffer is dropped and the catch-up read simply goes
 further). Once live, a record goes straight to the socket's direct sink
-(``sink.py``) when nothing is queued ahead of it and the transport has room:
-the common case costs a share of one ``transport.writelines`` of bytes shared
-by every socket (frames offered during one dispatch slice are held and sent
-together: ``cork.py``).
-Otherwise it is queued for the socket's writer; a record that does not fit the
-queue closes the socket with 4408 instead of growing memory: the client's
-acked cursor is in Redis, so it resumes with nothing lost. ``next_offset``
-makes hand-over gap- and duplicate-free: anything below it was already queued
-or sent, and is dropped.
+(``sink.py``, through its :class:`~gateway.stream.writer.FrameWriter`) when
+nothing is queued ahead of it and the transport has room: the common case
+costs a share of one ``transport.writelines`` of bytes shared by every socket
+(frames offered during one dispatch slice are held and sent together:
+``cork.py``).
+Otherwise it is queued for the socket's writer task; a record that does not
+fit the queue closes the socket with 4408 instead of growing memory: the
+client's acked cursor is in Redis, so it resumes with nothing lost.
+``next_offset`` makes hand-over gap- and duplicate-free: anything below it
+was already queued or sent, and is dropped.
 
 Every byte queued or buffered is also counted on the tail's
 :class:`~gateway.stream.watermarks.Watermarks`, which pauses the tail when the
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
+from collections import deque
 from collections.abc import Callable
 
 from gateway.server.sink import FrameSink
@@ -34,14 +40,13 @@ from .cork import Cork
 from .errors import StreamClosed, too_slow
 from .frames import CAUGHT_UP, Frame, control, end_frame
 from .watermarks import Watermarks
+from .writer import HOLD_MAX_BYTES, FrameWriter
 
-# What a socket may hold during a slice before it is written anyway: the
-# transport's default high-water mark.
-_HOLD_MAX_BYTES = 64 * 1024
-# Sent frames are cut off the front of a queue that never empties once this
-# many have gone (and they are at least half of it): popping stays O(1)
-# amortised and a slow socket holds at most twice its queue.
-_COMPACT_AFTER = 64
+# The queue of every subscriber that has never queued a frame (or has failed):
+# an empty deque is 760 bytes, and an idle socket whose frames all went
+# straight out never needs one of its own. Never appended to (``_push``
+# replaces it first); ``maxlen=0`` would drop a frame rather than share it.
+_NO_QUEUE: deque[Frame] = deque(maxlen=0)
 
 
 class State(enum.Enum):
@@ -61,8 +66,9 @@ _NEXT: dict[State, frozenset[State]] = {
     State.DONE: frozenset(),
     State.FAILED: frozenset(),
 }
-# Where a frame may still go out.
-_OPEN = frozenset({State.CATCHING_UP, State.LIVE})
+# Module names for the members: an enum member looked up on its class costs
+# about 170 ns on Python 3.11, more than the rest of a direct write.
+_CATCHING_UP, _LIVE, _ENDING, _DONE, _FAILED = State
 
 
 class IllegalTransition(RuntimeError):
@@ -72,11 +78,7 @@ class IllegalTransition(RuntimeError):
 class Subscriber:
     __slots__ = (
         "_bytes",
-        "_cork",
         "_final_state",
-        "_head",
-        "_held",
-        "_held_bytes",
         "_max_bytes",
         "_max_events",
         "_pending",
@@ -84,8 +86,8 @@ class Subscriber:
         "_queue",
         "_readable",
         "_room",
-        "_sink",
         "_watermarks",
+        "_writer",
         "failure",
         "last_drain",
         "next_offset",
@@ -116,26 +118,21 @@ class Subscriber:
         self.partition = partition
         self.next_offset = 0
         self.sent_max = -1  # the highest offset handed to the socket (acks above it are bogus)
-        self.state = State.CATCHING_UP
+        self.state = _CATCHING_UP
         self.failure: StreamClosed | None = None
         # Temporal already reports the run finished: end after catch-up even if
         # no terminal event arrives (a terminated run never emits one).
         self._final_state = final_state
         self._max_events = max_events
         self._max_bytes = max_bytes
-        # A list read from ``_head`` on: an empty deque is 760 bytes, an empty
-        # list 56, and an idle socket whose frames all went straight out
-        # never queues one.
-        self._queue: list[Frame] = []
-        self._head = 0
+        self._queue = _NO_QUEUE
         self._bytes = 0
         self._pending: list[Frame] | None = []
         self._pending_bytes = 0
         self._watermarks = watermarks
-        self._sink = sink
-        self._cork = cork
-        self._held: list[bytes] = []
-        self._held_bytes = 0
+        # None without a direct sink (another ASGI server): the socket's
+        # writer task sends every frame.
+        self._writer = FrameWriter(sink, cork) if sink is not None else None
         # When the writer last took a frame: a paused tail cuts sockets whose
         # queue has not moved for a while (tail.py).
         self.last_drain = time.monotonic()
@@ -151,26 +148,27 @@ class Subscriber:
 
     @property
     def live(self) -> bool:
-        return self.state is State.LIVE
+        return self.state is _LIVE
 
     @property
     def ended(self) -> bool:
         """Nothing more goes out: the end frame is queued or sent, or it failed."""
-        return self.state not in _OPEN
+        state = self.state
+        return state is not _CATCHING_UP and state is not _LIVE
 
     @property
     def done(self) -> bool:
         """The end frame is sent: the socket closes normally."""
-        return self.state is State.DONE
+        return self.state is _DONE
 
     @property
     def over(self) -> bool:
         """Done or failed: the socket's owner stops reading acks (``on_over``)."""
-        return self.state is State.DONE or self.state is State.FAILED
+        return self.state is _DONE or self.state is _FAILED
 
     @property
     def depth(self) -> int:
-        return len(self._queue) - self._head
+        return len(self._queue)
 
     def move(self, to: State) -> None:
         """Go to ``to``; raise :class:`IllegalTransition` where the state does
@@ -178,7 +176,7 @@ class Subscriber:
         if to not in _NEXT[self.state]:
             raise IllegalTransition(f"{self.state.value} -> {to.value}")
         self.state = to
-        if (to is State.DONE or to is State.FAILED) and self.on_over is not None:
+        if (to is _DONE or to is _FAILED) and self.on_over is not None:
             self.on_over()
 
     @property
@@ -190,8 +188,8 @@ class Subscriber:
     def offer(self, frame: Frame) -> bool:
         """Take one live record; True if it went straight to the socket."""
         state = self.state
-        if state is not State.LIVE:
-            if state is State.CATCHING_UP and self._pending is not None:
+        if state is not _LIVE:
+            if state is _CATCHING_UP and self._pending is not None:
                 self._pending.append(frame)
                 size = len(frame.wire)
                 self._pending_bytes += size
@@ -220,12 +218,12 @@ class Subscriber:
         to a thousand is then a handful of checks and one system call, where
         ``offer`` went through the cork and the sink's checks twice per
         frame, and waited for the slice to end before writing."""
-        sink = self._sink
+        writer = self._writer
         if (
-            sink is None
-            or self.state is not State.LIVE
-            or self._head < len(self._queue)
-            or self._held  # frames held earlier in the slice go first
+            writer is None
+            or self.state is not _LIVE
+            or self._queue
+            or writer.held  # frames held earlier in the slice go first
         ):
             return 0
         total = len(frames)
@@ -235,7 +233,7 @@ class Subscriber:
             size = 0
             upto = done
             next_offset = self.next_offset
-            while upto < total and size < _HOLD_MAX_BYTES:
+            while upto < total and size < HOLD_MAX_BYTES:
                 frame = frames[upto]
                 if frame.offset < next_offset:
                     break
@@ -247,7 +245,7 @@ class Subscriber:
                     break
             # Past the high-water mark the transport takes no more: the rest
             # queue (offer), so memory stays bounded as it does frame by frame.
-            if not wires or not sink.write_if_writable(wires):
+            if not wires or not writer.write_now(wires):
                 break
             self.next_offset = next_offset
             self.sent(frames[upto - 1])
@@ -317,21 +315,21 @@ class Subscriber:
     def go_live(self) -> None:
         """The catch-up is over: say ``caught_up``. A subscriber that a
         terminal event already ended (hand_over_now) stays ending or done."""
-        if self.state is State.FAILED:
+        if self.state is _FAILED:
             return
-        if self.state is State.CATCHING_UP:
-            self.move(State.LIVE)
+        if self.state is _CATCHING_UP:
+            self.move(_LIVE)
         self._drop_pending()
         self.push_control(CAUGHT_UP)
-        if self._final_state is not None and self.state is State.LIVE:
+        if self._final_state is not None and self.state is _LIVE:
             self._finish(self._final_state)
 
     def finish(self, state: str) -> None:
         """The run has finished (Temporal says so) and the tail has offered
         every record it wrote before: end once those are out."""
-        if self.state is State.LIVE:
+        if self.state is _LIVE:
             self._finish(state)
-        elif self.state is State.CATCHING_UP:
+        elif self.state is _CATCHING_UP:
             self._final_state = state  # go_live ends it, after the catch-up
 
     # -- the writer ----------------------------------------------------------
@@ -340,7 +338,7 @@ class Subscriber:
 
     async def readable(self) -> None:
         """Return once a frame is queued; raise the failure if there is one."""
-        while self._head == len(self._queue):
+        while not self._queue:
             if self.failure is not None:
                 raise self.failure
             if self._readable is None:
@@ -351,16 +349,7 @@ class Subscriber:
             raise self.failure
 
     def pop(self) -> Frame:
-        queue, head = self._queue, self._head
-        frame = queue[head]  # readable() saw one
-        head += 1
-        if head == len(queue):
-            queue.clear()
-            head = 0
-        elif head >= _COMPACT_AFTER and head * 2 >= len(queue):
-            del queue[:head]
-            head = 0
-        self._head = head
+        frame = self._queue.popleft()  # readable() saw one
         size = len(frame.wire)
         self._bytes -= size
         if self._watermarks is not None:
@@ -374,33 +363,26 @@ class Subscriber:
         """``frame`` was handed to the socket (by the writer or directly)."""
         if frame.offset > self.sent_max:
             self.sent_max = frame.offset
-        if frame.last and self.state is State.ENDING:
-            self.move(State.DONE)
-
-    def flush(self) -> None:
-        """Send the frames held during the tail's slice (``cork.py``)."""
-        if self._held:
-            held, self._held, self._held_bytes = self._held, [], 0
-            if self._sink is not None and self.failure is None:
-                # False: the socket is closing, and its reader will say so.
-                self._sink.write_many(held)
+        if frame.last and self.state is _ENDING:
+            self.move(_DONE)
 
     def fail(self, error: StreamClosed) -> None:
         """Stop here, freeing the queue and what was buffered; the first
         failure is the close reason. After DONE it is kept as the reason and
         the state stays DONE (the end frame went out)."""
-        self._held, self._held_bytes = [], 0
+        if self._writer is not None:
+            self._writer.drop()
         if self.failure is None:
             self.failure = error
-        self._queue, self._head = [], 0
+        self._queue = _NO_QUEUE
         self._account(-self._bytes)
         self._bytes = 0
         self._drop_pending()
         for event in (self._readable, self._room):
             if event is not None:
                 event.set()
-        if self.state is not State.DONE and self.state is not State.FAILED:
-            self.move(State.FAILED)
+        if self.state is not _DONE and self.state is not _FAILED:
+            self.move(_FAILED)
 
     # -- internals -----------------------------------------------------------
     def _write_now(self, frame: Frame) -> bool:
@@ -413,38 +395,22 @@ class Subscriber:
         return True
 
     def _send_direct(self, frame: Frame) -> bool:
-        sink = self._sink
-        if (
-            self._head < len(self._queue)
-            or sink is None
-            or not sink.writable
-            or not self._emit(sink, frame.wire)
-        ):
+        writer = self._writer
+        if self._queue or writer is None or not writer.write(frame.wire):
             return False
         self.sent(frame)
         return True
 
-    def _emit(self, sink: FrameSink, wire: bytes) -> bool:
-        cork = self._cork
-        if cork is None or not cork.open:
-            return sink.write(wire)
-        if not self._held:
-            cork.hold(self)
-        self._held.append(wire)
-        self._held_bytes += len(wire)
-        if self._held_bytes >= _HOLD_MAX_BYTES:
-            self.flush()  # a transport buffer's worth: no point holding more
-        return True
-
     def _finish(self, status: str) -> None:
-        self.move(State.ENDING)
+        self.move(_ENDING)
         self._push(control(end_frame(status), last=True))
 
     def _has_room(self, frame: Frame) -> bool:
-        depth = len(self._queue) - self._head
-        if not depth:
+        if not self._queue:
             return True
-        return depth < self._max_events and self._bytes + len(frame.wire) <= self._max_bytes
+        return (
+            len(self._queue) < self._max_events and self._bytes + len(frame.wire) <= self._max_bytes
+        )
 
     def _enqueue(self, frame: Frame) -> None:
         self.next_offset = frame.offset + 1
@@ -459,7 +425,9 @@ class Subscriber:
         if frame.offset < 0 and self._send_direct(frame):
             return
         queue = self._queue
-        first = self._head == len(queue)
+        if queue is _NO_QUEUE:
+            queue = self._queue = deque()
+        first = not queue
         queue.append(frame)
         size = len(frame.wire)
         self._bytes += size
