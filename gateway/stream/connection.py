@@ -1,18 +1,18 @@
-"""One stream socket, from handshake to close.
+"""One stream socket, running: from its first frame to its close.
 
-Opening: authenticate, check the resume token and its session, ask the run
-directory, register with the tenant's live tail, fix the first offset, then
-send the token frame first. Running: the socket's own task reads acks from
-the client and records them in the gateway's :class:`AckLedger` (never
-waiting for Redis), a catch-up task runs while there is something to replay,
-and a writer while frames are queued (``subscriber.py``); the client leaving,
-the subscriber failing, or a task failing ends the socket and cancels the
-rest. After ``end`` the socket keeps reading acks for a short grace (until
-the client has acked everything sent, leaves, or the grace is over), so a
-client reconnecting to a finished run does not start over. Every refusal is
-a :class:`StreamClosed`, turned into an ``error`` frame and a close code in
-one place (:func:`serve`); a dependency that is away (Temporal, Kafka,
-Redis) is a 1013 with a retry hint and a warning, not a 1011 and a traceback.
+The socket opens first (``opening.py``: authentication, admission, the
+resume token or cursor, the first offset). Then it sends the token frame
+first, and the socket's own task reads acks from the client and records them
+in the gateway's :class:`AckLedger` (never waiting for Redis), a catch-up
+task runs while there is something to replay, and a writer while frames are
+queued (``subscriber.py``); the client leaving, the subscriber failing, or a
+task failing ends the socket and cancels the rest. After ``end`` the socket
+keeps reading acks for a short grace (until the client has acked everything
+sent, leaves, or the grace is over), so a client reconnecting to a finished
+run does not start over. Every refusal, the opening's included, is a
+:class:`StreamClosed`, turned into an ``error`` frame and a close code in one
+place (:func:`serve`); a dependency that is away (Temporal, Kafka, Redis) is
+a 1013 with a retry hint and a warning, not a 1011 and a traceback.
 """
 
 from __future__ import annotations
@@ -21,49 +21,34 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway.cursor import Cursor, CursorError
-from gateway.outages import KafkaUnavailable, dependency_down
+from gateway.outages import dependency_down
 from gateway.server.sink import FrameSink, sink_of
 from gateway.server.wire import wire_text
 from tidings.errors import CloseCode
-from tidings.settings import GatewaySettings, KafkaSettings
 
-from .acks import AckLedger
-from .directory import CachedRunDirectory, RunInfo
-from .errors import StreamClosed, Unavailable, try_again_later
+from .directory import RunInfo
+from .errors import StreamClosed, Unavailable
 from .frames import error_frame, parse_ack, token_frame
-from .hub import TailHub
-from .metrics import StreamMetrics
+from .opening import CLOSE_TIMEOUT_SECONDS, Opening, StreamContext
 from .replay import PartitionReader, catch_up
-from .sessions import Session, SessionStore
 from .subscriber import Subscriber
 from .tail import TenantTail
-from .tokens import Claims, TokenSigner, new_session_id
+from .tokens import Claims
 
-if TYPE_CHECKING:
-    from gateway.access import AccessControl
+# StreamContext is built by the service, which takes it from here.
+__all__ = ["StreamContext", "StreamSocket", "serve"]
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-# Events are stamped by the emitter's clock; seek a little before the run's
-# start so clock skew between hosts cannot hide its first events.
-_CLOCK_SKEW_MS = 60_000
-_CLOSE_TIMEOUT = 10.0
 # After ``end``, how long acks still in flight are read before the close.
 _END_GRACE_SECONDS = 1.0
-# A Kafka that does not answer an offset lookup within this is taken as
-# away: the socket is refused with 1013 rather than held for the client's
-# request timeout.
-_KAFKA_ANSWER_SECONDS = 5.0
 # Writing a session's last ack on close waits at most this for Redis (the
 # ack stays with the ledger's writer if Redis is slower).
 _SETTLE_SECONDS = 2.0
@@ -71,31 +56,6 @@ _SETTLE_SECONDS = 2.0
 # queue would keep the event loop until its queue is empty while every other
 # socket (other tenants' too) waits: a writer yields after this long.
 _WRITE_SLICE_SECONDS = 0.0005
-
-
-@dataclass
-class StreamContext:
-    gateway: GatewaySettings
-    kafka: KafkaSettings
-    authenticate: Callable[[str], str | None]
-    signer: TokenSigner
-    sessions: SessionStore
-    runs: CachedRunDirectory
-    hub: TailHub
-    metrics: StreamMetrics
-    replay_slots: asyncio.Semaphore
-    subscribers: set[Subscriber]
-    stall_seconds: float
-    acks: AckLedger
-    # How long a socket closed with an error frame (4408 ...) has to read it
-    # and answer the close before its connection is aborted.
-    close_linger_seconds: float = _CLOSE_TIMEOUT
-    # TIDINGS_TENANTS_MAX_SOCKETS: sockets per tenant on this gateway, counted
-    # from authentication to release (handshakes in progress included).
-    max_sockets: int = 10_000
-    open_sockets: dict[str, int] = field(default_factory=dict)
-    # Read tokens as well as API keys (gateway/access.py); None: API keys only.
-    access: AccessControl | None = None
 
 
 async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
@@ -145,7 +105,7 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
             return
         with contextlib.suppress(Exception):
             # A slow client may take a while to drain before the close frame fits.
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 if ws.application_state is WebSocketState.CONNECTING:
                     await ws.accept()
                 await ws.send_text(frame)
@@ -157,7 +117,7 @@ async def serve(ws: WebSocket, run_id: str, ctx: StreamContext) -> None:
     ):
         ctx.metrics.closes.labels(str(int(CloseCode.NORMAL))).inc()
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(_CLOSE_TIMEOUT):
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 await ws.close(int(CloseCode.NORMAL))
 
 
@@ -169,10 +129,10 @@ class StreamSocket:
         self.run_id = run_id
         self.ctx = ctx
         self.sink = sink
+        self.opening = Opening(ws, run_id, ctx, sink)
         self.sub: Subscriber | None = None
         self.tail: TenantTail | None = None
         self.claims: Claims | None = None
-        self.admitted: str | None = None  # the tenant whose socket count this one holds
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.Task[None] | None = None
         self._error: BaseException | None = None
@@ -191,17 +151,20 @@ class StreamSocket:
         is started only when frames queue (the sink takes the rest)."""
         ctx = self.ctx
         opened_at = ctx.runs.clock()
-        sub, info, end, token = await self._open()
+        opened = await self.opening.open()
+        sub = self.sub = opened.sub
+        self.tail, self.claims = opened.tail, opened.claims
+        info, end = opened.info, opened.end
         reader = self._reader = asyncio.current_task()
-        assert reader is not None and self.tail is not None
+        assert reader is not None
         sub.on_over = self._over
         sub.on_queued = self._start_writer
         await self.ws.accept()
         # The 101, the token and, when nothing needs reading, caught_up: one write.
-        cork = self.tail.cork
+        cork = opened.tail.cork
         cork.open = True
         try:
-            sub.push_control(token_frame(token))
+            sub.push_control(token_frame(opened.token))
             handed = sub.hand_over_now() if sub.next_offset >= end else None
         finally:
             cork.flush()
@@ -301,137 +264,7 @@ class StreamSocket:
             self._spawn(self._end_when_out(self.sub, info.state))
 
     def release(self) -> None:
-        if self.admitted is not None:
-            left = self.ctx.open_sockets.get(self.admitted, 0) - 1
-            if left > 0:
-                self.ctx.open_sockets[self.admitted] = left
-            else:
-                self.ctx.open_sockets.pop(self.admitted, None)
-            self.admitted = None
-        if self.sub is not None:
-            self.sub.fail(StreamClosed(CloseCode.NORMAL, "closed"))
-            self.ctx.subscribers.discard(self.sub)
-            if self.tail is not None:
-                self.tail.remove(self.sub)
-
-    async def _open(self) -> tuple[Subscriber, RunInfo, int, str]:
-        """The subscriber, its run, its partition's end offset sampled after
-        it registered with the tail, and its resume token."""
-        ctx = self.ctx
-        tenant = await self._authenticate()
-        self._admit(tenant)
-        token = self.ws.query_params.get("resume")
-        start = self.ws.query_params.get("from")
-        if token is not None and start is not None:
-            raise StreamClosed(CloseCode.BAD_FRAME, "use either resume= or from=, not both")
-        after: Cursor | None = None
-        if start not in (None, "start", "now"):
-            # (extension) from=<cursor>: re-watch a run from any position of its log.
-            try:
-                after = Cursor.decode(start)
-            except CursorError:
-                raise StreamClosed(
-                    CloseCode.BAD_FRAME, "from= must be 'start', 'now' or a cursor of this run"
-                ) from None
-        session: Session | None = None
-        if token is not None:
-            claims = ctx.signer.verify(token)
-            if claims.tenant != tenant:
-                raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another tenant")
-            if claims.run_id != self.run_id:
-                raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another run")
-            if ctx.acks.pending(claims.sid):
-                # Its last socket's acks first: a resume starts right after them.
-                await ctx.acks.settle(claims.sid)
-            session = await ctx.sessions.load(claims.sid)
-            if session is None:
-                raise StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
-        info = await ctx.runs.lookup(tenant, self.run_id)
-        if info is None:
-            raise StreamClosed(CloseCode.UNKNOWN_RUN, f"unknown run {self.run_id[:64]}")
-        self.tail = tail = await ctx.hub.tail(tenant)
-        partition = session.partition if session else ctx.hub.partition_for(tail, self.run_id)
-        self.sub = sub = Subscriber(
-            tenant,
-            self.run_id,
-            partition,
-            max_events=ctx.gateway.send_queue_max_events,
-            max_bytes=ctx.gateway.send_queue_max_bytes,
-            final_state=info.state if info.finished else None,
-            watermarks=tail.watermarks,
-            sink=self.sink,
-            cork=tail.cork,
-        )
-        # Registered before any offset is sampled: see the hand-over proof in replay.py.
-        tail.add(sub)
-        ctx.subscribers.add(sub)
-        if start == "now" and session is None:
-            # Live only: the retention start is of no use, so it is not asked.
-            end = await _kafka(ctx.hub.offsets.end(tail.topic, partition))
-            earliest = end
-        else:
-            earliest, end = await _kafka(ctx.hub.offsets.bounds(tail.topic, partition))
-        if session is not None:
-            sub.next_offset = session.next_offset
-            if session.next_offset < earliest:
-                raise StreamClosed(
-                    CloseCode.TOKEN_EXPIRED,
-                    "events after your cursor are past Kafka retention; subscribe with from=start",
-                )
-            sid = session.sid
-            await ctx.sessions.touch(sid)
-            ctx.metrics.resumes.labels(tenant).inc()
-        elif after is not None:
-            sub.next_offset = _after_cursor(after, partition, earliest, end)
-            sid = new_session_id()
-            await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
-        else:
-            sub.next_offset = await self._first_offset(tail, info, partition, earliest, end, start)
-            sid = new_session_id()
-            await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
-        text, self.claims = ctx.signer.issue(tenant, self.run_id, sid)
-        return sub, info, end, text
-
-    def _admit(self, tenant: str) -> None:
-        """Hold one of the tenant's sockets on this gateway, or refuse with 1013."""
-        count = self.ctx.open_sockets.get(tenant, 0)
-        if count >= self.ctx.max_sockets:
-            self.ctx.metrics.quota_refusals.labels(tenant).inc()
-            raise try_again_later(self.ctx.max_sockets)
-        self.ctx.open_sockets[tenant] = count + 1
-        self.admitted = tenant
-
-    async def _authenticate(self) -> str:
-        header = self.ws.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
-        in_query = scheme.lower() != "bearer" or not key
-        if in_query:
-            key = self.ws.query_params.get("access_token", "")
-        if self.ctx.access is not None:
-            return await self.ctx.access.for_stream(key.strip(), self.run_id, in_query=in_query)
-        tenant = self.ctx.authenticate(key.strip()) if key else None
-        if tenant is None:
-            raise StreamClosed(CloseCode.UNAUTHORIZED, "missing or invalid API key")
-        return tenant
-
-    async def _first_offset(
-        self,
-        tail: TenantTail,
-        info: RunInfo,
-        partition: int,
-        earliest: int,
-        end: int,
-        start: str | None,
-    ) -> int:
-        # No resume= and no from= means from the start: late subscribers missing
-        # a run's first events is the top complaint about realtime streams.
-        if start == "now":
-            return end
-        if info.started_at is None:
-            return earliest
-        since = int(info.started_at.timestamp() * 1000) - _CLOCK_SKEW_MS
-        found = await _kafka(self.ctx.hub.offsets.first_at_or_after(tail.topic, partition, since))
-        return end if found is None else max(found, earliest)
+        self.opening.release()
 
     async def _catch_up(self, sub: Subscriber, end: int) -> None:
         ctx = self.ctx
@@ -554,30 +387,6 @@ class StreamSocket:
             if ctx.signer.due_for_refresh(self.claims):
                 text, self.claims = ctx.signer.issue(sub.tenant, sub.run_id, self.claims.sid)
                 sub.push_control(token_frame(text))
-
-
-def _after_cursor(after: Cursor, partition: int, earliest: int, end: int) -> int:
-    """The first offset of a ``from=<cursor>`` stream: the event after ``after``."""
-    if after.partition != partition or after.offset >= end:
-        # Another run's partition, or a position the log never had.
-        raise StreamClosed(CloseCode.BAD_FRAME, f"not a cursor of this run: {after}")
-    if after.offset + 1 < earliest:
-        raise StreamClosed(
-            CloseCode.TOKEN_EXPIRED,
-            "events after your cursor are past Kafka retention; subscribe with from=start",
-        )
-    return after.offset + 1
-
-
-async def _kafka(answer: Coroutine[Any, Any, T]) -> T:
-    """``answer``, or :class:`KafkaUnavailable` once Kafka has not answered
-    for :data:`_KAFKA_ANSWER_SECONDS` (the lookups are batched and shielded:
-    giving up here cancels nobody else's)."""
-    try:
-        async with asyncio.timeout(_KAFKA_ANSWER_SECONDS):
-            return await answer
-    except TimeoutError:
-        raise KafkaUnavailable(f"no answer within {_KAFKA_ANSWER_SECONDS:g} s") from None
 
 
 def _too_big(limit: int) -> StreamClosed:
