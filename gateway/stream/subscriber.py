@@ -8,11 +8,11 @@ The live tail calls :meth:`Subscriber.offer` synchronously for every record of
 the run. While the socket is still catching up, those records are buffered
 (bounded; on overflow the buffer is dropped and the catch-up read simply goes
 further). Once live, a record goes straight to the socket's direct sink
-(``sink.py``, through its :class:`~gateway.stream.writer.FrameWriter`) when
-nothing is queued ahead of it and the transport has room: the common case
-costs a share of one ``transport.writelines`` of bytes shared by every socket
-(frames offered during one dispatch slice are held and sent together:
-``cork.py``).
+(``gateway/server/sink.py``, through its
+:class:`~gateway.stream.writer.FrameWriter`) when nothing is queued ahead of
+it and the transport has room: the common case costs a share of one
+``transport.writelines`` of bytes shared by every socket (frames offered
+during one dispatch slice are held and sent together: ``cork.py``).
 Otherwise it is queued for the socket's writer task; a record that does not
 fit the queue closes the socket with 4408 instead of growing memory: the
 client's acked cursor is in Redis, so it resumes with nothing lost.

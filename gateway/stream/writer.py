@@ -1,7 +1,7 @@
 """One socket's writes to its direct sink, held or straight.
 
 A frame the subscriber sends without queueing it goes to the socket's
-:class:`~gateway.stream.sink.FrameSink` through this writer. While the tail's
+:class:`~gateway.server.sink.FrameSink` through this writer. While the tail's
 dispatch slice is open (its :class:`~gateway.stream.cork.Cork`), frames are
 held and the cork has the writer send them together when the slice ends; at
 other times they are written at once. Either way they are the transport's
