@@ -62,6 +62,10 @@ class StepContext:
         return self._data.run_id
 
     @property
+    def tenant(self) -> str:
+        return self._data.tenant
+
+    @property
     def emitter_metrics(self) -> WorkerMetrics:
         return self._emitter.metrics
 
