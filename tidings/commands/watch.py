@@ -248,7 +248,12 @@ class Progress:
 
     def count(self) -> str:
         total = self.total
-        return f"{len(self.done)}/{total}" if total else f"{len(self.done)}"
+        if not total:
+            return f"{len(self.done)}"
+        # Only the plan's steps count: a delegated step's sub-steps
+        # (`ask.model-1`, activities/delegate.py) are not in it.
+        planned = {step for stage in self.stages for step in stage}
+        return f"{len(self.done & planned)}/{total}"
 
     def update(self, event: Event) -> list[tuple[str, str]]:
         """Steps this event shows to be finished without an event of their own:
