@@ -121,15 +121,14 @@ class TidingsModel(Model):
             return
         items = [dict(item) for item in input]
         names = {i.get("call_id"): i.get("name") for i in items if i.get("type") == "function_call"}
-        outputs = [i for i in items if i.get("type") == "function_call_output"]
-        # Only the outputs since the model last spoke: earlier ones were
-        # published by the request that first carried them.
-        last_call = max(
-            (n for n, i in enumerate(items) if i.get("type") == "function_call"), default=-1
-        )
-        for item in outputs:
-            if items.index(item) < last_call:
-                continue
+        # The outputs the tools returned since the model last spoke end the
+        # input; earlier ones were published by the request that first carried them.
+        fresh: list[dict[str, Any]] = []
+        for item in reversed(items):
+            if item.get("type") != "function_call_output":
+                break
+            fresh.insert(0, item)
+        for item in fresh:
             call_id = str(item.get("call_id"))
             output = item.get("output")
             content = _decoded(output) if isinstance(output, str) else output
