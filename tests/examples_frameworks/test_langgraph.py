@@ -6,38 +6,19 @@ completes."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.agents.conftest import Deployment
+from tests.examples_frameworks.command import run_example
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "langgraph"
 
 
 async def test_the_langgraph_example_streams_its_graph_through_tidings(
     deployment: Deployment,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLE / "run.py"),
-        "Who wrote Dune?",
-        env=deployment.env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = out.decode()
-    assert process.returncode == 0, f"{text}\n{err.decode()[-2000:]}"
+    code, text, err = await run_example("langgraph", "Who wrote Dune?", deployment.env)
+    assert code == 0, f"{text}\n{err[-2000:]}"
     lines = text.splitlines()
     expected = [
         'step find.agent-1 calls find_book({"title": "Dune"})',

@@ -6,38 +6,21 @@ completes."""
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from pathlib import Path
-
 import pytest
 
 from tests.agents.conftest import Deployment
+from tests.examples_frameworks.command import run_example
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "openai_agents"
 
 
 async def test_the_openai_agents_example_streams_its_agent_through_tidings(
     deployment: Deployment,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLE / "run.py"),
-        "What is the weather in Kyoto?",
-        env=deployment.env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    code, text, err = await run_example(
+        "openai_agents", "What is the weather in Kyoto?", deployment.env
     )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    text = out.decode()
-    assert process.returncode == 0, f"{text}\n{err.decode()[-2000:]}"
+    assert code == 0, f"{text}\n{err[-2000:]}"
     lines = text.splitlines()
     expected = [
         "  ask.model-1 (thinking) | The user asks about Kyoto: look its weather up first.",
