@@ -54,6 +54,9 @@ lint: $(VENV)/.installed
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
+	# Each example is its own program (their run.py and worker.py would clash
+	# as modules in one mypy run), so each is checked on its own.
+	for example in examples/*/; do $(BIN)/mypy --strict "$$example" || exit 1; done
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest -m unit
