@@ -7,7 +7,7 @@ is not waiting, or already finished, gets a clear refusal instead of a signal
 the workflow would ignore. The gateway answers 202 once Temporal has the
 request; the run's events show its effect.
 
-Exit codes are those of :mod:`tidings.commands.common`: 0 sent, 2 refused (an
+Exit codes are those of :mod:`cli.common`: 0 sent, 2 refused (an
 unknown run, a bad key, a finished run, a run not waiting), 3 unavailable.
 """
 
@@ -18,7 +18,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from tidings.commands.common import (
+from cli.common import (
     EXIT_OK,
     CommandError,
     add_gateway_options,

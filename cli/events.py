@@ -6,7 +6,7 @@ Lines, one ``{"cursor", "event"}`` object per event. The cursor to continue
 from later (``--after``) is printed last (on stderr, so pipes stay clean).
 ``--follow`` then keeps printing the run's new events live, over the stream
 (``from=<cursor>``), until the run ends. Exit codes: see
-:mod:`tidings.commands.common` (0, 2 refused, 3 unavailable; with
+:mod:`cli.common` (0, 2 refused, 3 unavailable; with
 ``--follow``, 1 when the run did not complete).
 """
 
@@ -19,7 +19,7 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-from tidings.commands.common import (
+from cli.common import (
     EXIT_OK,
     EXIT_RUN_FAILED,
     CommandError,
@@ -93,8 +93,8 @@ def _events(args: argparse.Namespace) -> int:
 
 
 async def _follow(args: argparse.Namespace, cursor: str | None) -> int:
+    from cli.stream import follow, stream_exit_code
     from tidings.client import StreamError
-    from tidings.commands.stream import follow, stream_exit_code
 
     try:
         async with follow(args.gateway, args.run_id, api_key(args), cursor) as sub:

@@ -2,7 +2,7 @@
 
 Reads ``GET /v1/pipelines``: each pipeline's name, version, task queue, steps
 (by stage; ``a | b`` run in parallel) and input fields. ``--json`` prints the
-gateway's answer as is. Exit codes: see :mod:`tidings.commands.common`.
+gateway's answer as is. Exit codes: see :mod:`cli.common`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from tidings.commands.common import EXIT_OK, add_gateway_options, call, client, run_command
+from cli.common import EXIT_OK, add_gateway_options, call, client, run_command
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

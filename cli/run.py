@@ -2,27 +2,20 @@
 
 Without ``--watch`` it prints the new run and returns. With ``--watch`` it
 hands over to ``tidings watch`` (live events over the WebSocket, from the
-run's first event); if that command is not installed it polls
-``GET /v1/runs/{id}`` until the run finishes. Exit codes: see
-:mod:`tidings.commands.common` (0 started or, watched, completed; 1 the
-watched run failed; 2 refused; 3 unavailable), each failure with one line on
-stderr.
+run's first event). Exit codes: see :mod:`cli.common` (0 started or,
+watched, completed; 1 the watched run failed; 2 refused; 3 unavailable), each
+failure with one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-import time
 from typing import Any
 
-import httpx
-
-from tidings.commands.common import (
+from cli.common import (
     EXIT_OK,
-    EXIT_RUN_FAILED,
     CommandError,
     add_gateway_options,
     api_key,
@@ -30,9 +23,6 @@ from tidings.commands.common import (
     client,
     run_command,
 )
-from tidings.runs import RunState
-
-POLL_SECONDS = 0.5
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,15 +55,7 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_OK
         # Scripts reading --json get only envelopes on stdout; the run goes to stderr.
         _print_started(args, started, out=sys.stderr if args.json else sys.stdout)
-        watch = _watch_command()
-        if watch is not None:
-            return _delegate_watch(watch, args, run_id)
-        detail = _poll(http, run_id, quiet=args.json)
-    if args.json:
-        print(json.dumps(detail, indent=2))
-    else:
-        _print_summary(detail)
-    return EXIT_OK if detail["status"] == RunState.COMPLETED else EXIT_RUN_FAILED
+    return _delegate_watch(args, run_id)
 
 
 def _parse_input(raw: str) -> dict[str, Any]:
@@ -96,16 +78,10 @@ def _print_started(args: argparse.Namespace, started: dict[str, Any], out: Any =
     print(f"temporal {started['temporal_ui_url']}", file=out, flush=True)
 
 
-def _watch_command() -> Any | None:
-    try:
-        return importlib.import_module("tidings.commands.watch")
-    except ModuleNotFoundError as exc:
-        if exc.name != "tidings.commands.watch":
-            raise
-        return None
+def _delegate_watch(args: argparse.Namespace, run_id: str) -> int:
+    # Imported here: `tidings run` without --watch never needs the WebSocket client.
+    from cli import watch
 
-
-def _delegate_watch(watch: Any, args: argparse.Namespace, run_id: str) -> int:
     parser = argparse.ArgumentParser(prog="tidings watch")
     watch.configure(parser)
     # From the first event, tokens included: nothing of a run this command
@@ -113,30 +89,4 @@ def _delegate_watch(watch: Any, args: argparse.Namespace, run_id: str) -> int:
     argv = [run_id, "--gateway", str(args.gateway), "--api-key", api_key(args), "--from-start"]
     if args.json:
         argv.append("--json")
-    # parse_known_args: options this watch command does not define are ignored.
-    watch_args, _ = parser.parse_known_args(argv)
-    result: int = watch.main(watch_args)
-    return result
-
-
-def _poll(http: httpx.Client, run_id: str, *, quiet: bool) -> dict[str, Any]:
-    shown: tuple[Any, ...] = ()
-    while True:
-        detail: dict[str, Any] = call(http, "GET", f"/v1/runs/{run_id}").json()
-        state = (detail["status"], detail.get("current_step"), detail.get("waiting_for"))
-        if state != shown and not quiet:
-            step = f" step {state[1]}" if state[1] else ""
-            waiting = f", waiting for {state[2]}" if state[2] else ""
-            print(f"... {state[0]}{step}{waiting}", flush=True)
-            shown = state
-        if detail["status"] in RunState.FINISHED:
-            return detail
-        time.sleep(POLL_SECONDS)  # polling interval between status reads
-
-
-def _print_summary(detail: dict[str, Any]) -> None:
-    print(f"{detail['status']}: {detail['run_id']}")
-    if detail.get("result") is not None:
-        print(json.dumps(detail["result"], indent=2, ensure_ascii=False))
-    if detail.get("error"):
-        print(f"error: {detail['error']}", file=sys.stderr)
+    return watch.main(parser.parse_args(argv))

@@ -7,8 +7,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from cli.common import EXIT_REFUSED, EXIT_UNAVAILABLE
 from tidings.client import FATAL_CLOSE_CODES, StreamError, Subscription, subscribe
-from tidings.commands.common import EXIT_REFUSED, EXIT_UNAVAILABLE
 
 # Acks are sent before closing; the close handshake itself need not hold the terminal.
 CLOSE_TIMEOUT = 1.0

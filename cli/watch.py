@@ -14,7 +14,7 @@ envelope per line instead (the same selection).
 
 A dropped connection or a restarted gateway is resumed by the client library
 with the stream's token; nothing is lost or repeated. Exit codes are those of
-:mod:`tidings.commands.common`: 0 completed, 1 failed / cancelled /
+:mod:`cli.common`: 0 completed, 1 failed / cancelled /
 terminated / timed out, 2 refused (bad key, unknown run, bad cursor), 3
 unavailable, 130 interrupted (the line says how to pick up from there).
 """
@@ -31,8 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 from urllib.parse import quote
 
-from tidings.client import StreamError
-from tidings.commands.common import (
+from cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REFUSED,
@@ -44,7 +43,8 @@ from tidings.commands.common import (
     call,
     client,
 )
-from tidings.commands.stream import follow, stream_exit_code
+from cli.stream import follow, stream_exit_code
+from tidings.client import StreamError
 from tidings.events import Event, EventType
 from tidings.runs import SIGNALS, RunState
 

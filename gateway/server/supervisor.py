@@ -196,7 +196,7 @@ class Supervisor:
 
 
 def child_argv(fd: int, metrics_fd: int | None) -> list[str]:
-    argv = [sys.executable, "-m", "tidings.cli", "gateway", "--fd", str(fd)]
+    argv = [sys.executable, "-m", "cli", "gateway", "--fd", str(fd)]
     if metrics_fd is not None:
         argv += ["--metrics-fd", str(metrics_fd)]
     return argv

@@ -1,1 +1,1 @@
-"""The ``tidings up | down | status | deps`` commands (see ``tidings.cli``)."""
+"""The ``tidings up | down | status | deps`` commands (see ``cli.main``)."""

@@ -59,9 +59,9 @@ async def deployment(
         TIDINGS_MODEL_PROVIDER="offline",
         TIDINGS_MODEL_TOOL_RESULT_MAX_CHARS=str(MAX_RESULT_CHARS),
     )
-    worker = ChildProcess("worker", module_argv("tidings.cli", "worker"), env, logs / "w.log")
+    worker = ChildProcess("worker", module_argv("cli", "worker"), env, logs / "w.log")
     gateway = GatewayProcess(
-        ChildProcess("gateway", module_argv("tidings.cli", "gateway"), env, logs / "gw.log"), port
+        ChildProcess("gateway", module_argv("cli", "gateway"), env, logs / "gw.log"), port
     )
 
     async def ready() -> bool:

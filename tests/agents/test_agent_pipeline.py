@@ -157,7 +157,7 @@ async def test_a_gated_tool_waits_for_the_reviewer(deployment: Deployment, deny:
             # Through the CLI: `tidings approve --deny CALL_ID --comment TEXT`.
             argv = ["approve", run_id, "--deny", "fetch_document-1", "--comment", "not today"]
             cli = await asyncio.create_subprocess_exec(
-                *module_argv("tidings.cli", *argv),
+                *module_argv("cli", *argv),
                 env=deployment.env,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

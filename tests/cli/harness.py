@@ -115,7 +115,7 @@ class CliWorld:
 
     async def spawn_cli(self, *argv: str) -> asyncio.subprocess.Process:
         return await spawn_module(
-            "tidings.cli",
+            "cli",
             *argv,
             env=self.cli_env(),
             stdin=asyncio.subprocess.DEVNULL,
@@ -148,11 +148,11 @@ async def cli_world(settings: Settings, logs: Path) -> AsyncIterator[CliWorld]:
     )
     env = world.service_env()
     gateway = ChildProcess(
-        "tidings gateway", module_argv("tidings.cli", "gateway"), env, logs / "gateway.log"
+        "tidings gateway", module_argv("cli", "gateway"), env, logs / "gateway.log"
     )
     world.gateway = GatewayProcess(gateway, world.gateway_port)
     world.worker = ChildProcess(
-        "tidings worker", module_argv("tidings.cli", "worker"), env, logs / "worker.log"
+        "tidings worker", module_argv("cli", "worker"), env, logs / "worker.log"
     )
     async with private_topics(settings, world.tenant):
         try:

@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from tidings.commands.watch import HeldTokens, Printer, Progress, base_step
+from cli.watch import HeldTokens, Printer, Progress, base_step
 from tidings.events import Event
 
 pytestmark = pytest.mark.unit

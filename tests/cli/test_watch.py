@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.watch import Printer, Watch
 from tests.cli.harness import QUESTION, CliWorld, Result
 from tests.support import free_port, wait_for
-from tidings.commands.watch import Printer, Watch
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import types
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.gateway_rest.helpers import ACME_KEY, DEMO_KEY, Runs
+from cli import main as cli
+from cli import watch
+from tests.gateway_rest.helpers import ACME_KEY, Runs
 from tests.support import free_port
-from tidings import cli
-from tidings.commands import run as run_command
 from tidings.events import Event, EventType
 from tidings.settings import Settings
 
@@ -23,10 +22,6 @@ pytestmark = pytest.mark.integration
 async def tidings(*argv: str) -> int:
     # A thread: the CLI blocks on HTTP while the stub worker runs on this loop.
     return await asyncio.to_thread(cli.main, list(argv))
-
-
-def no_watch_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(run_command, "_watch_command", lambda: None)
 
 
 async def test_run_prints_the_new_run(
@@ -42,46 +37,23 @@ async def test_run_prints_the_new_run(
     assert started["run_id"].startswith("demo-") and started["status"] == "RUNNING"
 
 
-async def test_run_watch_polls_until_finished(
-    gateway_url: str,
-    runs: Runs,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    no_watch_command(monkeypatch)
-    monkeypatch.setenv("TIDINGS_API_KEY", DEMO_KEY)
-    code = await tidings(
-        "run", "echo", "--input", '{"text": "hi"}', "--gateway", gateway_url, "--watch",
-        "--idempotency-key", f"cli-{free_port()}-{id(runs)}",
-    )  # fmt: skip
-    out = capsys.readouterr().out
-    assert code == 0, out
-    run_id = runs.track(out.split()[1])
-    assert f"COMPLETED: {run_id}" in out
-    assert '"text": "hi"' in out
-
-
 async def test_run_watch_delegates_to_the_watch_command(
     gateway_url: str, runs: Runs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[argparse.Namespace] = []
 
-    def configure(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("run_id")
-        parser.add_argument("--gateway")
-
     def main(args: argparse.Namespace) -> int:
         seen.append(args)
         return 0
 
-    fake = types.SimpleNamespace(configure=configure, main=main)
-    monkeypatch.setattr(run_command, "_watch_command", lambda: fake)
+    monkeypatch.setattr(watch, "main", main)
     code = await tidings(
         "run", "approval", "--input", '{"text": "w"}', "--gateway", gateway_url, "--watch"
     )
     assert code == 0
     runs.track(seen[0].run_id)
     assert seen[0].run_id.startswith("demo-") and seen[0].gateway == gateway_url
+    assert seen[0].from_start
 
 
 @pytest.mark.parametrize(

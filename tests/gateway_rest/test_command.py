@@ -41,7 +41,7 @@ def gateway_process(
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(port)],
+            [sys.executable, "-m", "cli", "gateway", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

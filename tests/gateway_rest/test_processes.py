@@ -81,7 +81,7 @@ async def gateways(
         "TIDINGS_LOG_LEVEL": "INFO",
     }
     log = tmp_path / "gateway.log"
-    argv = [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(port)]
+    argv = [sys.executable, "-m", "cli", "gateway", "--port", str(port)]
     argv += ["--processes", "2", "--metrics-port", str(metrics)]
     with log.open("wb") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)  # noqa: ASYNC220
@@ -242,7 +242,7 @@ def test_a_port_in_use_stops_the_supervisor_with_one_clear_line(tmp_path: Path) 
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        argv = [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(port)]
+        argv = [sys.executable, "-m", "cli", "gateway", "--port", str(port)]
         done = subprocess.run(
             [*argv, "--processes", "2"],
             capture_output=True,

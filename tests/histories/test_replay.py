@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from temporalio.client import WorkflowHistory
 
+from cli.main import main as cli_main
 from tests.orchestration.harness import fixture_registry
-from tidings.cli import main as cli_main
 from workers.replay_command import replay
 
 pytestmark = pytest.mark.unit

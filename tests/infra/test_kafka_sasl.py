@@ -109,12 +109,10 @@ async def test_run_streams_through_sasl_ssl(
     env = secure_kafka.env(stack, tag)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    worker = ChildProcess(
-        "worker", module_argv("tidings.cli", "worker"), env, tmp_path / "worker.log"
-    )
+    worker = ChildProcess("worker", module_argv("cli", "worker"), env, tmp_path / "worker.log")
     gateway = ChildProcess(
         "gateway",
-        module_argv("tidings.cli", "gateway", "--port", str(port)),
+        module_argv("cli", "gateway", "--port", str(port)),
         env,
         tmp_path / "gateway.log",
     )
@@ -146,7 +144,7 @@ async def test_run_streams_through_sasl_ssl(
 
 async def _refused_start(command: str, env: dict[str, str]) -> tuple[int, str]:
     argv = module_argv(
-        "tidings.cli", command, *(("--port", str(free_port())) if command == "gateway" else ())
+        "cli", command, *(("--port", str(free_port())) if command == "gateway" else ())
     )
     process = await asyncio.create_subprocess_exec(
         *argv, cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT

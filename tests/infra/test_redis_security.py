@@ -132,7 +132,7 @@ def _gateway_env(stack: StackHandle, redis_port: int, password: str) -> dict[str
 
 def test_gateway_with_a_wrong_password_stops_at_start(stack: StackHandle, acl_redis: int) -> None:
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(free_port())],
+        [sys.executable, "-m", "cli", "gateway", "--port", str(free_port())],
         cwd=ROOT,
         env=_gateway_env(stack, acl_redis, "wrong-pass-9c2d"),
         stdout=subprocess.PIPE,
@@ -154,7 +154,7 @@ def test_gateway_with_a_wrong_password_stops_at_start(stack: StackHandle, acl_re
 async def test_gateway_ready_with_the_acl_user(stack: StackHandle, acl_redis: int) -> None:
     port = free_port()
     gateway = subprocess.Popen(  # noqa: ASYNC220 (started once; waited on below with a deadline)
-        [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(port)],
+        [sys.executable, "-m", "cli", "gateway", "--port", str(port)],
         cwd=ROOT,
         env=_gateway_env(stack, acl_redis, PASSWORD),
         stdout=subprocess.DEVNULL,

@@ -8,6 +8,7 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from activities.types import TERMINAL_SEQ
+from cli.main import main as cli_main
 from tests.orchestration.harness import (
     TENANT,
     Harness,
@@ -16,7 +17,6 @@ from tests.orchestration.harness import (
     run_events,
     types_of,
 )
-from tidings.cli import main as cli_main
 from tidings.events import EventType
 from tidings.runs import PipelineResult, RunState, RunStatus
 from workflows.start import PIPELINE_KEY, TENANT_KEY, start_run

@@ -126,7 +126,7 @@ def test_worker_refuses_a_bad_pipeline_file_naming_the_field(tmp_path: Path) -> 
     )
     env = {**os.environ, "TIDINGS_WORKER_PIPELINES_DIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, "-m", "tidings.cli", "worker"],
+        [sys.executable, "-m", "cli", "worker"],
         env=env,
         capture_output=True,
         text=True,

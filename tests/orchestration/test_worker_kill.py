@@ -52,7 +52,7 @@ async def worker_process(
         TIDINGS_WORKER_SHUTDOWN_GRACE_SECONDS="1",
     )
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidings.cli", "worker", env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "cli", "worker", env=env, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert process.stdout is not None

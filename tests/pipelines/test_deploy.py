@@ -79,7 +79,7 @@ async def deployment(
     env = service_env(settings, {key: tenant}, port)
     env.pop("PYTHONPATH", None)
     builtin = ChildProcess(
-        "builtin worker", module_argv("tidings.cli", "worker"), env, logs / "builtin.log"
+        "builtin worker", module_argv("cli", "worker"), env, logs / "builtin.log"
     )
     custom = ChildProcess(
         "custom worker",
@@ -90,7 +90,7 @@ async def deployment(
     )
     # No pipelines folder: it learns `greet` from the custom worker's announcement.
     gateway = GatewayProcess(
-        ChildProcess("gateway", module_argv("tidings.cli", "gateway"), env, logs / "gw.log"), port
+        ChildProcess("gateway", module_argv("cli", "gateway"), env, logs / "gw.log"), port
     )
     async with private_topics(settings, tenant):
         try:
@@ -200,9 +200,7 @@ async def test_readyz_waits_for_the_registry(deployment: Deployment, tmp_path: P
     port = free_port()
     env = {**deployment.env, "TIDINGS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     env["TIDINGS_GATEWAY_PORT"] = str(port)
-    blind = ChildProcess(
-        "blind gateway", module_argv("tidings.cli", "gateway"), env, tmp_path / "g"
-    )
+    blind = ChildProcess("blind gateway", module_argv("cli", "gateway"), env, tmp_path / "g")
     url = f"http://127.0.0.1:{port}"
 
     async def serving() -> bool:

@@ -175,7 +175,7 @@ class Deployment:
         self._count += 1
         proc = Proc(
             f"worker-{self._count}",
-            [sys.executable, "-m", "tidings.cli", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             self.env(**extra),
             self.folder / "logs" / f"worker-{self._count}.log",
         )
@@ -187,7 +187,7 @@ class Deployment:
         port = port or free_port()
         proc = Proc(
             f"gateway-{self._count}",
-            [sys.executable, "-m", "tidings.cli", "gateway", "--port", str(port)],
+            [sys.executable, "-m", "cli", "gateway", "--port", str(port)],
             self.env(**extra),
             self.folder / "logs" / f"gateway-{self._count}.log",
             port=port,

@@ -47,9 +47,7 @@ async def gateway(
         TIDINGS_GATEWAY_TOKEN_SECRET=SECRET,
         TIDINGS_LOG_LEVEL="INFO",
     )
-    child = ChildProcess(
-        "tidings gateway", module_argv("tidings.cli", "gateway"), env, tmp_path / "gw.log"
-    )
+    child = ChildProcess("tidings gateway", module_argv("cli", "gateway"), env, tmp_path / "gw.log")
     process = GatewayProcess(child, port)
     await process.start()
     try:

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
+from cli import watch
 from tests.stream.conftest import StreamEnv
 from tests.stream.harness import script, served, temporal_run
-from tidings.commands import watch
 from tidings.events import Event
 
 pytestmark = [pytest.mark.integration]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.pipelines import render
 from infra.commands.up import user_code
 from infra.services.apps import UserCode
 from tests.pipelines.userland import BAD_SPEC, GREET_SPEC
-from tidings.commands.pipelines import render
 from workers.announce import Announcement, spec_version
 from workers.announcer import announcements_of
 from workers.build import load_factory
