@@ -25,7 +25,7 @@ from infra.process import (
     spawn,
     terminate,
 )
-from infra.services.apps import Gateway, UserCode, Wiring, Worker, command_exists
+from infra.services.apps import Gateway, UserCode, Wiring, Worker
 from infra.services.base import Service
 from infra.services.kafka import Kafka, SecureListener, cluster_ports
 from infra.services.redis import Redis
@@ -81,11 +81,10 @@ class Stack:
         if self.redis_replica is not None:
             self.infra += [self.redis_replica, *self.sentinels]
         self.apps: list[Service] = []
-        if apps and command_exists("workers.command"):
+        if apps:
             self.apps += [
                 Worker(layout, host, i + 1, self.wiring, code) for i in range(settings.workers)
             ]
-        if apps and command_exists("gateway.server.command"):
             first = settings.gateway_port
             self.apps += [
                 Gateway(layout, host, first + i, self.wiring, settings.gateway_processes)

@@ -6,7 +6,6 @@ variables, derived here from the stack's ports.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -21,14 +20,6 @@ import httpx
 from infra.layout import Layout
 from infra.services.base import Port, Service
 from infra.services.temporal import temporal_binary
-
-
-def command_exists(module: str) -> bool:
-    """The planes land one by one: start a process only once its command module exists."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def tidings_executable() -> str:

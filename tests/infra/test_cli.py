@@ -16,7 +16,6 @@ import pytest
 from infra.layout import Layout
 from infra.ports import exchange, in_use
 from infra.process import ProcessRecord, proc_start_time
-from infra.services.apps import command_exists
 from tests.conftest import StackHandle, private_stack_settings
 from tests.pipelines.userland import BAD_SPEC, write_userland
 from tests.support import wait_until
@@ -250,10 +249,6 @@ def test_deps_reports_every_dependency(cli: Cli) -> None:
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(
-    not (command_exists("workers.command") and command_exists("gateway.server.command")),
-    reason="the worker and gateway commands have not landed yet",
-)
 def test_up_wires_a_worker_and_gateways_to_the_stack(cli: Cli, tmp_path: Path) -> None:
     gateway_port = int(cli.env["TIDINGS_STACK_GATEWAY_PORT"])
     # A user's own pipeline, from its own folder: no PYTHONPATH, no folder for the gateways.
