@@ -57,8 +57,8 @@ def endpoints(work: Path) -> Iterator[Endpoints]:
         say(f"using the running stack: temporal {temporal}, kafka {kafka}, redis {redis}")
         yield Endpoints(temporal, kafka, redis)
         return
+    from infra.settings import private_stack_settings
     from infra.stack import Stack
-    from tests.conftest import private_stack_settings
 
     say("starting a private stack (Temporal, Kafka, Redis) ...")
     stack = Stack(private_stack_settings(work / "stack"), apps=False, attached=True)

@@ -284,7 +284,8 @@ def ensure_chart_tools(cache: Path, say: Callable[[str], None] = _quiet) -> Char
 
 
 def main() -> int:
-    from tidings.settings import StackSettings, load
+    from infra.settings import StackSettings
+    from tidings.settings import load
 
     def say(message: str) -> None:
         print(f"[chart] {message}", file=sys.stderr)

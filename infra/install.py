@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from infra.errors import StackError
-from tidings.settings import StackSettings
+from infra.settings import StackSettings
 
 JAVA_HINT = "install JDK 17: apt-get install -y openjdk-17-jdk-headless"
 MAVEN_HINT = "install Maven: apt-get install -y maven"

@@ -31,7 +31,7 @@ from infra.services.kafka import Kafka, SecureListener, cluster_ports
 from infra.services.redis import Redis
 from infra.services.sentinel import MASTER_NAME, RedisSentinel, sentinel_topology, sentinels_setting
 from infra.services.temporal import Temporal
-from tidings.settings import StackSettings
+from infra.settings import StackSettings
 
 Say = Callable[[str], None]
 

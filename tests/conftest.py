@@ -18,14 +18,13 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 
+from infra.settings import private_stack_settings
 from infra.stack import Stack
-from tests.support import free_port
-from tidings.settings import KafkaSettings, RedisSettings, Settings, StackSettings, TemporalSettings
+from tidings.settings import KafkaSettings, RedisSettings, Settings, TemporalSettings
 
 _EXTERNAL = (
     "TIDINGS_TEST_TEMPORAL_ADDRESS",
@@ -81,31 +80,6 @@ class StackHandle:
 
 def _say(message: str) -> None:
     print(f"[test stack] {message}", file=sys.stderr)
-
-
-def private_stack_settings(state_dir: Path, **overrides: object) -> StackSettings:
-    """Settings for a stack of our own: free ports, its own folder, no worker or gateway."""
-    ports = {
-        name: free_port()
-        for name in (
-            "temporal_port",
-            "temporal_ui_port",
-            "kafka_port",
-            "kafka_controller_port",
-            "redis_port",
-            "gateway_port",
-        )
-    }
-    values: dict[str, object] = {
-        "state_dir": state_dir,
-        "gateways": 0,
-        "workers": 0,
-        "kafka_heap": "384m",
-        "start_timeout_seconds": 90.0,
-        **ports,
-        **overrides,
-    }
-    return StackSettings(**values)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ names the variable (see :func:`load`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -439,60 +440,6 @@ class TracingSettings(BaseSettings):
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
 
-class StackSettings(BaseSettings):
-    """The local stack that ``tidings up`` manages: ports, folders, versions."""
-
-    model_config = _config("TIDINGS_STACK_")
-
-    host: str = "127.0.0.1"
-    state_dir: Path = Path.home() / ".local" / "state" / "tidings"
-    cache_dir: Path = Path.home() / ".cache" / "tidings"
-    temporal_port: int = Field(default=7233, ge=1, le=65535)
-    temporal_ui_port: int = Field(default=8233, ge=1, le=65535)
-    kafka_port: int = Field(default=9092, ge=1, le=65535)
-    kafka_controller_port: int = Field(default=9093, ge=1, le=65535)
-    # Several brokers form one KRaft cluster (each also a controller) whose
-    # topics keep three copies, two in sync; node i listens on KAFKA_PORT + 2i
-    # and KAFKA_CONTROLLER_PORT + 2i.
-    kafka_brokers: int = Field(default=1, ge=1, le=5)
-    redis_port: int = Field(default=6379, ge=1, le=65535)
-    # `tidings up --redis-sentinel`: a replica and three sentinels (on
-    # consecutive ports from redis_sentinel_port) watching the primary.
-    redis_sentinel: bool = False
-    redis_replica_port: int = Field(default=6380, ge=1, le=65535)
-    redis_sentinel_port: int = Field(default=26379, ge=1, le=65533)
-    gateway_port: int = Field(default=8000, ge=1, le=65535)
-    gateways: int = Field(default=1, ge=0, le=16)
-    # Processes per gateway, sharing its port (``tidings gateway --processes``).
-    gateway_processes: int = Field(default=1, ge=1, le=16)
-    workers: int = Field(default=1, ge=0, le=16)
-    kafka_version: str = Field(default="4.1.1", pattern=r"^(3\.9|4)\.\d+(\.\d+)?$")
-    kafka_heap: str = Field(default="512m", pattern=r"^\d+[mg]$")
-    start_timeout_seconds: float = Field(default=120.0, gt=0)
-
-    @model_validator(mode="after")
-    def _distinct_ports(self) -> StackSettings:
-        ports = [("TEMPORAL_PORT", self.temporal_port), ("TEMPORAL_UI_PORT", self.temporal_ui_port)]
-        for i in range(self.kafka_brokers):
-            ports += [
-                ("KAFKA_PORT", self.kafka_port + 2 * i),
-                ("KAFKA_CONTROLLER_PORT", self.kafka_controller_port + 2 * i),
-            ]
-        ports.append(("REDIS_PORT", self.redis_port))
-        if self.redis_sentinel:
-            ports.append(("REDIS_REPLICA_PORT", self.redis_replica_port))
-            for i in range(3):
-                ports.append((f"REDIS_SENTINEL_PORT (+{i})", self.redis_sentinel_port + i))
-        gateway = range(self.gateway_port, self.gateway_port + max(self.gateways, 1))
-        seen: dict[int, str] = {}
-        for name, port in ports:
-            if port in seen or port in gateway:
-                other = seen.get(port, "GATEWAY_PORT")
-                raise ValueError(f"TIDINGS_STACK_{name} clashes with TIDINGS_STACK_{other}")
-            seen[port] = name
-        return self
-
-
 class Settings:
     """Everything one process needs, validated together at its entry point."""
 
@@ -587,6 +534,7 @@ def load(cls: type[S]) -> S:
 
 
 def all_settings_classes() -> list[type[BaseSettings]]:
+    """The settings classes a worker or a gateway reads."""
     return [
         RuntimeSettings,
         TemporalSettings,
@@ -597,14 +545,14 @@ def all_settings_classes() -> list[type[BaseSettings]]:
         WorkerSettings,
         ModelSettings,
         TracingSettings,
-        StackSettings,
     ]
 
 
-def env_names() -> set[str]:
-    """Every environment variable the settings read (for docs and compose checks)."""
+def env_names(classes: Iterable[type[BaseSettings]] | None = None) -> set[str]:
+    """Every environment variable ``classes`` read (default: the processes'
+    settings), for docs and compose checks."""
     names: set[str] = set()
-    for cls in all_settings_classes():
+    for cls in all_settings_classes() if classes is None else classes:
         prefix = str(cls.model_config.get("env_prefix", ""))
         names.update(f"{prefix}{field}".upper() for field in cls.model_fields)
     return names

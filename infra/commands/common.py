@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from infra.settings import StackSettings
 from tidings.errors import ConfigError
-from tidings.settings import StackSettings, load
+from tidings.settings import load
 
 
 def stack_settings(**options: Any) -> StackSettings:

@@ -23,7 +23,8 @@ import yaml
 
 from gateway.server.command import DRAIN_SECONDS
 from infra.chart import ChartTools, ensure_chart_tools
-from tidings.settings import Settings, StackSettings, env_names
+from infra.settings import StackSettings, env_names
+from tidings.settings import Settings
 from tidings.topics import completions_topic
 from workers.completions import DEFAULT_GROUP
 from workflows.registry import dedicated_queue

@@ -29,6 +29,7 @@ import yaml
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
+from infra.settings import all_settings_classes, env_names
 from tidings import runs, topics
 from tidings.errors import ConfigError
 from tidings.settings import (
@@ -36,8 +37,6 @@ from tidings.settings import (
     DEV_TOKEN_SECRET,
     GatewaySettings,
     Settings,
-    all_settings_classes,
-    env_names,
 )
 
 pytestmark = pytest.mark.unit

@@ -16,7 +16,8 @@ import pytest
 from infra.layout import Layout
 from infra.ports import exchange, in_use
 from infra.process import ProcessRecord, proc_start_time
-from tests.conftest import StackHandle, private_stack_settings
+from infra.settings import private_stack_settings
+from tests.conftest import StackHandle
 from tests.pipelines.userland import BAD_SPEC, write_userland
 from tests.support import wait_until
 

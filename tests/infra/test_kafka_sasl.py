@@ -22,8 +22,9 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from infra.services.kafka import SecureListener
+from infra.settings import private_stack_settings
 from infra.stack import Stack
-from tests.conftest import StackHandle, private_stack_settings
+from tests.conftest import StackHandle
 from tests.infra.kafka_certs import authority, broker_keystore
 from tests.processes import ROOT, ChildProcess, module_argv
 from tests.services import gateway_ready

@@ -27,8 +27,9 @@ from temporalio.client import Client
 
 from infra import ports
 from infra.process import ProcessRecord
+from infra.settings import private_stack_settings
 from infra.stack import Stack
-from tests.conftest import StackHandle, private_stack_settings
+from tests.conftest import StackHandle
 from tests.reliability.deploy import PIPELINE, Deployment, Secrets, deployment_env, write_pipelines
 from tests.reliability.verify import (
     Watchers,

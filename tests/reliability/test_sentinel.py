@@ -31,8 +31,9 @@ from temporalio.client import Client
 from infra.ports import free_port, in_use
 from infra.process import ProcessRecord
 from infra.services.sentinel import MASTER_NAME
+from infra.settings import private_stack_settings
 from infra.stack import Stack
-from tests.conftest import StackHandle, private_stack_settings
+from tests.conftest import StackHandle
 from tests.reliability.conftest import Rel
 from tests.reliability.deploy import Deployment, Secrets, deployment_env, write_pipelines
 from tests.reliability.scenario import Case, run_case

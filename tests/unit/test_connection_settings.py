@@ -14,11 +14,12 @@ from redis.asyncio.sentinel import SentinelConnectionPool
 from temporalio.service import TLSConfig
 
 from infra.services.sentinel import MASTER_NAME
+from infra.settings import StackSettings
 from infra.stack import Stack
 from tidings.errors import ConfigError
 from tidings.observability import RedactingFilter, secrets_of
 from tidings.redis_connect import connect_redis
-from tidings.settings import RedisSettings, Settings, StackSettings, TemporalSettings, load
+from tidings.settings import RedisSettings, Settings, TemporalSettings, load
 from tidings.temporal_connect import tls_config
 
 pytestmark = pytest.mark.unit

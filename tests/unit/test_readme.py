@@ -11,7 +11,8 @@ from annotated_types import Ge
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from tidings.settings import GatewaySettings, all_settings_classes
+from infra.settings import all_settings_classes
+from tidings.settings import GatewaySettings
 
 pytestmark = pytest.mark.unit
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from infra.commands.common import stack_settings
+from infra.settings import StackSettings
 from infra.stack import Stack
 from tidings.errors import ConfigError
 from tidings.settings import (
     GatewaySettings,
     RuntimeSettings,
     Settings,
-    StackSettings,
     TenantSettings,
     load,
 )
