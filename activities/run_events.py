@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from temporalio import activity
 
+from activities.defn import defn
 from activities.emitter import Emitter
 from activities.heartbeat import heartbeating
 from activities.steps import discard_data
@@ -55,13 +56,13 @@ class RunActivities:
     def __init__(self, emitter: Emitter) -> None:
         self._emitter = emitter
 
-    @activity.defn(name=EMIT_RUN_EVENT)
+    @defn(EMIT_RUN_EVENT)
     async def emit_run_event(self, data: RunEventInput) -> str:
         bind_log_context(run_id=data.run_id, tenant=data.tenant)
         async with heartbeating(activity.info().heartbeat_timeout):
             return await self._emit(data, data.type, data.seq, data.data)
 
-    @activity.defn(name=RECORD_STEP_FAILURE)
+    @defn(RECORD_STEP_FAILURE)
     async def record_step_failure(self, data: StepFailureInput) -> str:
         bind_log_context(run_id=data.run_id, tenant=data.tenant)
         async with heartbeating(activity.info().heartbeat_timeout):
@@ -98,7 +99,7 @@ class RunActivities:
         )
         return failed_id
 
-    @activity.defn(name=REQUEST_EXTERNAL)
+    @defn(REQUEST_EXTERNAL)
     async def request_external(self, data: ExternalRequestInput) -> str:
         async with heartbeating(activity.info().heartbeat_timeout):
             return await self._request_external(data)

@@ -20,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.coalesce import TokenBuffer
+from activities.defn import activity_name, defn
 from activities.emitter import Emitter
 from activities.heartbeat import heartbeating
 from activities.metrics import WorkerMetrics
@@ -184,7 +185,7 @@ def step(name: str) -> Callable[[StepBody[S]], StepActivity[S]]:
         run.__doc__ = body.__doc__
         # Resolved types, not strings: Temporal decodes the argument by these.
         run.__annotations__ = {"data": StepInput, "return": dict[str, Any]}
-        return activity.defn(name=name)(run)
+        return defn(name)(run)
 
     return decorate
 
@@ -299,6 +300,6 @@ def activities_of(*objects: object) -> list[Callable[..., Any]]:
     for obj in objects:
         for attr in dir(type(obj)):
             member = getattr(type(obj), attr, None)
-            if member is not None and activity._Definition.from_callable(member) is not None:
+            if activity_name(member) is not None:
                 found.append(getattr(obj, attr))
     return found

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import redis.asyncio as aioredis
-from temporalio import activity
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import Runtime
 from temporalio.worker import Interceptor, Worker
 
 from activities.coalesce import CoalescePolicy
+from activities.defn import activity_name
 from activities.delivery import EmitBackoff
 from activities.emitter import Emitter
 from activities.metrics import WorkerMetrics
@@ -161,9 +161,9 @@ def load_factory(path: str) -> ActivityFactory:
 def activity_names(objects: list[object]) -> set[str]:
     names = set()
     for fn in activities_of(*objects):
-        definition = activity._Definition.from_callable(fn)
-        if definition is not None and definition.name:
-            names.add(definition.name)
+        name = activity_name(fn)
+        if name:
+            names.add(name)
     return names
 
 
