@@ -38,7 +38,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from activities.coalesce import CoalescePolicy
 from activities.delivery import EmitBackoff, RecentIds
@@ -52,8 +52,6 @@ from tidings.settings import KafkaSettings
 from tidings.topics import completions_topic, dlq_topic, events_topic, requests_topic
 
 log = logging.getLogger(__name__)
-
-_TOPIC_ALREADY_EXISTS = 36
 
 # Acknowledged ids remembered per process for the retried-emit check (about
 # 100 bytes each).
@@ -178,6 +176,12 @@ class Emitter:
                     raise
                 await self._wait_out(exc, next(delays), "creating topics")
 
+    async def partitions(self, topic: str) -> set[int]:
+        """``topic``'s partition ids as the cluster's metadata has them now
+        (none if it does not exist)."""
+        described = await self._admin.describe_topics([topic])
+        return {p["partition"] for t in described if t["topic"] == topic for p in t["partitions"]}
+
     async def _create_topics(self, missing: list[str]) -> None:
         async with self._topic_lock:
             missing = [name for name in missing if name not in self._topics]
@@ -196,7 +200,7 @@ class Emitter:
             )
             for topic_error in response.topic_errors:
                 name, code = topic_error[0], topic_error[1]
-                if code not in (0, _TOPIC_ALREADY_EXISTS):
+                if code not in (0, TopicAlreadyExistsError.errno):
                     message = topic_error[2] if len(topic_error) > 2 else ""
                     raise RuntimeError(f"cannot create topic {name}: error {code} {message}")
                 if code == 0:

@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tidings.settings import Settings
@@ -39,6 +40,26 @@ async def create_topics(
         while not set(topics) <= set(await admin.list_topics()):
             assert loop.time() < deadline, f"topics {list(topics)} never appeared"
             await asyncio.sleep(0.05)
+
+
+async def topic_partitions(
+    bootstrap: str, topic: str, within: float = 10.0
+) -> list[TopicPartition]:
+    """``topic``'s partitions once the cluster's metadata lists them, or none
+    after ``within`` seconds: a topic created a moment ago may not be on every
+    broker yet. Every topic is described, not this one by name, because a
+    metadata request naming a topic may auto-create it."""
+    async with kafka_admin(bootstrap) as admin:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            described = await admin.describe_topics()
+            found = [
+                p["partition"] for t in described if t["topic"] == topic for p in t["partitions"]
+            ]
+            if found or loop.time() > deadline:
+                return [TopicPartition(topic, p) for p in sorted(found)]
+            await asyncio.sleep(0.1)  # a poll interval, not a synchronisation
 
 
 async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:

@@ -239,8 +239,8 @@ class RunCloseWatcher:
         try:
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(topic)
+                # A fresh consumer's metadata may predate a topic just created.
+                partitions = await self._emitter.partitions(topic)
             if not partitions:
                 return False
             tp = TopicPartition(topic, partition_for(run.run_id, list(partitions)))

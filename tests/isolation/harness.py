@@ -20,9 +20,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.observability.records import topic_partitions
 from tests.processes import spawn_module
 from tests.support import free_port, wait_for
+from tests.topics import topic_partitions
 from tidings.events import Event
 
 
@@ -229,7 +229,8 @@ async def kafka_witness(bootstrap: str, topic: str) -> AsyncIterator[dict[str, i
                         seen[ids[0].decode()] = now
 
     try:
-        tps = await topic_partitions(consumer, topic)
+        tps = await topic_partitions(bootstrap, topic)
+        assert tps, f"topic {topic} does not exist"
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:

@@ -9,27 +9,10 @@ from contextlib import asynccontextmanager
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from tests.topics import topic_partitions
 from tidings.events import Event
 
 Record = ConsumerRecord[bytes, bytes]
-
-
-async def topic_partitions(
-    consumer: AIOKafkaConsumer,
-    topic: str,
-    within: float = 10.0,
-) -> list[TopicPartition]:
-    # A topic created a moment ago may not be in every broker's metadata yet.
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        cluster = await consumer._client.fetch_all_metadata()
-        found = cluster.partitions_for_topic(topic)
-        if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        if loop.time() > deadline:
-            raise AssertionError(f"topic {topic} does not exist")
-        await asyncio.sleep(0.1)  # a poll interval, not a synchronisation
 
 
 async def run_records(
@@ -44,7 +27,8 @@ async def run_records(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = await topic_partitions(consumer, topic)
+        tps = await topic_partitions(bootstrap, topic)
+        assert tps, f"topic {topic} does not exist"
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         loop = asyncio.get_running_loop()
@@ -81,7 +65,8 @@ async def held_tail(
     )
     await consumer.start()
     try:
-        tps = await topic_partitions(consumer, topic)
+        tps = await topic_partitions(bootstrap, topic)
+        assert tps, f"topic {topic} does not exist"
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:

@@ -10,10 +10,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from temporalio.client import Client
 
 from tests.orchestration.steps import TEST_PIPELINES, FixtureSteps
+from tests.topics import topic_partitions
 from tidings.events import Event
 from tidings.runs import PipelineResult
 from tidings.settings import KafkaSettings, Settings, TemporalSettings
@@ -102,7 +103,8 @@ async def read_records(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = await _partitions(consumer, topic, timeout)
+        partitions = await topic_partitions(bootstrap, topic, timeout)
+        assert partitions, f"topic {topic} does not exist"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         loop = asyncio.get_running_loop()
@@ -119,22 +121,6 @@ async def read_records(
         return values
     finally:
         await consumer.stop()
-
-
-async def _partitions(
-    consumer: AIOKafkaConsumer, topic: str, within: float
-) -> list[TopicPartition]:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        found = consumer.partitions_for_topic(topic)
-        if found:
-            return [TopicPartition(topic, p) for p in sorted(found)]
-        if loop.time() > deadline:
-            raise AssertionError(f"topic {topic} does not exist")
-        # No public call refreshes the consumer's own metadata cache.
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.1)
 
 
 async def run_events(

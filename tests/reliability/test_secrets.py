@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -26,6 +26,7 @@ from tests.reliability.conftest import Rel
 from tests.reliability.deploy import PIPELINE
 from tests.reliability.verify import record, topic_events, wait_completed
 from tests.support import free_port
+from tests.topics import topic_partitions
 from tidings.topics import dlq_topic
 
 
@@ -77,9 +78,7 @@ async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
+        tps = await topic_partitions(bootstrap, topic, within=0)
         if not tps:
             return []
         consumer.assign(tps)

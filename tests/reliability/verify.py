@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from tests.topics import topic_partitions
 from tidings.client import StreamError, Subscription
 from tidings.events import Event, EventType
 from tidings.topics import events_topic
@@ -188,11 +189,8 @@ async def topic_events(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not consumer.partitions_for_topic(topic):
-            assert loop.time() < deadline, f"topic {topic} not found"
-            await consumer._client.force_metadata_update()
-            await asyncio.sleep(0.1)
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic))]
+        tps = await topic_partitions(bootstrap, topic, timeout)
+        assert tps, f"topic {topic} not found"
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)

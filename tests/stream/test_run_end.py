@@ -31,6 +31,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.orchestration.harness import Harness, fixture_registry, running_worker
 from tests.stream.conftest import StreamEnv
 from tests.stream.harness import Gateway, gateway, wait_for, ws_url
+from tests.topics import topic_partitions
 from tidings.events import Event, EventType
 from tidings.runs import PipelineInput
 from tidings.settings import Settings, TemporalSettings
@@ -148,9 +149,7 @@ async def run_log(stack: EndStack, run_id: str) -> list[Event]:
     )
     await consumer.start()
     try:
-        # No public call refreshes the consumer's own metadata cache.
-        await consumer._client.force_metadata_update()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await topic_partitions(stack.settings.kafka.bootstrap_servers, topic)
         assert partitions, f"no partitions for {topic}"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
