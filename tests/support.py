@@ -8,8 +8,18 @@ import time
 from collections.abc import Awaitable, Callable
 
 from infra.ports import free_port
+from tidings.client import Subscription
 
-__all__ = ["free_port", "wait_for", "wait_until"]
+__all__ = ["drop_connection", "free_port", "wait_for", "wait_until"]
+
+
+def drop_connection(subscription: Subscription) -> None:
+    """Drop ``subscription``'s connection abruptly, as a network failure would;
+    the subscription resumes on its own. The client library offers no such
+    call (applications never need one), so this reaches for its socket."""
+    ws = subscription._ws
+    if ws is not None:
+        ws.transport.abort()
 
 
 async def wait_for(

@@ -172,12 +172,6 @@ class Subscription:
                 return event
         raise StopAsyncIteration
 
-    def interrupt(self) -> None:
-        """Drop the current connection abruptly, as a network failure would (for
-        tests and chaos drills); the subscription resumes on its own."""
-        if self._ws is not None:
-            self._ws.transport.abort()
-
     async def aclose(self) -> None:
         self._done = True
         if self._ws is not None:

@@ -32,7 +32,7 @@ from tests.isolation.harness import (
 )
 from tests.observability.scrape import Samples, scrape, value
 from tests.stream.harness import temporal_run
-from tests.support import wait_for
+from tests.support import drop_connection, wait_for
 from tidings.client import subscribe
 from tidings.events import Event
 from tidings.lag import lag_key
@@ -121,7 +121,7 @@ async def run_burst(env: IsoEnv) -> Burst:
                     async for event in sub:
                         resumed.append(event)
                         if len(resumed) == RESUME_AFTER:
-                            sub.interrupt()
+                            drop_connection(sub)
                 status.append(sub.status)
 
             tasks.append(asyncio.create_task(drop_and_resume()))

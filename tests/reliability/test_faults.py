@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import PendingActivityState
 
 from tests.reliability.conftest import Rel
 from tests.reliability.scenario import Case, run_case
-from tests.reliability.verify import topic_events
+from tests.reliability.verify import drop_live, topic_events
 from tests.support import wait_for
 from tidings.topics import events_topic
 
@@ -114,10 +114,7 @@ async def test_redis_restart_while_clients_resume(rel: Rel) -> None:
         # back, and a few times after: each cut is a resume that needs its session.
         after = 0
         while after < 4 and drops < 200:
-            for watch in case.watches:
-                if watch.subscription is not None and not watch.done.is_set():
-                    watch.subscription.interrupt()
-                    drops += 1
+            drops += drop_live(case.watches)
             await asyncio.sleep(0.4)
             if restart.done():
                 after += 1
@@ -176,9 +173,7 @@ async def test_duplicates_and_redelivery_are_invisible(rel: Rel) -> None:
                         copies += 1
                 await producer.flush()
                 # Redelivery: these clients never ack, so a resume re-sends everything.
-                for watch in case.watches:
-                    if watch.subscription is not None and not watch.done.is_set():
-                        watch.subscription.interrupt()
+                drop_live(case.watches)
                 await asyncio.sleep(0.5)
         finally:
             await producer.stop()

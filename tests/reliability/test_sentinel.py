@@ -37,6 +37,7 @@ from tests.conftest import StackHandle
 from tests.reliability.conftest import Rel
 from tests.reliability.deploy import Deployment, Secrets, deployment_env, write_pipelines
 from tests.reliability.scenario import Case, run_case
+from tests.reliability.verify import drop_live
 from tests.support import wait_for
 from tests.topics import create_topics, delete_prefixed
 from tidings.redis_connect import connect_redis
@@ -201,10 +202,7 @@ async def test_sentinel_failover_while_clients_resume(
         # after: each cut is a resume that reads its session from Redis.
         after = 0
         while after < 4 and drops < 300:
-            for watch in case.watches:
-                if watch.subscription is not None and not watch.done.is_set():
-                    watch.subscription.interrupt()
-                    drops += 1
+            drops += drop_live(case.watches)
             await asyncio.sleep(0.4)
             now_master = await master()
             if promoted_at is None and now_master not in (None, old_primary):

@@ -24,6 +24,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from tests.support import drop_connection
 from tests.topics import topic_partitions
 from tidings.client import StreamError, Subscription
 from tidings.events import Event, EventType
@@ -62,6 +63,14 @@ class Watch:
 
     def first_after(self, moment: float) -> float | None:
         return next((t for t, _ in self.seen if t > moment), None)
+
+
+def drop_live(watches: Sequence[Watch]) -> int:
+    """Cut the connection of every watch still following its run; how many were cut."""
+    live = [w.subscription for w in watches if w.subscription is not None and not w.done.is_set()]
+    for subscription in live:
+        drop_connection(subscription)
+    return len(live)
 
 
 async def _follow(watch: Watch, gateways: Sequence[str], key: str, options: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from tests.stream.harness import (
     temporal_run,
     with_gateway,
 )
+from tests.support import drop_connection
 from tidings.client import Subscription, subscribe
 from tidings.events import Event
 
@@ -86,7 +87,7 @@ async def test_fifty_clients_resume_exactly_once_across_a_gateway_kill(
                     if drops and len(got) >= drops[0] and sub.reconnects != dropped_on:
                         drops.pop(0)
                         dropped_on = sub.reconnects
-                        sub.interrupt()  # an abrupt network drop
+                        drop_connection(sub)  # an abrupt network drop
                         performed[n] = performed.get(n, 0) + 1
                 assert sub.status == "COMPLETED"
 
