@@ -10,7 +10,6 @@ import math
 import re
 from collections import Counter
 from importlib import resources
-from pathlib import Path
 
 from activities.models.provider import Passage
 
@@ -79,10 +78,6 @@ class SearchIndex:
             self._docs.append((name, title.lstrip("# ").strip(), body, terms))
         total = max(len(self._docs), 1)
         self._idf = {term: math.log(1 + total / count) for term, count in frequency.items()}
-
-    @classmethod
-    def from_dir(cls, path: Path) -> SearchIndex:
-        return cls({file.stem: file.read_text(encoding="utf-8") for file in path.glob("*.md")})
 
     @classmethod
     def bundled(cls) -> SearchIndex:
