@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -105,7 +105,6 @@ def create_app(
     starter: RunStarter | None = None,
     stream: bool = True,
     stream_timings: StreamTimings | None = None,
-    extensions: Sequence[Extension] = (),
 ) -> FastAPI:
     """Build the gateway: REST routes, operations endpoints and, with ``stream``,
     the WebSocket stream (``gateway.stream.StreamService``).
@@ -113,8 +112,7 @@ def create_app(
     ``pipelines`` opens the orchestration plane's catalog (the entry point
     passes ``workers.catalog.open_catalog``); without it the gateway lists no
     pipelines. ``starter`` defaults to the catalog's ``start_run``, else to
-    one that answers 503; ``extensions`` are extra parts started after the
-    stream and stopped before it.
+    one that answers 503.
     Call it inside the event loop that will serve the app (uvicorn's
     ``factory=True`` does): the stream makes Kafka clients, which bind to the
     running loop when constructed.
@@ -155,7 +153,6 @@ def create_app(
             close_linger_seconds=timings.close_linger_seconds,
         )
         parts.append(stream_service)
-    parts.extend(extensions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
