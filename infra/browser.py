@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import StackError
+from infra.install import ensure_apt
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
@@ -40,7 +41,6 @@ CHROMIUM_ARGS = (
     "--disable-sync",
 )
 
-_APT_TIMEOUT = 900
 _NPM_TIMEOUT = 300
 
 
@@ -81,18 +81,12 @@ def ensure_chromium(say: Callable[[str], None] = _quiet) -> Path:
     found = find_chromium()
     if found is not None:
         return found
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
+    if os.geteuid() != 0:
         raise BrowserUnavailable("chromium not found; install it: apt-get install -y chromium")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", "--no-install-recommends", "chromium"]
-    say("installing chromium with apt")
-    if _run(install, env, _APT_TIMEOUT) != 0:
-        # A fresh machine's package lists may be missing or stale.
-        say("apt-get update, then installing chromium again")
-        _run([apt, "update", "-q"], env, _APT_TIMEOUT)
-        if _run(install, env, _APT_TIMEOUT) != 0:
-            raise BrowserUnavailable("apt-get install chromium failed")
+    try:
+        ensure_apt("chromium", "chromium", say, recommends=False)
+    except StackError as exc:
+        raise BrowserUnavailable(exc.message) from None
     found = find_chromium()
     if found is None:
         raise BrowserUnavailable("apt installed chromium but no chromium binary was found")

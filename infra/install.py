@@ -104,11 +104,14 @@ def ensure_redis(say: Callable[[str], None]) -> str:
     return ensure_apt("redis-server", "redis-server", say)
 
 
-def ensure_apt(binary: str, package: str, say: Callable[[str], None]) -> str:
+def ensure_apt(
+    binary: str, package: str, say: Callable[[str], None], *, recommends: bool = True
+) -> str:
     """``binary`` from PATH (or /usr/sbin), installing Debian's ``package`` first if missing.
 
     redis-server for the stack (its ``--sentinel`` mode is Sentinel); the
-    tests' TLS-terminating gRPC proxy uses nginx (``nginx-light``).
+    tests' TLS-terminating gRPC proxy uses nginx (``nginx-light``); the
+    dashboard tests' chromium, without its recommended packages.
     """
     found = _which(binary)
     if found is not None:
@@ -116,6 +119,8 @@ def ensure_apt(binary: str, package: str, say: Callable[[str], None]) -> str:
     apt = require_tool("apt-get", f"install {package} with your system's package manager")
     say(f"installing {package} with apt-get")
     install = [apt, "install", "-y", "-q", package]
+    if not recommends:
+        install.insert(-1, "--no-install-recommends")
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
     # A fresh machine has no package lists yet: update once, then retry.
     for attempt in ([install], [[apt, "update", "-q"], install]):
