@@ -79,7 +79,7 @@ def _never_expire_batches(producer: AIOKafkaProducer) -> None:
     The failed batch leaves a gap in the producer's sequence numbers, and the
     broker then refuses every later batch to that partition with
     ``OutOfOrderSequenceNumber``: one outage longer than the timeout broke the
-    producer for good (measured: a 60 s broker stop). How long an emit waits
+    producer for good (docs/reliability.md). How long an emit waits
     is decided by its caller (a step attempt's own timeout), not here."""
     accumulator = getattr(producer, "_message_accumulator", None)
     if accumulator is None or not hasattr(accumulator, "_batch_ttl"):

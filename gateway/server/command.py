@@ -156,7 +156,7 @@ def server_config(
         http=guarded_http_protocol(settings.gateway),
         ws=websocket_implementation(settings.gateway.direct_frames),
         # Browsers offer permessage-deflate and servers accept it by default;
-        # docs/design.md: measured cutting throughput 3-4x and raising memory.
+        # docs/design.md has the figures: it costs throughput and memory.
         ws_per_message_deflate=False,
         # Above the stream's own frame limit, so the stream (not uvicorn)
         # decides and closes with 1009 and a reason.
@@ -220,7 +220,7 @@ def tune_gc() -> None:
     sockets, and every socket open or fan-out allocates a few hundred more:
     at the default thresholds the young collections run every few hundred
     allocations and the full ones keep re-walking every socket's objects,
-    which measured as a third of a connection burst's CPU here. The gateway
+    a large share of a connection burst's CPU (docs/benchmarks.md). The gateway
     makes few reference cycles, so collecting rarely costs little memory.
     Freezing moves what the imports made out of the collector's way for good.
     """

@@ -201,8 +201,8 @@ class Kafka(Service):
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
-            # C1 only: the broker is healthy in ~60% of the time with ~15% less memory (measured
-            # on 2 cores); a local broker never runs long enough to profit from C2.
+            # C1 only: healthy sooner and smaller; a local broker never runs long
+            # enough to profit from C2 (docs/decisions/0008).
             "-XX:TieredStopAtLevel=1",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
@@ -251,18 +251,14 @@ class Kafka(Service):
             "num.partitions": "1",
             # Kafka's defaults (3 network, 8 request threads) are for a server of
             # its own. Every request passes from a network thread to a request
-            # thread and back; on a box this size more threads only add
-            # hand-offs: with 1 and 2 on 2 cores, the broker measured ~10% less
-            # CPU per record and ~0.3 ms less p50 latency (docs/benchmarks.md).
+            # thread and back; on a small box more threads only add hand-offs
+            # (docs/decisions/0008).
             "num.network.threads": str(max(1, cores // 4)),
             "num.io.threads": str(max(2, cores)),
             # The log cleaner's offset map is allocated whole on the heap at
-            # start and kept (Kafka's default: 128 MiB). It was four fifths of
-            # the broker's live heap (~160 of ~200 MiB), enough to keep G1
-            # starting concurrent cycles, each with a remark pause of 4-5 ms,
-            # every few seconds under load. 8 MiB maps some 350,000 keys a
-            # pass, ample for a local broker's compacted topics (consumer
-            # offsets, transactions); live heap is then ~45 MiB, no remarks.
+            # start and kept; Kafka's default size dominates a local broker's
+            # live heap and keeps G1 pausing, while a local broker's compacted
+            # topics need far less (docs/decisions/0008).
             "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
         }
         if len(self.voters) > 1:

@@ -1,4 +1,4 @@
-"""Pipelines deploy with the workers that serve them (issue 14, defects 5-6).
+"""Pipelines deploy with the workers that serve them.
 
 A built-in worker and a worker with a user's activities and pipelines folder
 share one deployment; a gateway with no folder lists and starts both kinds of

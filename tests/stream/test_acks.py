@@ -167,7 +167,7 @@ async def test_a_finished_run_acked_after_its_end_is_not_sent_again(
 
 
 KILL_CLIENTS = 20
-# Acks sent this long before the kill must be in Redis (issue 14).
+# Acks sent this long before the kill must be in Redis (docs/protocol.md).
 ACK_WINDOW = 0.05
 
 

@@ -1,5 +1,5 @@
 """Every close of a run reaches the sockets already open on it within 5 s,
-and the run's log holds exactly one terminal event (issue 14, defects 3-4).
+and the run's log holds exactly one terminal event.
 
 One real worker (with its run-close watcher), one real gateway, Temporal and
 Kafka; each test opens a WebSocket on a running run, closes the run one way

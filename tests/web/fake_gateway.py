@@ -142,7 +142,7 @@ class FakeGateway:
         for seq, token in enumerate(FAILED_ATTEMPT_TOKENS, start=1):
             run.emit("step.token", "draft", 1, seq, {"text": token})
             await asyncio.sleep(TOKEN_PACE)
-        # Agent events (issue 17) of the attempt that fails: discarded with its text.
+        # Agent events of the attempt that fails: discarded with its text.
         after = len(FAILED_ATTEMPT_TOKENS) + 1
         run.emit("step.thinking", "draft", 1, after, {"text": "a wrong thought"})
         run.emit("step.tool_call", "draft", 1, after + 1, {**TOOL_CALL, "call_id": "dead"})
