@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import ConsumerRecord
 
 from tidings.settings import Settings
 from tidings.topics import events_topic
+
+Record = ConsumerRecord[bytes, bytes]
 
 
 @asynccontextmanager
@@ -60,6 +63,73 @@ async def topic_partitions(
             if found or loop.time() > deadline:
                 return [TopicPartition(topic, p) for p in sorted(found)]
             await asyncio.sleep(0.1)  # a poll interval, not a synchronisation
+
+
+@asynccontextmanager
+async def topic_reader(
+    bootstrap: str, topic: str, *, from_end: bool = False, within: float = 10.0
+) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    """A consumer of no group assigned every partition of ``topic``, at the
+    beginning or (``from_end``) the end, its positions resolved; stopped after
+    the block. ``topic`` must appear within ``within`` seconds."""
+    tps = await topic_partitions(bootstrap, topic, within)
+    assert tps, f"topic {topic} does not exist"
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        if from_end:
+            await consumer.seek_to_end(*tps)
+        else:
+            await consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def records_until(
+    bootstrap: str,
+    topic: str,
+    *,
+    key: str | None,
+    until: Callable[[list[Record]], bool],
+    timeout: float,  # noqa: ASYNC109 (a deadline for polling)
+) -> list[Record]:
+    """``topic``'s records (those with ``key``) from the beginning, until ``until`` holds."""
+    async with topic_reader(bootstrap, topic, within=timeout) as (consumer, _):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        found: list[Record] = []
+        while not until(found):
+            if loop.time() > deadline:
+                raise AssertionError(f"not within {timeout:g}s: wanted records on {topic}")
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [r for r in records if key is None or (r.key or b"").decode() == key]
+        return found
+
+
+async def records_to_end(
+    bootstrap: str,
+    topic: str,
+    timeout: float = 30,  # noqa: ASYNC109 (a deadline for polling)
+) -> list[Record]:
+    """Every record of ``topic`` up to the end of its log as it is now, each
+    partition's in order."""
+    async with topic_reader(bootstrap, topic, within=timeout) as (consumer, tps):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ends = await consumer.end_offsets(tps)
+        found: list[Record] = []
+        for tp in tps:
+            while await consumer.position(tp) < ends[tp]:
+                assert loop.time() < deadline, f"reading {tp} took over {timeout:g}s"
+                batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+                found += [r for r in batch.get(tp, []) if r.offset < ends[tp]]
+        return found
 
 
 async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:

@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.processes import spawn_module
 from tests.support import free_port, wait_for
-from tests.topics import topic_partitions
+from tests.topics import topic_reader
 from tidings.events import Event
 
 
@@ -212,13 +212,9 @@ async def kafka_witness(bootstrap: str, topic: str) -> AsyncIterator[dict[str, i
     ns) each record, by event id, reached this process straight from Kafka.
     Comparing it with the socket's arrival separates the gateway's share of a
     latency from the broker's and the machine's."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
     seen: dict[str, int] = {}
 
-    async def follow() -> None:
+    async def follow(consumer: AIOKafkaConsumer) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             now = time.monotonic_ns()
@@ -228,21 +224,13 @@ async def kafka_witness(bootstrap: str, topic: str) -> AsyncIterator[dict[str, i
                     if ids:
                         seen[ids[0].decode()] = now
 
-    try:
-        tps = await topic_partitions(bootstrap, topic)
-        assert tps, f"topic {topic} does not exist"
-        consumer.assign(tps)
-        await consumer.seek_to_end(*tps)
-        for tp in tps:
-            await consumer.position(tp)
-        task = asyncio.create_task(follow())
+    async with topic_reader(bootstrap, topic, from_end=True) as (consumer, _):
+        task = asyncio.create_task(follow(consumer))
         try:
             yield seen
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    finally:
-        await consumer.stop()
 
 
 def small_socket(url: str, rcvbuf: int) -> socket.socket:

@@ -10,11 +10,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from temporalio.client import Client
 
 from tests.orchestration.steps import TEST_PIPELINES, FixtureSteps
-from tests.topics import topic_partitions
+from tests.topics import records_until
 from tidings.events import Event
 from tidings.runs import PipelineResult
 from tidings.settings import KafkaSettings, Settings, TemporalSettings
@@ -100,27 +99,14 @@ async def read_records(
     timeout: float,  # noqa: ASYNC109 (a deadline for polling)
 ) -> list[bytes]:
     """Values of ``topic``'s records (with ``key``) from the beginning, until ``until`` holds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(bootstrap, topic, timeout)
-        assert partitions, f"topic {topic} does not exist"
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        values: list[bytes] = []
-        while not until(values):
-            if loop.time() > deadline:
-                raise AssertionError(f"not within {timeout:g}s: wanted records on {topic}")
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    if key is None or (record.key or b"").decode() == key:
-                        values.append(record.value or b"")
-        return values
-    finally:
-        await consumer.stop()
+    found = await records_until(
+        bootstrap,
+        topic,
+        key=key,
+        until=lambda records: until([r.value or b"" for r in records]),
+        timeout=timeout,
+    )
+    return [r.value or b"" for r in found]
 
 
 async def run_events(

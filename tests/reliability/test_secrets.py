@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -26,7 +25,7 @@ from tests.reliability.conftest import Rel
 from tests.reliability.deploy import PIPELINE
 from tests.reliability.verify import record, topic_events, wait_completed
 from tests.support import free_port
-from tests.topics import topic_partitions
+from tests.topics import records_to_end, topic_partitions
 from tidings.topics import dlq_topic
 
 
@@ -75,23 +74,9 @@ async def hostile_model_server() -> AsyncIterator[tuple[str, list[str]]]:
 
 
 async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        tps = await topic_partitions(bootstrap, topic, within=0)
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        values: list[bytes] = []
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=500)
-                values += [r.value or b"" for r in batch.get(tp, [])]
-        return values
-    finally:
-        await consumer.stop()
+    if not await topic_partitions(bootstrap, topic, within=0):
+        return []
+    return [r.value or b"" for r in await records_to_end(bootstrap, topic)]
 
 
 async def test_secrets_never_leak(rel: Rel) -> None:

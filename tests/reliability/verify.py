@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from tests.support import drop_connection
-from tests.topics import topic_partitions
+from tests.topics import records_to_end
 from tidings.client import StreamError, Subscription
 from tidings.events import Event, EventType
 from tidings.topics import events_topic
@@ -192,31 +191,11 @@ async def topic_events(
     timeout: float = 30,  # noqa: ASYNC109 (a deadline for polling)
 ) -> dict[str, list[Event]]:
     """Every record of the tenant's topic, by run id, in partition order."""
-    topic = events_topic(prefix, tenant)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        tps = await topic_partitions(bootstrap, topic, timeout)
-        assert tps, f"topic {topic} not found"
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        by_run: dict[str, list[Event]] = {}
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                assert loop.time() < deadline, f"reading {tp} took over {timeout:g}s"
-                batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
-                for record in batch.get(tp, []):
-                    if record.key is None or record.value is None:
-                        continue
-                    by_run.setdefault(record.key.decode(), []).append(
-                        Event.from_bytes(record.value)
-                    )
-        return by_run
-    finally:
-        await consumer.stop()
+    by_run: dict[str, list[Event]] = {}
+    for record in await records_to_end(bootstrap, events_topic(prefix, tenant), timeout):
+        if record.key is not None and record.value is not None:
+            by_run.setdefault(record.key.decode(), []).append(Event.from_bytes(record.value))
+    return by_run
 
 
 def logical(records: Sequence[Event]) -> list[Event]:

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import EventType as HistoryEventType
 from temporalio.api.workflowservice.v1 import ResetWorkflowExecutionRequest
@@ -31,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.orchestration.harness import Harness, fixture_registry, running_worker
 from tests.stream.conftest import StreamEnv
 from tests.stream.harness import Gateway, gateway, wait_for, ws_url
-from tests.topics import topic_partitions
+from tests.topics import records_to_end
 from tidings.events import Event, EventType
 from tidings.runs import PipelineInput
 from tidings.settings import Settings, TemporalSettings
@@ -143,30 +142,9 @@ async def open_socket(stack: EndStack, run_id: str) -> AsyncIterator[Tap]:
 
 async def run_log(stack: EndStack, run_id: str) -> list[Event]:
     """The run's records in its tenant topic, up to the end of the log now."""
-    topic = stack.env.topic(stack.env.tenant)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=stack.settings.kafka.bootstrap_servers, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(stack.settings.kafka.bootstrap_servers, topic)
-        assert partitions, f"no partitions for {topic}"
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        events: list[Event] = []
-        async with asyncio.timeout(20):
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                for records in (await consumer.getmany(timeout_ms=200)).values():
-                    events += [
-                        Event.from_bytes(r.value or b"")
-                        for r in records
-                        if r.key == run_id.encode()
-                        and r.offset < ends[TopicPartition(topic, r.partition)]
-                    ]
-        return events
-    finally:
-        await consumer.stop()
+    bootstrap = stack.settings.kafka.bootstrap_servers
+    records = await records_to_end(bootstrap, stack.env.topic(stack.env.tenant), timeout=20)
+    return [Event.from_bytes(r.value or b"") for r in records if r.key == run_id.encode()]
 
 
 async def check_close(
