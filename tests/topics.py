@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
+from tidings.events import Event
 from tidings.settings import Settings
 from tidings.topics import events_topic
 
@@ -130,6 +131,27 @@ async def records_to_end(
                 batch = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
                 found += [r for r in batch.get(tp, []) if r.offset < ends[tp]]
         return found
+
+
+async def run_records(
+    bootstrap: str,
+    topic: str,
+    run_id: str,
+    *,
+    until: Callable[[list[Event]], bool] | None = None,
+    timeout: float = 30.0,  # noqa: ASYNC109 (a deadline for polling)
+) -> list[Record]:
+    """The run's records from the beginning, until a terminal event (or ``until``)."""
+
+    def done(found: list[Record]) -> bool:
+        events = events_of(found)
+        return until(events) if until else any(e.is_terminal for e in events)
+
+    return await records_until(bootstrap, topic, key=run_id, until=done, timeout=timeout)
+
+
+def events_of(records: list[Record]) -> list[Event]:
+    return [Event.from_bytes(r.value or b"") for r in records]
 
 
 async def delete_topics(bootstrap: str, topics: Sequence[str]) -> None:

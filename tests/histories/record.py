@@ -22,8 +22,9 @@ from aiokafka import AIOKafkaProducer
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowFailureError
 
-from tests.orchestration.harness import Harness, read_records, running_worker, settings_for
+from tests.orchestration.harness import Harness, running_worker, settings_for
 from tests.support import wait_for
+from tests.topics import records_until
 from tidings.runs import APPROVE_SIGNAL, STATUS_QUERY, RunStatus
 from tidings.settings import KafkaSettings, RedisSettings, Settings, TemporalSettings
 from tidings.topics import completions_topic, requests_topic
@@ -44,14 +45,14 @@ async def _approve_when_waiting(harness: Harness, run_id: str) -> None:
 
 async def _complete_external(harness: Harness, run_id: str) -> None:
     kafka = harness.settings.kafka
-    (raw,) = await read_records(
+    (raw,) = await records_until(
         kafka.bootstrap_servers,
         requests_topic(kafka.topic_prefix),
         key=run_id,
-        until=lambda values: len(values) >= 1,
+        until=lambda records: len(records) >= 1,
         timeout=30,
     )
-    request = json.loads(raw)
+    request = json.loads(raw.value or b"")
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
     await producer.start()
     try:

@@ -19,10 +19,10 @@ from tests.observability.conftest import (
     TENANT,
     Obs,
 )
-from tests.observability.records import events_of, held_tail, run_records
 from tests.observability.scrape import scrape, value
 from tests.observability.steps import token_text
 from tests.support import wait_for
+from tests.topics import events_of, run_records, topic_reader
 from tidings.events import Event, EventType
 from tidings.lag import lag_key
 
@@ -66,7 +66,10 @@ async def test_runs_are_shed_while_the_tenant_lags_and_admitted_when_it_catches_
     shed_before = value(
         await scrape(metrics_url), "tidings_gateway_runs_shed_total", tenant=TENANT, reason="lag"
     )
-    async with held_tail(obs.settings.kafka.bootstrap_servers, obs.topic) as (tail, tps):
+    # A live tail as a gateway runs one (no group, every partition, from the
+    # end) that the test never lets read: its lag grows with every record.
+    bootstrap = obs.settings.kafka.bootstrap_servers
+    async with topic_reader(bootstrap, obs.topic, from_end=True) as (tail, tps):
         await fill(obs, MAX_EVENTS_LAG + 50)
         # Measured as a gateway measures it: broker end offsets minus the tail's position.
         await publisher.tick(tail, tps)

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tests.observability.conftest import KEY, TENANT, Obs
-from tests.observability.records import run_records
 from tests.observability.scrape import names, scrape, value
 from tests.support import wait_for
+from tests.topics import run_records
 from tidings.observability import JsonFormatter, RedactingFilter
 
 pytestmark = pytest.mark.integration

@@ -12,8 +12,8 @@ import pytest
 from activities.emitter import Emitter
 from activities.quota import TenantQuota
 from tests.observability.conftest import OTHER, TENANT, Obs
-from tests.observability.records import events_of, run_records
 from tests.observability.scrape import scrape, value
+from tests.topics import events_of, run_records
 from tidings.events import Event, EventType
 from tidings.topics import events_topic
 

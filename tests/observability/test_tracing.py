@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.observability.conftest import Obs
-from tests.observability.records import run_records
 from tests.support import wait_for
+from tests.topics import run_records
 from tidings.observability import span_from_headers
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typing import Any
 from temporalio.client import Client
 
 from tests.orchestration.steps import TEST_PIPELINES, FixtureSteps
-from tests.topics import records_until
+from tests.topics import events_of, run_records
 from tidings.events import Event
 from tidings.runs import PipelineResult
 from tidings.settings import KafkaSettings, Settings, TemporalSettings
@@ -90,25 +90,6 @@ async def running_worker(
             await asyncio.gather(consumer_task, return_exceptions=True)
 
 
-async def read_records(
-    bootstrap: str,
-    topic: str,
-    *,
-    key: str | None,
-    until: Callable[[list[bytes]], bool],
-    timeout: float,  # noqa: ASYNC109 (a deadline for polling)
-) -> list[bytes]:
-    """Values of ``topic``'s records (with ``key``) from the beginning, until ``until`` holds."""
-    found = await records_until(
-        bootstrap,
-        topic,
-        key=key,
-        until=lambda records: until([r.value or b"" for r in records]),
-        timeout=timeout,
-    )
-    return [r.value or b"" for r in found]
-
-
 async def run_events(
     settings: Settings,
     run_id: str,
@@ -118,19 +99,11 @@ async def run_events(
     tenant: str = TENANT,
 ) -> list[Event]:
     """The run's events in partition order, until a terminal run event (or ``until``)."""
-
-    def done(values: list[bytes]) -> bool:
-        events = [Event.from_bytes(value) for value in values]
-        return until(events) if until else any(e.is_terminal for e in events)
-
-    values = await read_records(
-        settings.kafka.bootstrap_servers,
-        events_topic(settings.kafka.topic_prefix, tenant),
-        key=run_id,
-        until=done,
-        timeout=timeout,
+    topic = events_topic(settings.kafka.topic_prefix, tenant)
+    records = await run_records(
+        settings.kafka.bootstrap_servers, topic, run_id, until=until, timeout=timeout
     )
-    return [Event.from_bytes(value) for value in values]
+    return events_of(records)
 
 
 def logical(events: list[Event]) -> list[Event]:

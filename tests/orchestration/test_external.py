@@ -10,7 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from temporalio.client import WorkflowFailureError
 
-from tests.orchestration.harness import Harness, assert_well_formed, read_records, run_events
+from tests.orchestration.harness import Harness, assert_well_formed, run_events
+from tests.topics import records_until
 from tidings.errors import ActivityErrorType
 from tidings.events import EventType
 from tidings.topics import completions_topic, dlq_topic, requests_topic
@@ -19,14 +20,14 @@ pytestmark = pytest.mark.integration
 
 
 async def _requests(harness: Harness, run_id: str, count: int) -> list[dict[str, Any]]:
-    values = await read_records(
+    records = await records_until(
         harness.settings.kafka.bootstrap_servers,
         requests_topic(harness.settings.kafka.topic_prefix),
         key=run_id,
-        until=lambda values: len(values) >= count,
+        until=lambda records: len(records) >= count,
         timeout=15,
     )
-    return [json.loads(value) for value in values]
+    return [json.loads(r.value or b"") for r in records]
 
 
 async def _send(harness: Harness, *payloads: bytes) -> None:
@@ -60,13 +61,16 @@ async def test_duplicate_completions_are_ignored(harness: Harness) -> None:
     assert [e.type for e in ask] == [EventType.STEP_REQUESTED, EventType.STEP_COMPLETED]
     assert ask[1].data["output"] == {"answer": "first"}
 
-    bad = await read_records(
-        harness.settings.kafka.bootstrap_servers,
-        dlq_topic(harness.settings.kafka.topic_prefix),
-        key="completions",
-        until=lambda values: any(marker.encode() in value for value in values),
-        timeout=10,
-    )
+    bad = [
+        r.value or b""
+        for r in await records_until(
+            harness.settings.kafka.bootstrap_servers,
+            dlq_topic(harness.settings.kafka.topic_prefix),
+            key="completions",
+            until=lambda records: any(marker.encode() in (r.value or b"") for r in records),
+            timeout=10,
+        )
+    ]
     record = json.loads(next(value for value in bad if marker.encode() in value))
     assert record["kind"] == "bad_completion" and "not JSON" in record["reason"]
 

@@ -12,10 +12,10 @@ from tests.orchestration.harness import (
     Harness,
     assert_well_formed,
     logical,
-    read_records,
     run_events,
     types_of,
 )
+from tests.topics import records_until
 from tidings.events import EventType
 from tidings.topics import dlq_topic
 
@@ -56,14 +56,14 @@ async def test_exhausted_step_fails_the_run_with_a_dlq_record_and_a_hot_loop_ale
     assert run_failed.type == EventType.RUN_FAILED and run_failed.data["step"] == "explode"
     assert EventType.RUN_COMPLETED not in types_of(events)
 
-    records = await read_records(
+    records = await records_until(
         harness.settings.kafka.bootstrap_servers,
         dlq_topic(harness.settings.kafka.topic_prefix),
         key=run_id,
-        until=lambda values: len(values) >= 1,
+        until=lambda records: len(records) >= 1,
         timeout=10,
     )
-    record = json.loads(records[0])
+    record = json.loads(records[0].value or b"")
     assert record["kind"] == "step_failed" and record["step"] == "explode"
     assert record["input"] == {"value": 42}
     assert record["attempt"] == 4 and "boom" in record["error"]
