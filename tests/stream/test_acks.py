@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -82,15 +85,32 @@ async def paced(em: Emitter, events: list[Event], chunk: int = 25) -> None:
         await em.emit_many(events[start : start + chunk])
 
 
+@dataclass(frozen=True)
+class Scripted:
+    """A running run's scripted events (not yet emitted), what emits them, the
+    run's stream URL and the tenant's key."""
+
+    em: Emitter
+    events: list[Event]
+    url: str
+    key: str
+
+
+@asynccontextmanager
+async def scripted_run(env: StreamEnv, tokens: int) -> AsyncIterator[Scripted]:
+    """A gateway in this process and a run Temporal knows, with its script."""
+    async with served(env.settings()) as (gw, em), temporal_run(env.temporal, env.tenant) as run:
+        events = script(env.tenant, run, tokens=tokens)
+        yield Scripted(em, events, ws_url(gw.url, run), env.key(env.tenant))
+
+
 async def test_resume_after_a_drop_in_catch_up_starts_right_after_the_last_ack(
     stream_env: StreamEnv,
 ) -> None:
     env = stream_env
-    key = env.key(env.tenant)
-    async with served(env.settings()) as (gw, em), temporal_run(env.temporal, env.tenant) as run:
-        events = script(env.tenant, run, tokens=3000)
-        await em.emit_many(events)
-        url = ws_url(gw.url, run)
+    async with scripted_run(env, tokens=3000) as run:
+        events, url, key = run.events, run.url, run.key
+        await run.em.emit_many(events)
         dropped_after = 2000
         async with await open_stream(f"{url}?from=start", key) as ws:
             token = (await next_frame(ws))["token"]
@@ -117,15 +137,12 @@ async def test_resume_after_a_drop_in_catch_up_starts_right_after_the_last_ack(
 async def test_resume_after_a_drop_while_live_starts_right_after_the_last_ack(
     stream_env: StreamEnv,
 ) -> None:
-    env = stream_env
-    key = env.key(env.tenant)
-    async with served(env.settings()) as (gw, em), temporal_run(env.temporal, env.tenant) as run:
-        events = script(env.tenant, run, tokens=1500)
-        url = ws_url(gw.url, run)
+    async with scripted_run(stream_env, tokens=1500) as run:
+        events, url, key = run.events, run.url, run.key
         async with await open_stream(f"{url}?from=start", key) as ws:
             token = (await next_frame(ws))["token"]
             assert (await next_frame(ws))["kind"] == "caught_up"
-            emitting = asyncio.create_task(paced(em, events))
+            emitting = asyncio.create_task(paced(run.em, events))
             try:
                 got = await read_acking(ws, 1000)
             finally:
@@ -140,12 +157,10 @@ async def test_a_finished_run_acked_after_its_end_is_not_sent_again(
     stream_env: StreamEnv,
 ) -> None:
     env = stream_env
-    key = env.key(env.tenant)
-    async with served(env.settings()) as (gw, em), temporal_run(env.temporal, env.tenant) as run:
-        events = script(env.tenant, run, tokens=300)
-        await em.emit_many(events)
-        await env.temporal.get_workflow_handle(run).terminate("the run is over")
-        url = ws_url(gw.url, run)
+    async with scripted_run(env, tokens=300) as run:
+        events, url, key = run.events, run.url, run.key
+        await run.em.emit_many(events)
+        await env.temporal.get_workflow_handle(events[0].run_id).terminate("the run is over")
         for trial in range(3):
             async with await open_stream(f"{url}?from=start", key) as ws:
                 token = (await next_frame(ws))["token"]

@@ -127,21 +127,43 @@ def assert_logged_warning(gateway: GatewayProcess, dependency: str) -> None:
     assert not errors, errors
 
 
+@asynccontextmanager
+async def outage(
+    stack: StackHandle,
+    gateway: GatewayProcess,
+    service: str,
+    socket_url: str,
+    key: str,
+    http: httpx.AsyncClient,
+) -> AsyncIterator[None]:
+    """``service`` stopped for the block, once a new socket has been refused
+    with 1013 and a retry hint and /readyz fails its check. After it: the
+    refusal came within 10 s and the gateway logged it as a warning only."""
+    name = {"redis": "Redis", "temporal": "Temporal", "kafka": "Kafka"}[service]
+    await asyncio.to_thread(stack.stop, service)
+    try:
+        code, frame, took = await refusal(socket_url, key)
+        assert_retry_hint(code, frame, name)
+        await not_ready(http, gateway.url, service)
+        yield
+    finally:
+        await asyncio.to_thread(stack.start, service)
+    assert took < 10
+    assert_logged_warning(gateway, name)
+
+
 async def test_redis_down_refuses_new_sockets_with_1013(
     stack: StackHandle, stream_env: StreamEnv, gateway: GatewayProcess
 ) -> None:
     env = stream_env
     key = env.key(env.tenant)
-    async with started_run(env, gateway) as run_id, httpx.AsyncClient() as http:
-        await asyncio.to_thread(stack.stop, "redis")
-        try:
-            code, frame, took = await refusal(ws_url(gateway.url, run_id), key)
-            assert_retry_hint(code, frame, "Redis")
-            await not_ready(http, gateway.url, "redis")
-        finally:
-            await asyncio.to_thread(stack.start, "redis")
-    assert took < 10
-    assert_logged_warning(gateway, "Redis")
+    async with (
+        started_run(env, gateway) as run_id,
+        httpx.AsyncClient() as http,
+        # The outage's own checks are the test: a refused socket and /readyz.
+        outage(stack, gateway, "redis", ws_url(gateway.url, run_id), key, http),
+    ):
+        pass
 
 
 async def test_temporal_down_refuses_new_sockets_with_1013_and_rest_with_503(
@@ -151,18 +173,12 @@ async def test_temporal_down_refuses_new_sockets_with_1013_and_rest_with_503(
     key = env.key(env.tenant)
     unseen = f"{env.tenant}-{uuid.uuid4().hex}"
     headers = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(headers=headers, timeout=30) as http:
-        await asyncio.to_thread(stack.stop, "temporal")
-        try:
-            code, frame, took = await refusal(ws_url(gateway.url, unseen), key)
-            assert_retry_hint(code, frame, "Temporal")
-            await assert_unavailable(await http.get(f"{gateway.url}/v1/runs"), "Temporal")
-            await assert_unavailable(await http.get(f"{gateway.url}/v1/runs/{unseen}"), "Temporal")
-            await not_ready(http, gateway.url, "temporal")
-        finally:
-            await asyncio.to_thread(stack.start, "temporal")
-    assert took < 10
-    assert_logged_warning(gateway, "Temporal")
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=30) as http,
+        outage(stack, gateway, "temporal", ws_url(gateway.url, unseen), key, http),
+    ):
+        await assert_unavailable(await http.get(f"{gateway.url}/v1/runs"), "Temporal")
+        await assert_unavailable(await http.get(f"{gateway.url}/v1/runs/{unseen}"), "Temporal")
 
 
 async def test_kafka_down_refuses_new_sockets_with_1013_and_rest_with_503(
@@ -179,14 +195,6 @@ async def test_kafka_down_refuses_new_sockets_with_1013_and_rest_with_503(
         # when Kafka goes: the next socket's offset lookups find no broker.
         async with connect(ws_url(gateway.url, run_id), additional_headers=headers) as ws:
             assert json.loads(await ws.recv())["kind"] == "token"
-        await asyncio.to_thread(stack.stop, "kafka")
-        try:
-            code, frame, took = await refusal(ws_url(gateway.url, run_id), key)
-            assert_retry_hint(code, frame, "Kafka")
+        async with outage(stack, gateway, "kafka", ws_url(gateway.url, run_id), key, http):
             events = await http.get(f"{gateway.url}/v1/runs/{run_id}/events")
             await assert_unavailable(events, "Kafka")
-            await not_ready(http, gateway.url, "kafka")
-        finally:
-            await asyncio.to_thread(stack.start, "kafka")
-    assert took < 10
-    assert_logged_warning(gateway, "Kafka")

@@ -201,77 +201,68 @@ async def check_close(
     return tap
 
 
-async def test_completed_run_ends_open_sockets(stack_end: EndStack) -> None:
-    run_id = await stack_end.start("slow-step", {"seconds": 2})
-    await check_close(
-        stack_end,
-        run_id,
-        ready=EventType.STEP_TOKEN,
-        close=None,
-        status="COMPLETED",
-        terminal=EventType.RUN_COMPLETED,
-        by_watcher=False,
-    )
+@dataclass(frozen=True)
+class Close:
+    """One way a run closes, and what its open socket and its log must show."""
+
+    pipeline: str
+    data: dict[str, Any]
+    ready: str  # the event the socket sees before the close
+    how: str | None  # "cancel", "terminate", or None: the run closes by itself
+    status: str
+    terminal: str
+    by_watcher: bool  # the watcher, not the workflow, writes the terminal event
+    last_data: dict[str, Any] | None = None  # the terminal event's data, where it says more
 
 
-async def test_failed_run_ends_open_sockets(stack_end: EndStack) -> None:
-    run_id = await stack_end.start("slow-step", {"seconds": 2, "fail": True})
-    await check_close(
-        stack_end,
-        run_id,
-        ready=EventType.STEP_TOKEN,
-        close=None,
-        status="FAILED",
-        terminal=EventType.RUN_FAILED,
-        by_watcher=False,
-    )
-
-
-async def test_cancel_mid_step_writes_run_cancelled(stack_end: EndStack) -> None:
-    run_id = await stack_end.start("slow-step", {"seconds": 60})
-    handle = stack_end.temporal.get_workflow_handle(run_id)
-    tap = await check_close(
-        stack_end,
-        run_id,
-        ready=EventType.STEP_TOKEN,
-        close=handle.cancel,
-        status="CANCELLED",
-        terminal=EventType.RUN_CANCELLED,
-        by_watcher=False,
-    )
+CLOSES = {
+    "completed": Close(
+        "slow-step", {"seconds": 2}, EventType.STEP_TOKEN, None,
+        "COMPLETED", EventType.RUN_COMPLETED, by_watcher=False,
+    ),
+    "failed": Close(
+        "slow-step", {"seconds": 2, "fail": True}, EventType.STEP_TOKEN, None,
+        "FAILED", EventType.RUN_FAILED, by_watcher=False,
+    ),
     # Written by the workflow itself, naming the step it cancelled.
-    assert tap.events()[-1]["data"] == {"steps": ["wait"]}
+    "cancelled-mid-step": Close(
+        "slow-step", {"seconds": 60}, EventType.STEP_TOKEN, "cancel",
+        "CANCELLED", EventType.RUN_CANCELLED, by_watcher=False, last_data={"steps": ["wait"]},
+    ),
+    "cancelled-waiting-for-approval": Close(
+        "research-approval", {"question": "Why end?", "require_approval": True},
+        EventType.RUN_WAITING, "cancel", "CANCELLED", EventType.RUN_CANCELLED, by_watcher=False,
+    ),
+    "terminated": Close(
+        "slow-step", {"seconds": 60}, EventType.STEP_TOKEN, "terminate",
+        "TERMINATED", EventType.RUN_TERMINATED, by_watcher=True,
+        last_data={"status": "TERMINATED", "reason": "operator stopped it"},
+    ),
+}  # fmt: skip
 
 
-async def test_cancel_while_waiting_for_approval(stack_end: EndStack) -> None:
-    run_id = await stack_end.start(
-        "research-approval", {"question": "Why end?", "require_approval": True}
-    )
+@pytest.mark.parametrize("case", CLOSES.values(), ids=CLOSES.keys())
+async def test_a_close_ends_open_sockets_with_one_terminal_event(
+    stack_end: EndStack, case: Close
+) -> None:
+    run_id = await stack_end.start(case.pipeline, case.data)
     handle = stack_end.temporal.get_workflow_handle(run_id)
-    await check_close(
-        stack_end,
-        run_id,
-        ready=EventType.RUN_WAITING,
-        close=handle.cancel,
-        status="CANCELLED",
-        terminal=EventType.RUN_CANCELLED,
-        by_watcher=False,
-    )
-
-
-async def test_terminated_run_gets_its_terminal_event(stack_end: EndStack) -> None:
-    run_id = await stack_end.start("slow-step", {"seconds": 60})
-    handle = stack_end.temporal.get_workflow_handle(run_id)
+    closes: dict[str | None, Callable[[], Awaitable[object]] | None] = {
+        None: None,
+        "cancel": handle.cancel,
+        "terminate": lambda: handle.terminate(reason="operator stopped it"),
+    }
     tap = await check_close(
         stack_end,
         run_id,
-        ready=EventType.STEP_TOKEN,
-        close=lambda: handle.terminate(reason="operator stopped it"),
-        status="TERMINATED",
-        terminal=EventType.RUN_TERMINATED,
-        by_watcher=True,
+        ready=case.ready,
+        close=closes[case.how],
+        status=case.status,
+        terminal=case.terminal,
+        by_watcher=case.by_watcher,
     )
-    assert tap.events()[-1]["data"] == {"status": "TERMINATED", "reason": "operator stopped it"}
+    if case.last_data is not None:
+        assert tap.events()[-1]["data"] == case.last_data
 
 
 async def test_timed_out_run_gets_its_terminal_event(stack_end: EndStack) -> None:

@@ -39,29 +39,88 @@ def pem(tmp_path: Path) -> Path:
     return path
 
 
-def _error(monkeypatch: pytest.MonkeyPatch, cls: type, **env: str) -> str:
+# A bad combination, the variables its message must name and the secrets it must not.
+REFUSALS: dict[str, tuple[type, dict[str, str], list[str], list[str]]] = {
+    "missing-temporal-tls-file": (
+        TemporalSettings,
+        {"TIDINGS_TEMPORAL_TLS_CA_FILE": "/nope/ca.pem"},
+        ["TIDINGS_TEMPORAL_TLS_CA_FILE", "/nope/ca.pem"],
+        [],
+    ),
+    "client-certificate-without-key": (
+        TemporalSettings,
+        {"TIDINGS_TEMPORAL_TLS_CERT_FILE": "{pem}"},
+        ["TIDINGS_TEMPORAL_TLS_CERT_FILE", "TIDINGS_TEMPORAL_TLS_KEY_FILE"],
+        [],
+    ),
+    "server-name-without-tls": (
+        TemporalSettings,
+        {"TIDINGS_TEMPORAL_TLS_SERVER_NAME": "t.example"},
+        ["TIDINGS_TEMPORAL_TLS"],
+        [],
+    ),
+    "sentinels-without-master": (
+        RedisSettings,
+        {"TIDINGS_REDIS_SENTINELS": "127.0.0.1:26379"},
+        ["TIDINGS_REDIS_SENTINELS", "TIDINGS_REDIS_SENTINEL_MASTER"],
+        [],
+    ),
+    "sentinel-not-host-port": (
+        RedisSettings,
+        {
+            "TIDINGS_REDIS_SENTINELS": "127.0.0.1:26379,nowhere",
+            "TIDINGS_REDIS_SENTINEL_MASTER": "tidings",
+        },
+        ["TIDINGS_REDIS_SENTINELS", "nowhere"],
+        [],
+    ),
+    "redis-ca-file-without-rediss": (
+        RedisSettings,
+        {"TIDINGS_REDIS_TLS_CA_FILE": "{pem}"},
+        ["TIDINGS_REDIS_TLS_CA_FILE", "rediss://"],
+        [],
+    ),
+    "redis-credentials-in-two-places": (
+        RedisSettings,
+        {
+            "TIDINGS_REDIS_URL": "redis://u:url-secret-99@127.0.0.1:6379/0",
+            "TIDINGS_REDIS_PASSWORD": "env-secret-77",
+        },
+        ["TIDINGS_REDIS_URL"],
+        ["url-secret-99", "env-secret-77"],
+    ),
+    "unknown-redis-scheme": (
+        RedisSettings,
+        {"TIDINGS_REDIS_URL": "http://127.0.0.1:6379"},
+        ["TIDINGS_REDIS_URL"],
+        [],
+    ),
+    # Three sentinels from 9090: the third lands on Kafka's 9092.
+    "sentinel-ports-clash": (
+        StackSettings,
+        {"TIDINGS_STACK_REDIS_SENTINEL": "true", "TIDINGS_STACK_REDIS_SENTINEL_PORT": "9090"},
+        ["TIDINGS_STACK_KAFKA_PORT", "TIDINGS_STACK_REDIS_SENTINEL_PORT"],
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize(("cls", "env", "named", "hidden"), REFUSALS.values(), ids=REFUSALS.keys())
+def test_a_bad_combination_stops_the_process_naming_the_variables(
+    monkeypatch: pytest.MonkeyPatch,
+    pem: Path,
+    cls: type,
+    env: dict[str, str],
+    named: list[str],
+    hidden: list[str],
+) -> None:
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
+        monkeypatch.setenv(name, value.format(pem=pem))
     with pytest.raises(ConfigError) as raised:
         load(cls)
-    return str(raised.value)
-
-
-def test_missing_temporal_tls_files_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _error(monkeypatch, TemporalSettings, TIDINGS_TEMPORAL_TLS_CA_FILE="/nope/ca.pem")
-    assert "TIDINGS_TEMPORAL_TLS_CA_FILE" in message
-    assert "/nope/ca.pem" in message
-
-
-def test_a_client_certificate_needs_its_key(monkeypatch: pytest.MonkeyPatch, pem: Path) -> None:
-    message = _error(monkeypatch, TemporalSettings, TIDINGS_TEMPORAL_TLS_CERT_FILE=str(pem))
-    assert "TIDINGS_TEMPORAL_TLS_CERT_FILE" in message
-    assert "TIDINGS_TEMPORAL_TLS_KEY_FILE" in message
-
-
-def test_server_name_without_tls_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _error(monkeypatch, TemporalSettings, TIDINGS_TEMPORAL_TLS_SERVER_NAME="t.example")
-    assert "TIDINGS_TEMPORAL_TLS" in message
+    message = str(raised.value)
+    assert [n for n in named if n not in message] == [], message
+    assert [h for h in hidden if h in message] == []
 
 
 def test_an_api_key_turns_tls_on_and_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,46 +141,6 @@ def test_tls_files_become_the_sdk_tls_config(pem: Path) -> None:
     assert config.client_cert == pem.read_bytes()
     assert config.domain == "t.example"
     assert tls_config(TemporalSettings()) is False
-
-
-def test_sentinels_need_a_master_name(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _error(monkeypatch, RedisSettings, TIDINGS_REDIS_SENTINELS="127.0.0.1:26379")
-    assert "TIDINGS_REDIS_SENTINELS" in message
-    assert "TIDINGS_REDIS_SENTINEL_MASTER" in message
-
-
-def test_sentinels_must_be_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _error(
-        monkeypatch,
-        RedisSettings,
-        TIDINGS_REDIS_SENTINELS="127.0.0.1:26379,nowhere",
-        TIDINGS_REDIS_SENTINEL_MASTER="tidings",
-    )
-    assert "TIDINGS_REDIS_SENTINELS" in message
-    assert "nowhere" in message
-
-
-def test_redis_ca_file_needs_rediss(monkeypatch: pytest.MonkeyPatch, pem: Path) -> None:
-    message = _error(monkeypatch, RedisSettings, TIDINGS_REDIS_TLS_CA_FILE=str(pem))
-    assert "TIDINGS_REDIS_TLS_CA_FILE" in message
-    assert "rediss://" in message
-
-
-def test_redis_credentials_in_two_places_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _error(
-        monkeypatch,
-        RedisSettings,
-        TIDINGS_REDIS_URL="redis://u:url-secret-99@127.0.0.1:6379/0",
-        TIDINGS_REDIS_PASSWORD="env-secret-77",
-    )
-    assert "TIDINGS_REDIS_URL" in message
-    assert "url-secret-99" not in message
-    assert "env-secret-77" not in message
-
-
-def test_an_unknown_redis_scheme_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = _error(monkeypatch, RedisSettings, TIDINGS_REDIS_URL="http://127.0.0.1:6379")
-    assert "TIDINGS_REDIS_URL" in message
 
 
 async def test_plain_client_carries_acl_and_tls_options(pem: Path) -> None:
@@ -183,18 +202,6 @@ def test_new_secrets_are_redacted_from_logs() -> None:
     redactor.filter(record)
     assert "redis-acl-pass-1" not in record.getMessage()
     assert "temporal-api-key-2" not in record.getMessage()
-
-
-def test_sentinel_ports_may_not_clash(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Three sentinels from 9090: the third lands on Kafka's 9092.
-    message = _error(
-        monkeypatch,
-        StackSettings,
-        TIDINGS_STACK_REDIS_SENTINEL="true",
-        TIDINGS_STACK_REDIS_SENTINEL_PORT="9090",
-    )
-    assert "TIDINGS_STACK_KAFKA_PORT" in message
-    assert "TIDINGS_STACK_REDIS_SENTINEL_PORT" in message
 
 
 def test_up_with_sentinel_hands_the_apps_the_sentinels(tmp_path: Path) -> None:
