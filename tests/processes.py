@@ -18,6 +18,16 @@ from tests.support import wait_for
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def stop_process(proc: subprocess.Popen[bytes], within: float = 10) -> None:
+    """SIGTERM, and SIGKILL if it has not exited ``within`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(within)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def module_argv(module: str, *args: str) -> list[str]:
     """``python -m module args`` with this interpreter, so the child sees this venv."""
     return [sys.executable, "-m", module, *args]
@@ -74,12 +84,7 @@ class ChildProcess:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+            stop_process(self.process, 15)
 
     def tail(self) -> str:
         try:

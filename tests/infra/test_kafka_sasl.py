@@ -25,10 +25,10 @@ from infra.services.kafka import SecureListener
 from infra.settings import private_stack_settings
 from infra.stack import Stack
 from tests.conftest import StackHandle
-from tests.infra.kafka_certs import authority, broker_keystore
 from tests.processes import ROOT, ChildProcess, module_argv
 from tests.services import gateway_ready
 from tests.support import free_port
+from tests.tlsfiles import TestCA
 from tidings.client import start_run, subscribe
 from tidings.events import EventType
 from tidings.kafka_connection import client_options, verify
@@ -81,13 +81,13 @@ def _say(message: str) -> None:
 @pytest.fixture(scope="module")
 def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
     folder = tmp_path_factory.mktemp("kafka-sasl")
-    ca, rogue = authority("tidings test CA"), authority("not the broker's CA")
-    (folder / "ca.pem").write_bytes(ca.pem())
-    (folder / "rogue.pem").write_bytes(rogue.pem())
+    ca, rogue = TestCA(folder / "ca"), TestCA(folder / "rogue", "not the brokers CA")
+    broker = ca.issue("tidings-test-broker", server=True)
+    # Kafka reads one PEM file: the broker's key, its certificate, then the chain.
+    keystore = folder / "broker.pem"
+    keystore.write_bytes(b"".join(p.read_bytes() for p in (broker.key, broker.cert, ca.cert)))
     password = f"scram-{uuid.uuid4().hex}"
-    listener = SecureListener(
-        free_port(), broker_keystore(ca, folder), ((USER, password),), unsecured_oauth=True
-    )
+    listener = SecureListener(free_port(), keystore, ((USER, password),), unsecured_oauth=True)
     settings = private_stack_settings(folder / "stack", kafka_heap="256m")
     kafka = Stack(settings, apps=False, attached=True, kafka_secure=listener)
     try:
@@ -95,8 +95,8 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
         yield SecureKafka(
             kafka.kafka.secure_bootstrap,
             password,
-            folder / "ca.pem",
-            folder / "rogue.pem",
+            ca.cert,
+            rogue.cert,
             folder,
         )
     finally:

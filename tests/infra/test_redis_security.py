@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from infra.install import ensure_redis
 from infra.ports import exchange, free_port
 from tests.conftest import StackHandle
+from tests.processes import stop_process
 from tests.support import wait_for
 from tests.tlsfiles import TestCA
 from tidings.errors import ConfigError
@@ -62,15 +63,6 @@ def _start(
     return proc
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
-
-
 @pytest.fixture(scope="module")
 def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
@@ -88,7 +80,7 @@ def acl_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     try:
         yield port
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 async def test_acl_user_from_settings_and_from_url(acl_redis: int) -> None:
@@ -205,7 +197,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, P
     try:
         yield port, ca.cert
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 async def test_rediss_with_a_ca_file(tls_redis: tuple[int, Path]) -> None:

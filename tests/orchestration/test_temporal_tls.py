@@ -27,6 +27,7 @@ import pytest
 from infra.install import ensure_apt
 from infra.ports import free_port
 from tests.conftest import StackHandle
+from tests.processes import stop_process
 from tests.reliability.deploy import Deployment, Secrets, deployment_env, write_pipelines
 from tests.tlsfiles import Pair, TestCA
 from tidings.errors import ConfigError, Unavailable
@@ -126,12 +127,7 @@ def tls_proxy(stack: StackHandle, tmp_path_factory: pytest.TempPathFactory) -> I
             time.sleep(0.05)
         yield TlsProxy(f"127.0.0.1:{port}", ca.cert, client)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
         log.close()
 
 

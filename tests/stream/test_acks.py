@@ -97,10 +97,15 @@ class Scripted:
 
 
 @asynccontextmanager
-async def scripted_run(env: StreamEnv, tokens: int) -> AsyncIterator[Scripted]:
-    """A gateway in this process and a run Temporal knows, with its script."""
+async def scripted_run(
+    env: StreamEnv, tokens: int, *, emitted: bool = False
+) -> AsyncIterator[Scripted]:
+    """A gateway in this process and a run Temporal knows, with its script
+    (already in Kafka if ``emitted``)."""
     async with served(env.settings()) as (gw, em), temporal_run(env.temporal, env.tenant) as run:
         events = script(env.tenant, run, tokens=tokens)
+        if emitted:
+            await em.emit_many(events)
         yield Scripted(em, events, ws_url(gw.url, run), env.key(env.tenant))
 
 
@@ -108,9 +113,8 @@ async def test_resume_after_a_drop_in_catch_up_starts_right_after_the_last_ack(
     stream_env: StreamEnv,
 ) -> None:
     env = stream_env
-    async with scripted_run(env, tokens=3000) as run:
+    async with scripted_run(env, tokens=3000, emitted=True) as run:
         events, url, key = run.events, run.url, run.key
-        await run.em.emit_many(events)
         dropped_after = 2000
         async with await open_stream(f"{url}?from=start", key) as ws:
             token = (await next_frame(ws))["token"]
@@ -156,11 +160,10 @@ async def test_resume_after_a_drop_while_live_starts_right_after_the_last_ack(
 async def test_a_finished_run_acked_after_its_end_is_not_sent_again(
     stream_env: StreamEnv,
 ) -> None:
-    env = stream_env
-    async with scripted_run(env, tokens=300) as run:
+    async with scripted_run(stream_env, tokens=300, emitted=True) as run:
         events, url, key = run.events, run.url, run.key
-        await run.em.emit_many(events)
-        await env.temporal.get_workflow_handle(events[0].run_id).terminate("the run is over")
+        handle = stream_env.temporal.get_workflow_handle(events[0].run_id)
+        await handle.terminate("the run is over")
         for trial in range(3):
             async with await open_stream(f"{url}?from=start", key) as ws:
                 token = (await next_frame(ws))["token"]
