@@ -60,9 +60,6 @@ class Watch:
             if e.type == EventType.STEP_TOKEN and (attempt is None or e.attempt == attempt)
         )
 
-    def first_after(self, moment: float) -> float | None:
-        return next((t for t, _ in self.seen if t > moment), None)
-
 
 def drop_live(watches: Sequence[Watch]) -> int:
     """Cut the connection of every watch still following its run; how many were cut."""
@@ -230,19 +227,6 @@ def undiscarded_attempts(events: Sequence[Event]) -> list[tuple[str | None, int]
         (step_, attempt)
         for step_, attempt in alive
         if step_ in completing and attempt != completing[step_]
-    )
-
-
-def completing_text(events: Sequence[Event]) -> str:
-    """The draft text of the attempt that completed the step (what the run returns)."""
-    attempt = next(
-        (e.attempt for e in events if e.type == EventType.STEP_COMPLETED and e.step == "draft"),
-        None,
-    )
-    return "".join(
-        str(e.data.get("text", ""))
-        for e in events
-        if e.type == EventType.STEP_TOKEN and e.step == "draft" and e.attempt == attempt
     )
 
 

@@ -206,11 +206,6 @@ def script(tenant: str, run_id: str, tokens: int, payload: int = 0) -> list[Even
     return events
 
 
-def frames_json(raw: Any) -> dict[str, Any]:
-    value: dict[str, Any] = json.loads(raw)
-    return value
-
-
 def ws_url(gateway_url: str, run_id: str, query: str = "") -> str:
     base = gateway_url.replace("http://", "ws://") + f"/v1/runs/{run_id}/stream"
     return f"{base}?{query}" if query else base
