@@ -202,7 +202,7 @@ class Kafka(Service):
             "-XX:+UseG1GC",
             "-XX:MaxGCPauseMillis=20",
             # C1 only: healthy sooner and smaller; a local broker never runs long
-            # enough to profit from C2 (docs/decisions/0008).
+            # enough to profit from C2 (docs/decisions/0009).
             "-XX:TieredStopAtLevel=1",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
@@ -252,13 +252,13 @@ class Kafka(Service):
             # Kafka's defaults (3 network, 8 request threads) are for a server of
             # its own. Every request passes from a network thread to a request
             # thread and back; on a small box more threads only add hand-offs
-            # (docs/decisions/0008).
+            # (docs/decisions/0009).
             "num.network.threads": str(max(1, cores // 4)),
             "num.io.threads": str(max(2, cores)),
             # The log cleaner's offset map is allocated whole on the heap at
             # start and kept; Kafka's default size dominates a local broker's
             # live heap and keeps G1 pausing, while a local broker's compacted
-            # topics need far less (docs/decisions/0008).
+            # topics need far less (docs/decisions/0009).
             "log.cleaner.dedupe.buffer.size": str(8 * 1024 * 1024),
         }
         if len(self.voters) > 1:
