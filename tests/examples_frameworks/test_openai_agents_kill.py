@@ -50,7 +50,7 @@ async def test_a_killed_agent_worker_retries_only_the_request_it_was_streaming(
     env = {**deployment.env, "TIDINGS_WORKER_PIPELINES_DIR": str(EXAMPLE / "pipelines")}
     steps = ChildProcess(
         "tidings worker",
-        [sys.executable, "-m", "tidings.cli", "worker", "--activities", "steps:activities"],
+        [sys.executable, "-m", "cli", "worker", "--activities", "steps:activities"],
         env,
         tmp_path / "steps.log",
         cwd=EXAMPLE,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from activities.delegate import StepRef, tool_call, tool_result
-from tidings.commands.watch import Progress
+from cli.watch import Progress
 from tidings.events import Event
 
 pytestmark = pytest.mark.unit
