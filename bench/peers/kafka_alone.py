@@ -124,6 +124,7 @@ class Tail:
 async def serve(args: argparse.Namespace) -> None:
     from aiokafka import TopicPartition
 
+    from gateway.kafka import KafkaFactory
     from tidings.kafka_log import committed_reader
     from tidings.settings import KafkaSettings
 
@@ -137,8 +138,11 @@ async def serve(args: argparse.Namespace) -> None:
     )
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(args.topic)
+        metadata = KafkaFactory(KafkaSettings(bootstrap_servers=args.bootstrap))
+        try:
+            partitions = await metadata.partitions(args.topic)
+        finally:
+            await metadata.close()
         if not partitions:
             raise RuntimeError(f"topic {args.topic} does not exist")
         tps = [TopicPartition(args.topic, p) for p in sorted(partitions)]

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from gateway.kafka import KafkaFactory
 from gateway.lag import HashWriter, LagPublisher
 from tidings.kafka_log import committed_reader, partition_for, started
 from tidings.settings import KafkaSettings
@@ -114,6 +115,8 @@ class TailHub:
         self._locks: dict[str, asyncio.Lock] = {}
         self._stopping: set[asyncio.Task[None]] = set()
         self.offsets = Offsets(kafka)
+        # One metadata client for all tails' partition lookups.
+        self._metadata = KafkaFactory(kafka, client_id="tidings-gateway-tails")
 
     def topic(self, tenant: str) -> str:
         return events_topic(self._kafka.topic_prefix, tenant)
@@ -141,6 +144,7 @@ class TailHub:
                     watermarks=Watermarks(*self._marks),
                     lag=lag,
                     end_offsets=self.offsets.ends,
+                    partitions=self._metadata.partitions,
                     stall_seconds=self._stall_seconds,
                 )
                 await tail.start()
@@ -161,6 +165,7 @@ class TailHub:
         await asyncio.gather(*(tail.stop(error) for tail in tails), return_exceptions=True)
         await asyncio.gather(*self._stopping, return_exceptions=True)
         await self.offsets.stop()
+        await self._metadata.close()
 
     def _retire(self, tenant: str, tail: TenantTail) -> None:
         self._tails.pop(tenant, None)

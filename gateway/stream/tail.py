@@ -41,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span
 
+from gateway.kafka import KafkaFactory
 from gateway.lag import LagPublisher
 from tidings.errors import CloseCode
 from tidings.events import EnvelopeError
@@ -58,6 +59,7 @@ from .watermarks import Watermarks
 log = logging.getLogger(__name__)
 
 EndOffsets = Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]]
+TopicPartitions = Callable[[str], Awaitable[list[int] | None]]
 
 # Dispatch time between two yields to the event loop: a fetched batch of
 # 2,000 records must not keep every socket writer, and every other tenant's
@@ -120,11 +122,16 @@ class TenantTail:
         watermarks: Watermarks | None = None,
         lag: LagPublisher | None = None,
         end_offsets: EndOffsets | None = None,
+        partitions: TopicPartitions | None = None,
         stall_seconds: float = 30.0,
     ) -> None:
+        """``partitions``: finds a topic's partition ids (None if it does not
+        exist); the hub shares one metadata client among its tails."""
         self.tenant = tenant
         self.topic = topic
         self.partitions: list[int] = []
+        self._find_partitions = partitions
+        self._kafka = kafka
         self.closing = False
         # Without marks of its own a tail never pauses (the limits are far away).
         self.watermarks = watermarks if watermarks is not None else Watermarks(1 << 62, 1 << 61)
@@ -159,10 +166,7 @@ class TenantTail:
             # Inside: a consumer that failed to bootstrap (Kafka away) is still
             # stopped, not left to the collector's "Unclosed AIOKafkaConsumer".
             await self._consumer.start()
-            # The consumer's own metadata only covers topics it already uses;
-            # a fresh fetch is the way to learn a topic's partitions up front.
-            cluster = await self._consumer._client.fetch_all_metadata()
-            partitions = cluster.partitions_for_topic(self.topic)
+            partitions = await self._partitions()
             if not partitions:
                 raise StreamClosed(
                     CloseCode.INTERNAL_ERROR, "the tenant's event topic does not exist yet"
@@ -179,6 +183,17 @@ class TenantTail:
             await self._consumer.stop()
             raise
         self._task = asyncio.create_task(self._run(), name=f"stream-tail-{self.tenant}")
+
+    async def _partitions(self) -> list[int] | None:
+        # The consumer's own metadata only covers topics it already uses; a
+        # metadata client's fresh fetch learns a topic's partitions up front.
+        if self._find_partitions is not None:
+            return await self._find_partitions(self.topic)
+        metadata = KafkaFactory(self._kafka, client_id="tidings-gateway-tail")
+        try:
+            return await metadata.partitions(self.topic)
+        finally:
+            await metadata.close()
 
     async def stop(self, error: StreamClosed | None = None) -> None:
         self.closing = True
