@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -29,12 +29,12 @@ log = logging.getLogger(__name__)
 # plane counts as away (a busy broker acknowledges well within it).
 _STALLED_SECONDS = 2.0
 
-Output = dict[str, Any]
+T = TypeVar("T")
 
 
 async def until_event_plane_gives_up(
-    emitter: Emitter, info: activity.Info, attempt: int, work: Awaitable[Output]
-) -> Output:
+    emitter: Emitter, info: activity.Info, attempt: int, work: Awaitable[T]
+) -> T:
     """Run the attempt; if it is still waiting on the event plane just before its
     start-to-close timeout, end it with EVENT_PLANE_UNAVAILABLE instead.
 

@@ -101,6 +101,9 @@ class ExternalRequestInput:
 # The child workflow that runs one `agent` step through Pydantic AI's Temporal
 # support (workflows/agent.py): model requests and tool calls are activities.
 AGENT_WORKFLOW: Final = "tidings.agent"
+# Sent by an agent step's model request to the run's workflow when it starts a
+# retry, so the run's status counts the step's attempts as they happen.
+STEP_ATTEMPT_SIGNAL: Final = "tidings.step_attempt"
 
 
 @dataclass
@@ -114,3 +117,4 @@ class AgentStepInput:
     step: str
     activity: str
     input: dict[str, Any] = field(default_factory=dict)
+    hot_loop: HotLoopPolicy = field(default_factory=HotLoopPolicy)

@@ -34,6 +34,7 @@ from pydantic_ai.durable_exec.temporal import TemporalDurability
 from pydantic_ai.exceptions import (
     AgentRunError,
     ModelAPIError,
+    RetryModelRequest,
     UserError,
 )
 from pydantic_ai.messages import ModelResponse, ToolCallPart
@@ -41,7 +42,7 @@ from pydantic_ai.models import Model, ModelRequestContext
 from pydantic_ai.tools import DeferredToolApprovalResult, ToolDefinition
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 from temporalio.workflow import ActivityConfig
 
 # The house rule for workflows (docs/design.md), though this one is not sandboxed.
@@ -68,12 +69,20 @@ with workflow.unsafe.imports_passed_through():
 
 AGENT_NAME = "tidings"
 
+# Since this patch a model request the event plane ended (its emits waited for
+# Kafka for the rest of its time: EVENT_PLANE_UNAVAILABLE) is scheduled again,
+# its attempts numbered on and not counted, as a pipeline step's are.
+MODEL_REQUEST_PLANE_PATCH = "agent-model-request-outage-uncounted"
+MODEL_ATTEMPTS = 3
+
 # Each model request: one activity of up to 5 minutes, heartbeating (a dead
 # worker's request moves to another after 10 s), retried up to 3 times.
 MODEL_ACTIVITY = ActivityConfig(
     start_to_close_timeout=timedelta(minutes=5),
     heartbeat_timeout=timedelta(seconds=10),
-    retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=10)),
+    retry_policy=RetryPolicy(
+        maximum_attempts=MODEL_ATTEMPTS, maximum_interval=timedelta(seconds=10)
+    ),
 )
 # Each tool call: one activity of up to a minute, retried up to 3 times.
 TOOL_ACTIVITY = ActivityConfig(
@@ -125,7 +134,28 @@ class StreamPosition(AbstractCapability[AgentDeps]):
             deps.calls = [p.tool_call_id for p in response.parts if isinstance(p, ToolCallPart)]
             # Each call: its call and its result; then an approval request, if any.
             deps.next_seq = deps.tool_seq + 2 * len(deps.calls) + 1
+            deps.base = deps.spent = 0
         return response
+
+    async def on_model_request_error(
+        self,
+        ctx: RunContext[AgentDeps],
+        *,
+        request_context: ModelRequestContext,
+        error: Exception,
+    ) -> ModelResponse:
+        ended = _event_plane_attempt(error)
+        if ended is None or not workflow.patched(MODEL_REQUEST_PLANE_PATCH):
+            raise error
+        # Kafka was away for the request's whole time: not the request's
+        # failure. Run it again, its attempts numbered on (the next one
+        # announces step.retrying for the one the outage ended).
+        deps = ctx.deps
+        earlier = deps.base
+        deps.base = ended - deps.attempt + 1
+        deps.spent += deps.base - earlier - 1
+        await workflow.sleep(timedelta(seconds=1))
+        raise RetryModelRequest()
 
 
 class StampedDurability(TemporalDurability[AgentDeps]):
@@ -272,7 +302,7 @@ async def _answer(
             model_settings=settings,
         )
     except (ActivityError, ModelAPIError, AgentRunError, UserError) as exc:
-        raise _failure(exc) from None
+        raise _failure(exc, _failed_attempt(exc, deps)) from None
     messages = result.new_messages()
     calls = sum(isinstance(p, ToolCallPart) for m in messages for p in getattr(m, "parts", []))
     output: dict[str, Any] = {
@@ -319,6 +349,10 @@ def _deps(
         gated=gated and bool(approval),
         instructions=str(data.input.get("instructions") or instructions),
         max_result_chars=max_result_chars,
+        max_attempts=MODEL_ATTEMPTS,
+        parent_id=parent.workflow_id if (parent := workflow.info().parent) else "",
+        hot_loop=data.hot_loop,
+        started=workflow.now().timestamp(),
     )
 
 
@@ -338,24 +372,56 @@ def _question(data: AgentStepInput) -> str:
     return question
 
 
-def _failure(exc: Exception) -> ApplicationError:
+def _event_plane_attempt(error: BaseException) -> int | None:
+    """The step attempt an event-plane outage ended (activities/plane_deadline.py), else None."""
+    cause = error.cause if isinstance(error, ActivityError) else None
+    if not isinstance(cause, ApplicationError):
+        return None
+    if cause.type != ActivityErrorType.EVENT_PLANE_UNAVAILABLE:
+        return None
+    details = cause.details[0] if cause.details else None
+    attempt = details.get("attempt") if isinstance(details, dict) else None
+    return attempt if isinstance(attempt, int) else None
+
+
+def _failed_attempt(exc: Exception, deps: AgentDeps) -> int:
+    """The step's attempt ``exc`` ended (step.failed names it)."""
+    cause = exc.cause if isinstance(exc, ActivityError) else None
+    details = cause.details[0] if isinstance(cause, ApplicationError) and cause.details else None
+    attempt = details.get("attempt") if isinstance(details, dict) else None
+    if isinstance(attempt, int):
+        return attempt
+    if isinstance(exc, ActivityError) and exc.activity_type.endswith("model_request_stream"):
+        first = deps.attempt + deps.base
+        # Only a policy that gave up says how many attempts ran: all of them.
+        if exc.retry_state == RetryState.MAXIMUM_ATTEMPTS_REACHED:
+            return first + MODEL_ATTEMPTS - 1
+        return first
+    return deps.attempt
+
+
+def _failure(exc: Exception, attempt: int) -> ApplicationError:
     cause = exc.cause if isinstance(exc, ActivityError) and exc.cause is not None else exc
+    ended = {"attempt": attempt}
     if isinstance(cause, ApplicationError):
-        return ApplicationError(cause.message, type=cause.type, non_retryable=True)
+        return ApplicationError(cause.message, ended, type=cause.type, non_retryable=True)
     if isinstance(cause, UserError):
-        return _invalid(f"agent misconfigured: {cause}")
+        return _invalid(f"agent misconfigured: {cause}", ended)
     if isinstance(cause, ModelAPIError):
         # Only the class: the SDK's message may quote the server's reply.
         return ApplicationError(
             f"model server failed: {type(cause).__name__}",
+            ended,
             type=ActivityErrorType.PROVIDER_UNAVAILABLE,
             non_retryable=True,
         )
-    return ApplicationError(str(cause) or type(cause).__name__, type=type(cause).__name__)
+    return ApplicationError(str(cause) or type(cause).__name__, ended, type=type(cause).__name__)
 
 
-def _invalid(message: str) -> ApplicationError:
-    return ApplicationError(message, type=ActivityErrorType.INVALID_INPUT, non_retryable=True)
+def _invalid(message: str, *details: Any) -> ApplicationError:
+    return ApplicationError(
+        message, *details, type=ActivityErrorType.INVALID_INPUT, non_retryable=True
+    )
 
 
 async def _emit(

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
         EMIT_RUN_EVENT,
         RECORD_STEP_FAILURE,
         REQUEST_EXTERNAL,
+        STEP_ATTEMPT_SIGNAL,
         TERMINAL_SEQ,
         AgentStepInput,
         ExternalRequestInput,
@@ -72,6 +73,9 @@ EVENT_PLANE_PATCH = "event-plane-outage-uncounted"
 # child workflow (workflows/agent.py): Pydantic AI's Temporal support makes each
 # model request and each tool call an activity. Never rename: it is recorded in histories.
 AGENT_WORKFLOW_PATCH = "agent-as-child-workflow"
+# Since this patch a failed agent step's step.failed (and the run's status)
+# names the attempt the child workflow says it failed at, not 1.
+AGENT_ATTEMPTS_PATCH = "agent-step-failed-attempt"
 
 TENANT_KEY = SearchAttributeKey.for_keyword(TENANT_ATTRIBUTE)
 PIPELINE_KEY = SearchAttributeKey.for_keyword(PIPELINE_ATTRIBUTE)
@@ -137,6 +141,13 @@ class PipelineWorkflow:
             waiting_for=self._waiting_for,
             attempts=dict(self._attempts),
         )
+
+    @workflow.signal(name=STEP_ATTEMPT_SIGNAL)
+    def step_attempt(self, payload: dict[str, Any]) -> None:
+        """An agent step's model request started a retry: the step's attempt."""
+        step, attempt = payload.get("step"), payload.get("attempt")
+        if isinstance(step, str) and isinstance(attempt, int):
+            self._attempts[step] = max(attempt, self._attempts.get(step, 0))
 
     @workflow.signal(name=APPROVE_SIGNAL)
     def approve(self, payload: dict[str, Any] | None = None) -> None:
@@ -420,6 +431,9 @@ class PipelineWorkflow:
                     step=step.name,
                     activity=step.activity or AGENT_RUN,
                     input=payload,
+                    hot_loop=HotLoopPolicy(
+                        self._spec.hot_loop.max_retries, self._spec.hot_loop.window_seconds
+                    ),
                 ),
                 # The run's id, not this execution's: a replay loads the history
                 # under another workflow id.
@@ -435,7 +449,13 @@ class PipelineWorkflow:
             cause = err.cause
             message = cause.message if isinstance(cause, ApplicationError) else str(cause or err)
             error_type = cause.type if isinstance(cause, ApplicationError) else None
-            await self._record_failure(step.name, 1, payload, message, error_type)
+            attempt = 1
+            if workflow.patched(AGENT_ATTEMPTS_PATCH):
+                # The attempt the child says it failed at (its model requests'
+                # retries are the step's attempts).
+                attempt = _failed_attempt(cause) or 1
+                self._attempts[step.name] = attempt
+            await self._record_failure(step.name, attempt, payload, message, error_type)
             raise StepFailed(step.name, message, error_type) from None
 
     # -- approval and external steps -----------------------------------------
@@ -650,6 +670,15 @@ def _event_plane_attempt(err: ActivityError) -> int | None:
     if cause.type != ActivityErrorType.EVENT_PLANE_UNAVAILABLE:
         return None
     details = cause.details[0] if cause.details else None
+    attempt = details.get("attempt") if isinstance(details, dict) else None
+    return attempt if isinstance(attempt, int) else None
+
+
+def _failed_attempt(cause: BaseException | None) -> int | None:
+    """The attempt in a failure's details ({"attempt": n}), else ``None``."""
+    if not isinstance(cause, ApplicationError) or not cause.details:
+        return None
+    details = cause.details[0]
     attempt = details.get("attempt") if isinstance(details, dict) else None
     return attempt if isinstance(attempt, int) else None
 

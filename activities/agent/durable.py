@@ -18,6 +18,8 @@ results, ``AgentDeps.shown``), then streams its own answer.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 
 from pydantic import BaseModel, Field
@@ -36,16 +38,23 @@ from pydantic_ai.messages import (
     ToolReturnPart,
 )
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
 
 from activities.agent.events import Mapped, cut, map_event
 from activities.emitter import Emitter
+from activities.heartbeat import heartbeating
+from activities.plane_deadline import until_event_plane_gives_up
 from activities.steps import StepContext, discard_data
-from activities.types import CLOSING_SEQ, HotLoopPolicy, StepInput
+from activities.types import CLOSING_SEQ, STEP_ATTEMPT_SIGNAL, HotLoopPolicy, StepInput
+from tidings.errors import ActivityErrorType
 from tidings.events import EventType
 
 # Where a model request's handler leaves (attempt, next seq) on the response,
 # for the workflow to carry on from (ModelResponse.metadata never reaches a model).
 STAMP_KEY = "tidings"
+
+log = logging.getLogger(__name__)
 
 
 class AgentDeps(BaseModel):
@@ -68,6 +77,20 @@ class AgentDeps(BaseModel):
     # The step's attempt the next events belong to, and the seq they start at.
     attempt: int = 1
     next_seq: int = 1
+    # Attempts of the running model request before its current schedule: a
+    # schedule the event plane ended (uncounted) is followed by another whose
+    # activity attempts number on from these (workflows/agent.py).
+    base: int = 0
+    # Of those, the ones that failed for the request's own reasons, and how
+    # many a model request may spend in all (0: only its retry policy's).
+    spent: int = 0
+    max_attempts: int = 0
+    # For the step's retries as they happen: the run's workflow (told each
+    # attempt a retry starts) and the hot-loop alert's policy, counted from
+    # when the step started (epoch seconds, the workflow's clock).
+    parent_id: str = ""
+    hot_loop: HotLoopPolicy = Field(default_factory=HotLoopPolicy)
+    started: float = 0.0
     # The tool events after the latest model response: the i-th call's
     # events take tool_seq + 2i (call) and + 2i + 1 (result).
     tool_seq: int = 1
@@ -107,8 +130,24 @@ def stream_handler(emitter: Emitter, stamps: Stamps) -> StreamHandler:
 
     async def publish(ctx: RunContext[AgentDeps], events: AsyncIterable[AgentStreamEvent]) -> None:
         deps = ctx.deps
-        if activity.info().activity_type.endswith("model_request_stream"):
-            stamps.put(*await _model_request(emitter, deps, events))
+        info = activity.info()
+        if info.activity_type.endswith("model_request_stream"):
+            attempt = deps.attempt + deps.base + info.attempt - 1
+            if deps.max_attempts and deps.spent + info.attempt > deps.max_attempts:
+                # A schedule after an outage has the retry policy's attempts
+                # again; those its earlier schedules spent are gone.
+                raise ApplicationError(
+                    f"the model request failed on all its {deps.max_attempts} attempts",
+                    {"attempt": attempt - 1},
+                    type=ActivityErrorType.STEP_FAILED,
+                    non_retryable=True,
+                )
+            # As a pipeline step's attempt (activities/steps.py): alive while
+            # its emits wait out an event-plane outage, and ended uncounted if
+            # the outage outlasts its own time.
+            async with heartbeating(info.heartbeat_timeout):
+                work = _model_request(emitter, deps, events)
+                stamps.put(*await until_event_plane_gives_up(emitter, info, attempt, work))
         else:
             async for event in events:
                 await _tool_event(emitter, deps, event)
@@ -132,7 +171,7 @@ async def _model_request(
     emitter: Emitter, deps: AgentDeps, events: AsyncIterable[AgentStreamEvent]
 ) -> tuple[int, int]:
     """Publish one model request's stream; returns (attempt, next seq) where it ended."""
-    retries = activity.info().attempt - 1
+    retries = deps.base + activity.info().attempt - 1
     attempt = deps.attempt + retries
     ctx = _context(emitter, deps, attempt, 0 if retries else deps.next_seq)
     if retries:
@@ -142,6 +181,7 @@ async def _model_request(
                 EventType.STEP_RETRYING, discard_data(earlier), seq=CLOSING_SEQ, attempt=earlier
             )
             await ctx.send(discard)
+        await _announce_attempt(ctx, deps, attempt)
         for shown in deps.shown:
             await _send(ctx, shown)
     async for event in events:
@@ -151,6 +191,39 @@ async def _model_request(
     await ctx.flush_tokens()
     await emitter.flush()
     return attempt, ctx.seq
+
+
+async def _announce_attempt(ctx: StepContext, deps: AgentDeps, attempt: int) -> None:
+    """Tell the run's workflow the step's attempt (its status), and alert a hot
+    loop as a pipeline step's retries do (activities/steps.py), counting the
+    step's retries across its model requests."""
+    if deps.parent_id:
+        try:
+            handle = activity.client().get_workflow_handle(deps.parent_id)
+            await handle.signal(STEP_ATTEMPT_SIGNAL, {"step": deps.step, "attempt": attempt})
+        except (RuntimeError, RPCError) as exc:
+            # The status only lags; the events and the retry go on.
+            log.warning("attempt %d of %s not signalled: %s", attempt, deps.step, exc)
+    retries = attempt - 1
+    window = time.time() - deps.started
+    # Attempts only grow, so the count is crossed once, at its tightest window.
+    if retries == deps.hot_loop.max_retries + 1 and window <= deps.hot_loop.window_seconds:
+        log.warning(
+            "hot loop: run %s step %s retried %d times in %.1fs",
+            deps.run_id,
+            deps.step,
+            retries,
+            window,
+        )
+        ctx.emitter_metrics.hot_loops.labels(deps.tenant).inc()
+        await ctx.emit(
+            EventType.ALERT_HOT_LOOP,
+            {
+                "retries": retries,
+                "window_seconds": deps.hot_loop.window_seconds,
+                "elapsed_seconds": round(window, 3),
+            },
+        )
 
 
 async def _tool_event(emitter: Emitter, deps: AgentDeps, event: AgentStreamEvent) -> None:
