@@ -6,18 +6,35 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 import pytest_asyncio
+import yaml
 
 from tests.conftest import StackHandle
 from tests.processes import ChildProcess, module_argv
 from tests.services import GatewayProcess, private_settings, service_env
 from tests.support import free_port
 from tests.topics import private_topics
+from tidings.settings import Settings
+from workflows.builtin import AGENT
 
 MAX_RESULT_CHARS = 200
+# The built-in agent pipeline with its answer paced, so a fault lands mid-answer.
+SLOW_AGENT = "agent-slow"
+
+
+def write_pipelines(folder: Path) -> Path:
+    raw = AGENT.model_dump(mode="json", exclude_defaults=True)
+    raw["name"] = SLOW_AGENT
+    for step in raw["steps"]:
+        if step["name"] == "answer":
+            step["input"]["pace_ms"] = 150
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{SLOW_AGENT}.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return folder
 
 
 @dataclass
@@ -27,6 +44,8 @@ class Deployment:
     # What a process needs to reach this deployment (worker, CLI, example).
     env: dict[str, str]
     worker: ChildProcess
+    settings: Settings
+    tenant: str
 
     async def restart_worker(self) -> None:
         """Start the worker again (after a test killed it)."""
@@ -58,6 +77,7 @@ async def deployment(
         port,
         TIDINGS_MODEL_PROVIDER="offline",
         TIDINGS_MODEL_TOOL_RESULT_MAX_CHARS=str(MAX_RESULT_CHARS),
+        TIDINGS_WORKER_PIPELINES_DIR=str(write_pipelines(logs / "pipelines")),
     )
     worker = ChildProcess("worker", module_argv("cli", "worker"), env, logs / "w.log")
     gateway = GatewayProcess(
@@ -76,6 +96,8 @@ async def deployment(
                 key,
                 {**env, "TIDINGS_GATEWAY_URL": gateway.url, "TIDINGS_API_KEY": key},
                 worker,
+                settings,
+                tenant,
             )
         finally:
             gateway.stop()

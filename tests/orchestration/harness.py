@@ -12,6 +12,7 @@ from typing import Any
 
 from temporalio.client import Client
 
+from activities.emitter import Emitter
 from tests.orchestration.steps import TEST_PIPELINES, FixtureSteps
 from tests.topics import events_of, run_records
 from tidings.events import Event
@@ -69,11 +70,18 @@ class Harness:
 
 @asynccontextmanager
 async def running_worker(
-    settings: Settings, client: Client, registry: PipelineRegistry | None = None
+    settings: Settings,
+    client: Client,
+    registry: PipelineRegistry | None = None,
+    *,
+    extra: Callable[[Emitter], list[object]] | None = None,
 ) -> AsyncIterator[Harness]:
+    """A worker running the fixture pipelines, and ``extra``'s objects (built
+    on its emitter: an agent of a test's own, say)."""
     registry = registry or fixture_registry()
     async with open_clients(settings, client) as clients:
         objects = [*default_activities(clients, settings), FixtureSteps(clients.emitter)]
+        objects += extra(clients.emitter) if extra else []
         worker = build_worker(clients, settings, objects, registry)
         consumer = CompletionConsumer(
             client,

@@ -1,0 +1,137 @@
+"""An agent step's attempts are its model requests' (issue 17): a retried
+model request is the step's next attempt in the run's status query and in
+the hot-loop alert, and a step whose request fails on every attempt says in
+``step.failed`` the attempt it failed at.
+
+A worker in this process runs an agent whose model fails its first
+``FAILURES`` requests (a retryable error, as a dropped connection is), on
+the real stack (Temporal, Kafka, Redis).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pydantic_ai.messages import ModelMessage
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from temporalio.client import Client, WorkflowFailureError
+
+from tests.conftest import StackHandle
+from tests.orchestration.harness import (
+    Harness,
+    assert_well_formed,
+    fixture_registry,
+    logical,
+    run_events,
+    running_worker,
+    settings_for,
+)
+from tidings.events import EventType
+from tidings.runs import STATUS_QUERY, RunStatus
+from workflows.agent import MODEL_ATTEMPTS, build_agent
+from workflows.spec import load_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+AGENT = "flaky"
+ANSWER = "Resume tokens live in Redis."
+
+
+class FlakyModel:
+    """A streaming model failing its first ``failures`` requests, then answering."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.calls = 0
+
+    async def stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        self.calls += 1
+        yield "partial "
+        if self.calls <= self.failures:
+            raise ConnectionError("the model server went away")
+        yield ANSWER
+
+    def model(self) -> FunctionModel:
+        def respond(messages: list[ModelMessage], info: AgentInfo) -> Any:
+            raise AssertionError("the agent workflow always streams")
+
+        return FunctionModel(respond, stream_function=self.stream, model_name="flaky")
+
+
+def _spec(name: str) -> Any:
+    return load_spec(
+        {
+            "name": name,
+            "input": {"question": {"type": "string"}},
+            # Two retries in a minute are a hot loop here.
+            "hot_loop": {"max_retries": 1, "window_seconds": 60},
+            "steps": [
+                {
+                    "name": "answer",
+                    "kind": "agent",
+                    "input": {"question": "$input.question", "agent": AGENT, "tools": []},
+                }
+            ],
+        }
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def flaky(stack: StackHandle) -> AsyncIterator[tuple[Harness, FlakyModel, str]]:
+    settings = settings_for(stack.settings(), f"agent-attempts-{uuid.uuid4().hex[:12]}")
+    client = await Client.connect(stack.endpoints.temporal_address)
+    model = FlakyModel()
+    pipeline = f"flaky-{uuid.uuid4().hex[:8]}"
+    registry = fixture_registry()
+    registry.register(_spec(pipeline))
+
+    def extra(emitter: Any) -> list[object]:
+        return [build_agent(model.model(), {}, emitter, provider="test", name=AGENT)]
+
+    async with running_worker(settings, client, registry, extra=extra) as harness:
+        yield harness, model, pipeline
+
+
+async def test_a_retried_model_request_is_the_steps_next_attempt(
+    flaky: tuple[Harness, FlakyModel, str],
+) -> None:
+    harness, model, pipeline = flaky
+    model.failures = MODEL_ATTEMPTS - 1
+    run_id, _ = await harness.start(pipeline, {"question": "How do resume tokens work?"})
+    result = await harness.result(run_id)
+    assert result.output["answer"] == f"partial {ANSWER}"
+
+    handle = harness.client.get_workflow_handle(run_id)
+    status = await handle.query(STATUS_QUERY, result_type=RunStatus)
+    assert status.attempts == {"answer": MODEL_ATTEMPTS}
+
+    events = await run_events(harness.settings, run_id)
+    assert_well_formed(events)
+    answer = [e for e in logical(events) if e.step == "answer"]
+    assert [e.attempt for e in answer if e.type == EventType.STEP_RETRYING] == [1, 2]
+    assert answer[-1].type == EventType.STEP_COMPLETED and answer[-1].attempt == MODEL_ATTEMPTS
+    alerts = [e for e in answer if e.type == EventType.ALERT_HOT_LOOP]
+    assert len(alerts) == 1 and alerts[0].data["retries"] == 2, alerts
+
+
+async def test_a_step_failing_on_every_attempt_names_its_last(
+    flaky: tuple[Harness, FlakyModel, str],
+) -> None:
+    harness, model, pipeline = flaky
+    model.calls, model.failures = 0, MODEL_ATTEMPTS
+    run_id, _ = await harness.start(pipeline, {"question": "How do resume tokens work?"})
+    with pytest.raises(WorkflowFailureError):
+        await harness.result(run_id)
+
+    handle = harness.client.get_workflow_handle(run_id)
+    status = await handle.query(STATUS_QUERY, result_type=RunStatus)
+    assert status.attempts == {"answer": MODEL_ATTEMPTS}
+
+    events = await run_events(harness.settings, run_id)
+    failed = [e for e in logical(events) if e.type == EventType.STEP_FAILED]
+    assert [(e.step, e.attempt) for e in failed] == [("answer", MODEL_ATTEMPTS)]
+    assert events[-1].type == EventType.RUN_FAILED
