@@ -19,6 +19,7 @@ import pytest_asyncio
 from pydantic_ai.messages import ModelMessage
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from tests.conftest import StackHandle
 from tests.orchestration.harness import (
@@ -30,6 +31,7 @@ from tests.orchestration.harness import (
     running_worker,
     settings_for,
 )
+from tidings.errors import ActivityErrorType
 from tidings.events import EventType
 from tidings.runs import STATUS_QUERY, RunStatus
 from workflows.agent import MODEL_ATTEMPTS, build_agent
@@ -42,18 +44,32 @@ ANSWER = "Resume tokens live in Redis."
 
 
 class FlakyModel:
-    """A streaming model failing its first ``failures`` requests, then answering."""
+    """A streaming model whose n-th request does ``script[n]``: ``fail`` (a
+    retryable error, as a dropped connection), ``plane`` (ends as an attempt
+    the event plane kept waiting all its time, activities/plane_deadline.py)
+    or answers (anything else, and once the script is done)."""
 
     def __init__(self) -> None:
-        self.failures = 0
+        self.script: list[str] = []
         self.calls = 0
 
     async def stream(self, messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
         self.calls += 1
+        todo = self.script[self.calls - 1] if self.calls <= len(self.script) else "ok"
         yield "partial "
-        if self.calls <= self.failures:
+        if todo == "fail":
             raise ConnectionError("the model server went away")
+        if todo == "plane":
+            raise ApplicationError(
+                "the event plane (Kafka) was unavailable for the rest of the attempt's time",
+                {"attempt": self.calls},
+                type=ActivityErrorType.EVENT_PLANE_UNAVAILABLE,
+                non_retryable=True,
+            )
         yield ANSWER
+
+    def reset(self, *script: str) -> None:
+        self.calls, self.script = 0, list(script)
 
     def model(self) -> FunctionModel:
         def respond(messages: list[ModelMessage], info: AgentInfo) -> Any:
@@ -100,7 +116,7 @@ async def test_a_retried_model_request_is_the_steps_next_attempt(
     flaky: tuple[Harness, FlakyModel, str],
 ) -> None:
     harness, model, pipeline = flaky
-    model.failures = MODEL_ATTEMPTS - 1
+    model.reset(*["fail"] * (MODEL_ATTEMPTS - 1))
     run_id, _ = await harness.start(pipeline, {"question": "How do resume tokens work?"})
     result = await harness.result(run_id)
     assert result.output["answer"] == f"partial {ANSWER}"
@@ -122,7 +138,7 @@ async def test_a_step_failing_on_every_attempt_names_its_last(
     flaky: tuple[Harness, FlakyModel, str],
 ) -> None:
     harness, model, pipeline = flaky
-    model.calls, model.failures = 0, MODEL_ATTEMPTS
+    model.reset(*["fail"] * MODEL_ATTEMPTS)
     run_id, _ = await harness.start(pipeline, {"question": "How do resume tokens work?"})
     with pytest.raises(WorkflowFailureError):
         await harness.result(run_id)
@@ -135,3 +151,23 @@ async def test_a_step_failing_on_every_attempt_names_its_last(
     failed = [e for e in logical(events) if e.type == EventType.STEP_FAILED]
     assert [(e.step, e.attempt) for e in failed] == [("answer", MODEL_ATTEMPTS)]
     assert events[-1].type == EventType.RUN_FAILED
+
+
+async def test_a_model_request_the_event_plane_ended_is_not_counted(
+    flaky: tuple[Harness, FlakyModel, str],
+) -> None:
+    """Fails, is ended by the event plane, fails, answers: four attempts of a
+    request allowed three, which completes only if the second is not counted."""
+    harness, model, pipeline = flaky
+    model.reset("fail", "plane", "fail")
+    run_id, _ = await harness.start(pipeline, {"question": "How do resume tokens work?"})
+    result = await harness.result(run_id)
+    assert result.output["answer"] == f"partial {ANSWER}"
+    assert model.calls == 4
+
+    events = await run_events(harness.settings, run_id)
+    assert_well_formed(events)
+    answer = [e for e in logical(events) if e.step == "answer"]
+    assert [e.attempt for e in answer if e.type == EventType.STEP_RETRYING] == [1, 2, 3]
+    assert answer[-1].type == EventType.STEP_COMPLETED and answer[-1].attempt == 4
+    assert EventType.STEP_FAILED not in {e.type for e in answer}
