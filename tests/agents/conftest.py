@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,22 +63,21 @@ class Deployment:
         )
 
 
-@pytest_asyncio.fixture(scope="package", loop_scope="session")
-async def deployment(
-    stack: StackHandle, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Deployment]:
+@asynccontextmanager
+async def deploy(stack: StackHandle, logs: Path, **model: str) -> AsyncIterator[Deployment]:
+    """A worker and a gateway with their own task queue, topics and tenant;
+    ``model`` adds the worker's model settings (TIDINGS_MODEL_*)."""
     settings = private_settings(stack, "agent", partitions=1)
     suffix = uuid.uuid4().hex[:8]
     tenant, key = f"agent{suffix}", f"agent-key-{suffix}"
-    logs = tmp_path_factory.mktemp("agent")
     port = free_port()
     env = service_env(
         settings,
         {key: tenant},
         port,
-        TIDINGS_MODEL_PROVIDER="offline",
         TIDINGS_MODEL_TOOL_RESULT_MAX_CHARS=str(MAX_RESULT_CHARS),
         TIDINGS_WORKER_PIPELINES_DIR=str(write_pipelines(logs / "pipelines")),
+        **model,
     )
     worker = ChildProcess("worker", module_argv("cli", "worker"), env, logs / "w.log")
     gateway = GatewayProcess(
@@ -102,3 +102,13 @@ async def deployment(
         finally:
             gateway.stop()
             worker.stop()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="session")
+async def deployment(
+    stack: StackHandle, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Deployment]:
+    async with deploy(
+        stack, tmp_path_factory.mktemp("agent"), TIDINGS_MODEL_PROVIDER="offline"
+    ) as deployed:
+        yield deployed
