@@ -43,7 +43,6 @@ from temporalio.service import RPCError
 
 from activities.agent.events import Mapped, cut, map_event
 from activities.emitter import Emitter
-from activities.heartbeat import heartbeating
 from activities.plane_deadline import until_event_plane_gives_up
 from activities.steps import StepContext, discard_data
 from activities.types import CLOSING_SEQ, STEP_ATTEMPT_SIGNAL, HotLoopPolicy, StepInput
@@ -142,12 +141,12 @@ def stream_handler(emitter: Emitter, stamps: Stamps) -> StreamHandler:
                     type=ActivityErrorType.STEP_FAILED,
                     non_retryable=True,
                 )
-            # As a pipeline step's attempt (activities/steps.py): alive while
-            # its emits wait out an event-plane outage, and ended uncounted if
-            # the outage outlasts its own time.
-            async with heartbeating(info.heartbeat_timeout):
-                work = _model_request(emitter, deps, events)
-                stamps.put(*await until_event_plane_gives_up(emitter, info, attempt, work))
+            # Pydantic AI heartbeats the activity meanwhile, so a request whose
+            # emits wait out an event-plane outage is alive; as a pipeline
+            # step's attempt (activities/steps.py), one the outage outlasts
+            # ends uncounted rather than timing out.
+            work = _model_request(emitter, deps, events)
+            stamps.put(*await until_event_plane_gives_up(emitter, info, attempt, work))
         else:
             async for event in events:
                 await _tool_event(emitter, deps, event)

@@ -5,21 +5,29 @@ workflow carries the stream on after each model response."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pydantic_ai.messages import (
     ModelRequest,
     ModelResponse,
+    PartStartEvent,
     TextPart,
     ThinkingPart,
     ToolCallPart,
     ToolReturnPart,
     UserPromptPart,
 )
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from activities.agent.durable import STAMP_KEY, AgentDeps, shown_by
-from tidings.events import EventType
+from activities.agent.durable import STAMP_KEY, AgentDeps, Stamps, shown_by, stream_handler
+from tests.unit.test_emit_outage import Plane, emitter_on
+from tidings.errors import ActivityErrorType
+from tidings.events import Event, EventType
 from workflows.agent import StreamPosition
 
 pytestmark = pytest.mark.unit
@@ -79,3 +87,53 @@ def test_a_response_without_a_stamp_moves_nothing() -> None:
     deps = _deps()
     _after(deps, ModelResponse(parts=[TextPart("hi")]))
     assert (deps.attempt, deps.next_seq, deps.calls) == (1, 1, [])
+
+
+async def _answer() -> AsyncIterator[Any]:
+    yield PartStartEvent(index=0, part=TextPart("hi"))
+
+
+def _model_request_env(attempt: int, seconds: float) -> ActivityEnvironment:
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        activity_type="agent__tidings__model_request_stream",
+        attempt=attempt,
+        started_time=datetime.now(UTC),
+        start_to_close_timeout=timedelta(seconds=seconds),
+        heartbeat_timeout=None,
+    )
+    return env
+
+
+async def test_a_model_request_out_of_time_on_the_event_plane_ends_uncounted() -> None:
+    plane = Plane()
+    handler = stream_handler(emitter_on(plane), Stamps())
+    # The request's 2nd attempt of its 2nd schedule (one attempt ended by
+    # the event plane before): the step's attempt 3.
+    deps = AgentDeps(tenant="t", run_id="r", pipeline="agent", step="answer", base=1)
+    plane.hold = True
+    ctx: Any = _Ctx(deps)
+    with pytest.raises(ApplicationError) as raised:
+        await asyncio.wait_for(_model_request_env(2, 3).run(handler, ctx, _answer()), 5)
+    assert raised.value.type == ActivityErrorType.EVENT_PLANE_UNAVAILABLE
+    assert raised.value.non_retryable and raised.value.details == ({"attempt": 3},)
+    # It was announcing the attempts it replaces, oldest first.
+    plane.release()
+    first = Event.from_bytes(plane.written[0])
+    assert (first.type, first.attempt) == (EventType.STEP_RETRYING, 1)
+
+
+async def test_a_model_request_past_its_counted_attempts_is_refused() -> None:
+    plane = Plane()
+    handler = stream_handler(emitter_on(plane), Stamps())
+    # One attempt failed before an outage ended the next; the 3rd attempt of
+    # the new schedule would be the request's 4th counted one of 3.
+    deps = AgentDeps(
+        tenant="t", run_id="r", pipeline="agent", step="answer", base=2, spent=1, max_attempts=3
+    )
+    ctx: Any = _Ctx(deps)
+    with pytest.raises(ApplicationError) as raised:
+        await _model_request_env(3, 60).run(handler, ctx, _answer())
+    assert raised.value.non_retryable and raised.value.details == ({"attempt": 4},)
+    assert plane.written == []
