@@ -2,11 +2,14 @@
 stopped as the agent's model request streams and started again 60 s later
 (the pipeline-step version: tests/reliability/test_event_plane_outage.py).
 
-The model request waits the outage out, heartbeating, and carries on: the run
-completes, no model request or tool call spent a retry on it (every activity
-of the agent's child workflow ran once, none timed out or failed), and the
-log holds each event once with nothing left to discard. Needs the private
-test stack (it stops a service): skipped on the shared one.
+The model request waits the outage out (Pydantic AI heartbeats it) and
+carries on: the run completes, the request spans the outage, no model request
+or tool call spent a retry on it (every activity of the agent's child
+workflow ran once, none timed out or failed), and the log holds each event
+once with nothing left to discard. An outage longer than a request's 5
+minutes (ended uncounted) is tested without one: test_durable_events.py and
+test_agent_attempts.py. Needs the private test stack (it stops a service):
+skipped on the shared one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import json
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 from temporalio.client import Client
@@ -59,11 +63,13 @@ async def test_a_model_request_waits_out_a_kafka_outage_without_spending_a_retry
     await _first_token(deployment, run_id, created.json()["stream_token"])
 
     await asyncio.to_thread(stack.stop, "kafka")
+    stopped = datetime.now(UTC)
     try:
         # The outage itself: its length is the fault under test, not a wait for a state.
         await asyncio.sleep(OUTAGE_SECONDS)
     finally:
         await asyncio.to_thread(stack.start, "kafka")
+    back = datetime.now(UTC)
 
     detail = await finished_run(deployment.url, deployment.key, run_id, within=120)
     assert detail["status"] == "COMPLETED", detail
@@ -76,14 +82,38 @@ async def test_a_model_request_waits_out_a_kafka_outage_without_spending_a_retry
         for e in history.events
         if e.HasField("activity_task_started_event_attributes")
     ]
+    started_at = {
+        e.event_id: e.event_time.ToDatetime(UTC)
+        for e in history.events
+        if e.HasField("activity_task_started_event_attributes")
+    }
     ended_badly = [
         e.event_type
         for e in history.events
         if e.HasField("activity_task_timed_out_event_attributes")
         or e.HasField("activity_task_failed_event_attributes")
     ]
+    assert ended_badly == [], ended_badly
     assert started and set(started) == {1}, started
-    assert ended_badly == []
+    # The outage landed mid-request: a model request started before Kafka
+    # stopped and completed after it was back.
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    spans = [
+        (
+            started_at[e.activity_task_completed_event_attributes.started_event_id],
+            e.event_time.ToDatetime(UTC),
+        )
+        for e in history.events
+        if e.HasField("activity_task_completed_event_attributes")
+        and scheduled[e.activity_task_completed_event_attributes.scheduled_event_id].endswith(
+            "model_request_stream"
+        )
+    ]
+    assert any(begin < stopped and end > back for begin, end in spans), (stopped, back, spans)
 
     # The discard rule intact: one attempt, each id once, nothing to discard,
     # and what a client shows is the run's answer.
