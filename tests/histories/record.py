@@ -95,6 +95,7 @@ SCENARIOS: list[tuple[str, str, dict[str, Any]]] = [
     ("fan-out-fails", "fan-out-fails", {}),
     ("slow-step", "slow-step", {"seconds": 60}),
     ("plane-away", "plane-away", {}),
+    ("agent-fails", "agent-fails", {}),
     ("agent", "agent", {"question": "How do resume tokens survive a gateway restart?"}),
     (
         "agent-approval",

@@ -210,6 +210,22 @@ PLANE_AWAY = _spec(
     }
 )
 
+# An agent step its child workflow fails (a tool the agent does not have):
+# step.failed names the attempt the child reports (patch agent-step-failed-attempt).
+AGENT_FAILS = _spec(
+    {
+        "name": "agent-fails",
+        "input": {},
+        "steps": [
+            {
+                "name": "answer",
+                "kind": "agent",
+                "input": {"question": "Which tool?", "tools": ["no-such-tool"]},
+            },
+        ],
+    }
+)
+
 TEST_PIPELINES: tuple[PipelineSpec, ...] = (
     research_variant("research-approval", timeout_seconds=60),
     research_variant("research-approval-timeout", timeout_seconds=1),
@@ -221,4 +237,5 @@ TEST_PIPELINES: tuple[PipelineSpec, ...] = (
     FAN_OUT_FAILS,
     SLOW_STEP,
     PLANE_AWAY,
+    AGENT_FAILS,
 )
