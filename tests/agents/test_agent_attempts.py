@@ -10,8 +10,10 @@ the real stack (Temporal, Kafka, Redis).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -171,3 +173,11 @@ async def test_a_model_request_the_event_plane_ended_is_not_counted(
     assert [e.attempt for e in answer if e.type == EventType.STEP_RETRYING] == [1, 2, 3]
     assert answer[-1].type == EventType.STEP_COMPLETED and answer[-1].attempt == 4
     assert EventType.STEP_FAILED not in {e.type for e in answer}
+
+    # Recorded for the replay test (tests/agents/test_agent_replay.py) with
+    # TIDINGS_TEST_RECORD_AGENT_HISTORY=tests/agents/histories.
+    folder = os.environ.get("TIDINGS_TEST_RECORD_AGENT_HISTORY")
+    if folder:
+        history = await harness.client.get_workflow_handle(f"{run_id}/answer").fetch_history()
+        path = Path(folder) / "flaky-plane.answer.json"
+        path.write_text(history.to_json(), encoding="utf-8")
