@@ -21,7 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import profile, report
 from bench.harness import ROOT, raise_fd_limit
 from bench.orchestration import ORCHESTRATION
 from bench.systems import (
@@ -76,7 +76,12 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join([*WORKLOADS, *ORCHESTRATION]))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--report", type=Path, help="only print the table of an earlier JSON")
+    parser.add_argument(
+        "--profile", type=Path, help="sample the servers under F and O3 (py-spy) into this folder"
+    )
     args = parser.parse_args()
+    if args.profile:
+        profile.enable(args.profile)
     if args.report:
         document = json.loads(args.report.read_text())
         print(report.table(document))

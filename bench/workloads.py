@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from bench.harness import cpu_seconds, latency_summary, load, rss_kb, write_targets
+from bench.profile import sampled
 from bench.systems import System
 
 
@@ -284,13 +285,16 @@ def connect_burst(system: System, scale: Scale) -> dict[str, Any]:
             with warmed(system, targets, scale):
                 pids = system.pids()
                 cpu0 = _cpu(pids)
-                with load(
-                    scale.load_processes,
-                    scale.f_connections,
-                    targets=targets,
-                    open_timeout=scale.timeout * 2,
-                    **system.load_options(burst=True),
-                ) as loads:
+                with (
+                    sampled(f"{system.name}-F", system.server_pids()[0]),
+                    load(
+                        scale.load_processes,
+                        scale.f_connections,
+                        targets=targets,
+                        open_timeout=scale.timeout * 2,
+                        **system.load_options(burst=True),
+                    ) as loads,
+                ):
                     opened = _opened([proc.ready(scale.timeout * 4) for proc in loads])
                     cpu1 = _cpu(pids)  # before the sockets close: closing costs too
             alive = srv.proc.poll() is None
