@@ -34,6 +34,7 @@ import httpx
 
 from bench.harness import PYTHON, ROOT, latency_summary, load, write_targets
 from bench.messages import API_KEY, TENANT
+from bench.profile import sampled
 from bench.systems.base import Endpoints
 from bench.systems.tidings import Tidings
 from bench.workloads import Scale
@@ -76,6 +77,7 @@ class Orchestrated(Tidings):
                 "count": {"type": "integer"},
                 "rate": {"type": "number"},
                 "start_ns": {"type": "integer"},
+                "gate": {"type": "string", "required": False, "default": ""},
             },
             "steps": [
                 {
@@ -85,6 +87,7 @@ class Orchestrated(Tidings):
                         "count": "$input.count",
                         "rate": "$input.rate",
                         "start_ns": "$input.start_ns",
+                        "gate": "$input.gate",
                     },
                     "start_to_close_seconds": 900,
                 }
@@ -166,6 +169,19 @@ class Orchestrated(Tidings):
         return ids, seconds, refused
 
 
+# From the gate's opening to the first token: the activities (polling the
+# gate) and the worker's loop get there before it.
+_O1_SETTLE_SECONDS = 1.0
+
+
+def _open_gate(gate: Path, start_ns: int) -> None:
+    """Write ``start_ns`` into ``gate`` whole (renamed into place), for the
+    bench step's activities to read (bench/emit_steps.py)."""
+    ajar = gate.with_suffix(".tmp")
+    ajar.write_text(str(start_ns))
+    ajar.rename(gate)
+
+
 def _environ() -> dict[str, str]:
     return dict(os.environ)
 
@@ -178,12 +194,14 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
     with system.running(), system.worker_running(most + 50):
         system.wait_pipeline(60)
         for runs in scale.o1_runs:
-            # Long enough to start every run and open every socket before the
-            # first token; a late socket would replay, not stream.
-            lead = 3.0 + runs * 0.02
-            start_ns = time.monotonic_ns() + int(lead * 1e9)
-            body = {"count": count, "rate": scale.o1_rate, "start_ns": start_ns}
+            # The runs wait at a gate: the first token goes out once every run
+            # is started and every socket open and caught up, however long that
+            # took, so no socket replays what it should have streamed.
+            gate = system.work / f"o1-gate-{runs}"
+            body = {"count": count, "rate": scale.o1_rate, "start_ns": 0, "gate": str(gate)}
+            posting = time.monotonic()
             ids, _, refused = asyncio.run(system.post_runs([body] * runs))
+            posted = time.monotonic() - posting
             targets = write_targets([(system.stream_path(r, "from=start"), None) for r in ids])
             try:
                 with load(
@@ -191,11 +209,14 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
                     len(ids),
                     targets=targets,
                     latency=True,
-                    open_timeout=scale.timeout,
+                    open_timeout=scale.timeout * 4,
                     **system.load_options(),
                 ) as loads:
-                    readies = [proc.ready(scale.timeout * 2) for proc in loads]
-                    wait = lead + scale.o1_seconds + scale.timeout
+                    readies = [proc.ready(scale.timeout * 4) for proc in loads]
+                    opened = time.monotonic() - posting - posted
+                    start_ns = time.monotonic_ns() + int(_O1_SETTLE_SECONDS * 1e9)
+                    _open_gate(gate, start_ns)
+                    wait = _O1_SETTLE_SECONDS + scale.o1_seconds + scale.timeout
                     since = start_ns + int(scale.e_warmup * 1e9)
                     for proc in loads:
                         proc.measure_start(count, wait, since)
@@ -211,6 +232,8 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
                 "expected": len(ids) * count,
                 "received": sum(r["messages"] for r in results),
                 "sockets_late": late,
+                "post_s": round(posted, 1),
+                "open_s": round(opened, 1),
                 **latency_summary(samples),
             }
             say(f"  O1 tidings at {runs} runs: {json.dumps(_brief(out[f'runs_{runs}']))}")
@@ -359,7 +382,9 @@ def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
         asyncio.run(system.post_runs([body] * 8))  # warm: connections, the registry
         for side in ("direct", "rest", "rest", "direct"):
             if side == "rest":
-                ids, seconds, refused = asyncio.run(system.post_runs([body] * half))
+                assert system.server is not None
+                with sampled(f"tidings-O3-{rest['runs']}", system.server.pid):
+                    ids, seconds, refused = asyncio.run(system.post_runs([body] * half))
                 rest["runs"] += len(ids)
                 rest["seconds"] += seconds
                 for status, n in refused.items():
