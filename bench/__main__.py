@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,12 @@ def main() -> int:
     parser.add_argument(
         "--profile", type=Path, help="sample the servers under F and O3 (py-spy) into this folder"
     )
+    parser.add_argument(
+        "--busy",
+        action="store_true",
+        help="run every workload beside steady Kafka, Redis and Temporal traffic (bench/busy.py)",
+    )
+    parser.add_argument("--o1-runs", help="O1's numbers of concurrent runs, e.g. 1000 or 1,100")
     args = parser.parse_args()
     if args.profile:
         profile.enable(args.profile)
@@ -90,6 +97,8 @@ def main() -> int:
         return 0
     raise_fd_limit()
     scale: Scale = QUICK if args.quick else FULL
+    if args.o1_runs:
+        scale = replace(scale, o1_runs=tuple(int(n) for n in args.o1_runs.split(",")))
     chosen = [s for s in args.systems.split(",") if s]
     workloads = [w for w in args.workloads.split(",") if w]
     started = time.time()
@@ -102,6 +111,13 @@ def main() -> int:
             if any(n.startswith(("tidings", "temporal", "kafka")) for n in chosen)
             else None
         )
+        busy_rates: dict[str, float] | None = None
+        if args.busy:
+            if ends is None:
+                parser.error("--busy needs the stack: choose a system that uses it (tidings)")
+            from bench.busy import busy
+
+            busy_rates = stack.enter_context(busy(ends, say))
         systems: list[System] = []
         for name in chosen:
             if name == "tidings":
@@ -155,6 +171,8 @@ def main() -> int:
     binary = next((s.binary for s in systems if isinstance(s, Centrifugo)), None)
     document = report.document(results, scale, args.quick, started, binary)
     document["machine"]["loadavg_at_start"] = load_at_start
+    if busy_rates is not None:
+        document["busy_box"] = busy_rates
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     path = args.out / f"{stamp}{'-quick' if args.quick else ''}.json"
