@@ -32,6 +32,7 @@ from gateway.rest import pipelines as pipelines_api
 from gateway.rest.auth import tenant_from_key
 from gateway.rest.body_limit import BodyLimitMiddleware
 from gateway.rest.deps import Services, services_of
+from gateway.rest.limits import RunningCounts
 from gateway.rest.metrics import Metrics, MetricsMiddleware
 from gateway.rest.pipelines import CatalogOpener
 from gateway.rest.run_directory import OwnedRunDirectory
@@ -170,6 +171,7 @@ def create_app(
                 starter=run_starter,
                 lag=lag,
                 pipelines=catalog,
+                run_counts=RunningCounts(),
             )
             # Temporal's client holds no socket of ours to close: the SDK's
             # core runtime owns the connection.

@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from temporalio.client import Client
 
 from gateway.kafka import KafkaFactory
+from gateway.rest.limits import RunningCounts
 from gateway.rest.starter import RunStarter
 from tidings import redis_connect
 from tidings.errors import Unavailable
@@ -56,6 +57,8 @@ class Services:
     lag: LagReader | None = None
     # The pipelines the workers announced (None: no orchestration plane installed).
     pipelines: PipelineCatalog | None = None
+    # Recent counts of each tenant's open runs (None: asked on every start).
+    run_counts: RunningCounts | None = None
 
 
 def get_settings(request: Request) -> Settings:

@@ -90,10 +90,13 @@ async def start_run(
             idempotency_key,
             lag=services.lag,
             metrics=request.app.state.metrics,
+            counts=services.run_counts,
         )
         run_id, created = await starter(
             temporal, settings, tenant, body.pipeline, body.input, idempotency_key
         )
+        if created and services.run_counts is not None:
+            services.run_counts.started(tenant)
         span.set_attribute("tidings.run_id", run_id)
         bind_log_context(run_id=run_id, tenant=tenant)
     status = RunState.RUNNING
