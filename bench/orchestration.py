@@ -372,7 +372,7 @@ def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
     """The same number of starts each way, in the order direct, REST, REST,
     direct, so neither side is always the one measured while the other's runs
     still execute; the runs emit nothing (count 0)."""
-    body = {"count": 0, "rate": 1.0, "start_ns": 0}
+    body = {"count": 0, "rate": 1.0, "start_ns": 0, "gate": ""}
     half = max(1, scale.o3_runs // 2)
     rest = {"runs": 0, "seconds": 0.0}
     refusals: dict[str, int] = {}
@@ -407,19 +407,24 @@ def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
 
 
 async def _start_direct(system: Orchestrated, body: dict[str, Any], n: int) -> tuple[int, float]:
-    """``start_workflow`` as the gateway calls it (same workflow, input, queue and
-    search attributes), without the gateway."""
+    """``start_workflow`` as the gateway calls it (same workflow, input, queue,
+    summary, details and search attributes), without the gateway. The queue is
+    the pipeline's own, as the gateway's registry names it, where the worker
+    runs the REST-started runs too (this used the deployment queue before)."""
     from temporalio.client import Client
 
     from tidings.runs import PipelineInput, run_id_for
+    from workflows.registry import dedicated_queue
     from workflows.spec import PipelineSpec
-    from workflows.start import start_pipeline
+    from workflows.start import run_details, run_summary, start_pipeline
 
     spec = PipelineSpec.model_validate(
         json.loads((system.work / f"pipelines-{system.pipeline}" / f"{system.pipeline}.json")
                    .read_text())
     )  # fmt: skip
     client = await Client.connect(system.endpoints.temporal)
+    queue = dedicated_queue(system.task_queue, system.pipeline)
+    summary, details = run_summary(spec, TENANT, body), run_details(spec, TENANT, body)
     semaphore = asyncio.Semaphore(START_CONCURRENCY)
     started_ids: list[str] = []
 
@@ -433,7 +438,7 @@ async def _start_direct(system: Orchestrated, body: dict[str, Any], n: int) -> t
             spec=spec.model_dump(mode="json"),
         )
         async with semaphore:
-            await start_pipeline(client, arg, system.task_queue)
+            await start_pipeline(client, arg, queue, summary=summary, details=details)
         started_ids.append(run_id)
 
     began = time.monotonic()
