@@ -231,6 +231,10 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
                 "connected": sum(r["clients"] for r in readies),
                 "expected": len(ids) * count,
                 "received": sum(r["messages"] for r in results),
+                "complete_sockets": sum(r["complete"] for r in results),
+                # Sockets the server closed (the load generator does not resume them).
+                "closed_sockets": sum(r["closed"] for r in results),
+                "close_codes": sorted({c for r in results for c in r["close_codes"]}),
                 "sockets_late": late,
                 "post_s": round(posted, 1),
                 "open_s": round(opened, 1),
