@@ -16,6 +16,15 @@ the shared recorded streams in ``clients/fixtures/`` keep the two in agreement.
   ``step.tool_result`` fills that entry's ``content`` and ``truncated``. Both
   fields appear only on steps that had such events, and belong to the
   current attempt like its text.
+- Sub-steps (docs/protocol.md): a step named ``<step>.<rest>`` (``ask.model-1``)
+  is a sub-step of ``<step>`` (a planned step's name never holds a dot). It is
+  reduced as any step (its own attempts and discard rule) and carries
+  ``parent``; its parent lists it in ``substeps`` (in order of first sight)
+  and shows its work: the parent's ``text`` is its own text followed by its
+  sub-steps' kept text, in order, and its ``tools`` its own followed by
+  theirs. A parent's own retry keeps its sub-steps (a retried delegating step
+  attaches to the same workflow). ``own`` is bookkeeping: a parent's own text
+  and tools.
 - Once the run is over (any terminal event: completed, failed, cancelled,
   terminated, timed out) its state is final.
 
@@ -37,6 +46,7 @@ _FINISHED = {
     "run.terminated": "TERMINATED",
     "run.timed_out": "TIMED_OUT",
 }
+_BOOKKEEPING = frozenset({"token_seq", "own"})
 _OVER = frozenset(_FINISHED.values())
 # Within one attempt a step's status only moves up this order.
 _RANK = {"retrying": 0, "running": 1, "waiting": 1, "requested": 1, "completed": 2, "failed": 2}
@@ -62,12 +72,13 @@ def initial_run_state() -> RunState:
         "output": None,
         "error": None,
         "token_seq": {},
+        "own": {},
     }
 
 
 def visible(state: RunState) -> dict[str, Any]:
     """The state without its bookkeeping: what both clients agree on."""
-    return {k: v for k, v in state.items() if k != "token_seq"}
+    return {k: v for k, v in state.items() if k not in _BOOKKEEPING}
 
 
 def reduce_run(state: RunState | None, event: Mapping[str, Any]) -> RunState:
@@ -131,6 +142,11 @@ def _reduce_step(
     s: RunState, name: str, event: Mapping[str, Any], data: Mapping[str, Any]
 ) -> RunState:
     prev: dict[str, Any] | None = s["steps"].get(name)
+    own: dict[str, Any] | None = s.get("own", {}).get(name)
+    if prev is not None and own is not None:
+        # A parent's events apply to its own text and tools, not to the
+        # sub-steps' shown with them.
+        prev = _without_tools({**prev, "text": own["text"], "tools": own["tools"]})
     attempt = event.get("attempt") or 1
     seq: int = s["token_seq"].get(name, -1)
     kind = event.get("type")
@@ -175,11 +191,50 @@ def _reduce_step(
             new["tools"] = _with_tool(base.get("tools", []), kind, data)
         if kind == "step.completed":
             new["output"] = data.get("output")
+    parent = name.split(".", 1)[0] if "." in name else None
+    if parent is not None:
+        new["parent"] = parent
+    steps = {**s["steps"], name: new}
+    owns = dict(s.get("own", {}))
+    if prev is not None and "substeps" in prev:
+        new["substeps"] = prev["substeps"]
+        owns[name] = {"text": new["text"], "tools": new.get("tools")}
+        steps[name] = _shown(new, owns[name], steps)
+    if parent is not None:
+        above = steps.get(parent) or {"status": "running", "attempt": 1, "text": "", "output": None}
+        if parent not in owns:
+            owns[parent] = {"text": above["text"], "tools": above.get("tools")}
+        subs = above.get("substeps", [])
+        steps[parent] = _shown(
+            {**above, "substeps": subs if name in subs else [*subs, name]}, owns[parent], steps
+        )
     ended = _RANK[new["status"]] == 2 and s["waiting"] == name
     return {
         **s,
-        "steps": {**s["steps"], name: new},
+        "steps": steps,
+        "own": owns,
         "token_seq": {**s["token_seq"], name: seq},
         "waiting": None if ended else s["waiting"],
         "status": "RUNNING" if ended and s["status"] == "WAITING" else s["status"],
     }
+
+
+def _without_tools(step: dict[str, Any]) -> dict[str, Any]:
+    """``step`` without a ``tools`` field that is None (a step shows ``tools``
+    only once it had a tool event)."""
+    return (
+        step if step.get("tools") is not None else {k: v for k, v in step.items() if k != "tools"}
+    )
+
+
+def _shown(
+    parent: dict[str, Any], own: Mapping[str, Any], steps: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A parent as clients show it: its own text and tools, then its sub-steps'."""
+    subs = [steps[n] for n in parent["substeps"] if n in steps]
+    tools = [*(own["tools"] or []), *(t for sub in subs for t in sub.get("tools", []))]
+    shown = {k: v for k, v in parent.items() if k != "tools"}
+    shown["text"] = own["text"] + "".join(sub["text"] for sub in subs)
+    if own["tools"] is not None or tools:
+        shown["tools"] = tools
+    return shown

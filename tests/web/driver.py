@@ -112,7 +112,7 @@ def page_state(report: dict[str, Any]) -> dict[str, Any]:
     its bookkeeping: comparable with :func:`clean_read`."""
     state = report["state"]
     assert isinstance(state, dict), f"the page exposes no run state: {report}"
-    return {key: value for key, value in state.items() if key != "tokenSeq"}
+    return {key: value for key, value in state.items() if key not in ("tokenSeq", "own")}
 
 
 def clean_read(events: list[dict[str, Any]]) -> dict[str, Any]:

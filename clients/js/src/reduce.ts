@@ -9,6 +9,11 @@
  * are deduplicated by their seq within the attempt; every other event is
  * idempotent and a step's status only moves forward within an attempt) and
  * out-of-phase events (a later attempt seen before the retry announcement).
+ * Sub-steps (docs/protocol.md): a step named `<step>.<rest>` (`ask.model-1`)
+ * is a sub-step of `<step>` (a planned step's name never holds a dot). It is
+ * reduced as any step and carries `parent`; its parent lists it in `substeps`
+ * and shows its work: the parent's `text` is its own text followed by its
+ * sub-steps' kept text, in order, and its `tools` its own followed by theirs.
  * Once the run is over (any terminal event) its state is final.
  * tidings/client.py's `reduce_run` implements the same rules; the shared
  * fixtures in clients/fixtures/ keep them in agreement.
@@ -45,6 +50,16 @@ export interface StepState {
   thinking?: string;
   /** Agent steps only: tool calls in order, with their results (`step.tool_call`, `step.tool_result`). */
   tools?: ToolCallState[];
+  /** Delegated steps only: the sub-steps that did its work, in order of first sight. */
+  substeps?: string[];
+  /** Sub-steps only: the step whose work this is (the name before the first dot). */
+  parent?: string;
+}
+
+/** A parent's own text and tools, before its sub-steps' are added to them. */
+interface Own {
+  text: string;
+  tools: ToolCallState[] | null;
 }
 
 export interface RunState {
@@ -56,10 +71,12 @@ export interface RunState {
   error: unknown;
   /** The seq of the last token applied to each step's current attempt (dedupe). */
   tokenSeq: Record<string, number>;
+  /** Each parent's own text and tools (bookkeeping: its shown ones include its sub-steps'). */
+  own?: Record<string, Own>;
 }
 
 export function initialRunState(): RunState {
-  return { status: "PENDING", waiting: null, steps: {}, output: null, error: null, tokenSeq: {} };
+  return { status: "PENDING", waiting: null, steps: {}, output: null, error: null, tokenSeq: {}, own: {} };
 }
 
 const FINISHED: Record<string, RunStatus> = {
@@ -141,8 +158,31 @@ function withTool(tools: ToolCallState[], kind: string, data: Record<string, unk
   return tools.map((t) => (t === known ? { ...t, ...result } : t));
 }
 
+/** `step` without its `tools` field when that is unset (a step shows `tools` only once it had a tool event). */
+function withoutNullTools(step: StepState): StepState {
+  if (step.tools !== undefined) return step;
+  const { tools: _dropped, ...rest } = step;
+  return rest;
+}
+
+/** A parent as clients show it: its own text and tools, then its sub-steps'. */
+function shown(parent: StepState, own: Own, steps: Record<string, StepState>): StepState {
+  const subs = (parent.substeps ?? []).filter((n) => n in steps).map((n) => steps[n]);
+  const tools = [...(own.tools ?? []), ...subs.flatMap((sub) => sub.tools ?? [])];
+  const { tools: _dropped, ...rest } = parent;
+  const result: StepState = { ...rest, text: own.text + subs.map((sub) => sub.text).join("") };
+  if (own.tools !== null || tools.length > 0) result.tools = tools;
+  return result;
+}
+
 function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record<string, unknown>): RunState {
-  const prev = s.steps[name];
+  const ownBefore = s.own?.[name];
+  // A parent's events apply to its own text and tools, not to the sub-steps'
+  // shown with them.
+  const prev =
+    s.steps[name] && ownBefore
+      ? withoutNullTools({ ...s.steps[name], text: ownBefore.text, tools: ownBefore.tools ?? undefined })
+      : s.steps[name];
   const attempt = event.attempt || 1;
   let next: StepState;
   let seq = s.tokenSeq[name] ?? -1;
@@ -173,13 +213,28 @@ function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record
     }
     if (event.type === "step.completed") next.output = data.output ?? null;
   }
+  const parent = name.includes(".") ? name.slice(0, name.indexOf(".")) : undefined;
+  if (parent !== undefined) next.parent = parent;
   const steps = { ...s.steps, [name]: next };
+  const own = { ...(s.own ?? {}) };
+  if (prev?.substeps) {
+    next.substeps = prev.substeps;
+    own[name] = { text: next.text, tools: next.tools ?? null };
+    steps[name] = shown(next, own[name], steps);
+  }
+  if (parent !== undefined) {
+    const above: StepState = steps[parent] ?? { status: "running", attempt: 1, text: "", output: null };
+    if (!(parent in own)) own[parent] = { text: above.text, tools: above.tools ?? null };
+    const subs = above.substeps ?? [];
+    steps[parent] = shown({ ...above, substeps: subs.includes(name) ? subs : [...subs, name] }, own[parent], steps);
+  }
   const tokenSeq = { ...s.tokenSeq, [name]: seq };
   const ended = RANK[next.status] === 2 && s.waiting === name;
   return {
     ...s,
     steps,
     tokenSeq,
+    own,
     waiting: ended ? null : s.waiting,
     status: ended && s.status === "WAITING" ? "RUNNING" : s.status,
   };
