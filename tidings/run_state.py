@@ -17,7 +17,8 @@ the shared recorded streams in ``clients/fixtures/`` keep the two in agreement.
   fields appear only on steps that had such events, and belong to the
   current attempt like its text.
 - Sub-steps (docs/protocol.md): a step named ``<step>.<rest>`` (``ask.model-1``)
-  is a sub-step of ``<step>`` (a planned step's name never holds a dot). It is
+  is a sub-step of ``<step>`` (the name before the last dot; a fallback,
+  ``draft.fallback``, is a step of its own, not a sub-step). It is
   reduced as any step (its own attempts and discard rule) and carries
   ``parent``; its parent lists it in ``substeps`` (in order of first sight)
   and shows its work: the parent's ``text`` is its own text followed by its
@@ -191,7 +192,7 @@ def _reduce_step(
             new["tools"] = _with_tool(base.get("tools", []), kind, data)
         if kind == "step.completed":
             new["output"] = data.get("output")
-    parent = name.split(".", 1)[0] if "." in name else None
+    parent = _parent_of(name)
     if parent is not None:
         new["parent"] = parent
     steps = {**s["steps"], name: new}
@@ -217,6 +218,13 @@ def _reduce_step(
         "waiting": None if ended else s["waiting"],
         "status": "RUNNING" if ended and s["status"] == "WAITING" else s["status"],
     }
+
+
+def _parent_of(name: str) -> str | None:
+    """``ask.model-1`` -> ``ask``; ``draft.fallback.model-2`` -> ``draft.fallback``;
+    a plain step or a fallback (``draft.fallback``, a step of its own) -> None."""
+    parent, dot, rest = name.rpartition(".")
+    return parent if dot and parent and rest != "fallback" else None
 
 
 def _without_tools(step: dict[str, Any]) -> dict[str, Any]:

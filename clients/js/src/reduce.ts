@@ -10,7 +10,8 @@
  * idempotent and a step's status only moves forward within an attempt) and
  * out-of-phase events (a later attempt seen before the retry announcement).
  * Sub-steps (docs/protocol.md): a step named `<step>.<rest>` (`ask.model-1`)
- * is a sub-step of `<step>` (a planned step's name never holds a dot). It is
+ * is a sub-step of `<step>` (the name before the last dot; a fallback,
+ * `draft.fallback`, is a step of its own, not a sub-step). It is
  * reduced as any step and carries `parent`; its parent lists it in `substeps`
  * and shows its work: the parent's `text` is its own text followed by its
  * sub-steps' kept text, in order, and its `tools` its own followed by theirs.
@@ -52,7 +53,7 @@ export interface StepState {
   tools?: ToolCallState[];
   /** Delegated steps only: the sub-steps that did its work, in order of first sight. */
   substeps?: string[];
-  /** Sub-steps only: the step whose work this is (the name before the first dot). */
+  /** Sub-steps only: the step whose work this is (the name before the last dot). */
   parent?: string;
 }
 
@@ -158,6 +159,13 @@ function withTool(tools: ToolCallState[], kind: string, data: Record<string, unk
   return tools.map((t) => (t === known ? { ...t, ...result } : t));
 }
 
+/** `ask.model-1` -> `ask`; `draft.fallback.model-2` -> `draft.fallback`; a plain
+ * step or a fallback (`draft.fallback`, a step of its own) -> undefined. */
+function parentOf(name: string): string | undefined {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 && name.slice(dot + 1) !== "fallback" ? name.slice(0, dot) : undefined;
+}
+
 /** `step` without its `tools` field when that is unset (a step shows `tools` only once it had a tool event). */
 function withoutNullTools(step: StepState): StepState {
   if (step.tools !== undefined) return step;
@@ -213,7 +221,7 @@ function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record
     }
     if (event.type === "step.completed") next.output = data.output ?? null;
   }
-  const parent = name.includes(".") ? name.slice(0, name.indexOf(".")) : undefined;
+  const parent = parentOf(name);
   if (parent !== undefined) next.parent = parent;
   const steps = { ...s.steps, [name]: next };
   const own = { ...(s.own ?? {}) };
