@@ -7,7 +7,9 @@ output is plain lines only (no escape codes), the count at the end of each
 step line. The stream replays the run's history first, so a late watcher
 still sees every step's state; the tokens of that history are printed only
 with ``--from-start``, except those of a step still in flight when the replay
-ends, printed then so its live tokens do not start mid-sentence. ``--from
+ends, printed then so its live tokens do not start mid-sentence. A delegated
+step's sub-steps (``ask.model-1``, docs/protocol.md) print indented under it
+and do not count as steps. ``--from
 CURSOR`` re-watches from any position (the events after that cursor, tokens
 included). ``--json`` prints one event
 envelope per line instead (the same selection).
@@ -46,6 +48,7 @@ from cli.common import (
 from cli.stream import follow, stream_exit_code
 from tidings.client import StreamError
 from tidings.events import Event, EventType
+from tidings.run_state import parent_step
 from tidings.runs import SIGNALS, RunState
 
 PROG = "tidings watch"
@@ -263,7 +266,8 @@ class Progress:
             return []
         if event.type == EventType.RUN_COMPLETED:
             return self._close(len(self.stages))
-        if event.step is None:
+        if event.step is None or parent_step(event.step) is not None:
+            # A sub-step is its parent's work, not a step of the plan.
             return []
         base = base_step(event.step)
         if self.mid_run:
@@ -338,13 +342,15 @@ class Printer:
             self._write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
             return
         inferred = self.progress.update(event)
+        # A sub-step's lines sit under its parent step's, one level in.
+        indent = "  " if event.step is not None and parent_step(event.step) else ""
         if event.type in _STREAMED:
             self._clear_bar()
             # An agent's reasoning streams on a line of its own, apart from its text.
             label = f"{event.step}{_STREAMED[event.type]}"
             if self._inline != label:
                 self._newline()
-                self._write(f"  {label} | ")
+                self._write(f"{indent}  {label} | ")
                 self._inline = label
             self._write(str(event.data.get("text", "")))
             return
@@ -358,7 +364,7 @@ class Printer:
             text = _line(event)
             if event.step is not None and event.type == EventType.STEP_COMPLETED:
                 text += self._suffix(base_step(event.step), event.step)
-            self._line(text)
+            self._line(indent + text)
         self._draw_bar()
 
     def note(self, text: str) -> None:

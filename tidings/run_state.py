@@ -192,7 +192,7 @@ def _reduce_step(
             new["tools"] = _with_tool(base.get("tools", []), kind, data)
         if kind == "step.completed":
             new["output"] = data.get("output")
-    parent = _parent_of(name)
+    parent = parent_step(name)
     if parent is not None:
         new["parent"] = parent
     steps = {**s["steps"], name: new}
@@ -220,8 +220,10 @@ def _reduce_step(
     }
 
 
-def _parent_of(name: str) -> str | None:
-    """``ask.model-1`` -> ``ask``; ``draft.fallback.model-2`` -> ``draft.fallback``;
+def parent_step(name: str) -> str | None:
+    """The step a sub-step works for (docs/protocol.md, "Sub-steps").
+
+    ``ask.model-1`` -> ``ask``; ``draft.fallback.model-2`` -> ``draft.fallback``;
     a plain step or a fallback (``draft.fallback``, a step of its own) -> None."""
     parent, dot, rest = name.rpartition(".")
     return parent if dot and parent and rest != "fallback" else None

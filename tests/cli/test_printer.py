@@ -196,3 +196,45 @@ def test_history_thinking_is_held_like_tokens() -> None:
     thought = Event("step.thinking", "t", RUN, "answer", 1, 1, {"text": "hmm"})
     assert held.hold(thought)
     assert held.release() == [thought]
+
+
+def test_sub_steps_print_indented_under_their_step_and_do_not_count() -> None:
+    def ev(type_: str, step: str | None, seq: int = 0, **data: object) -> Event:
+        return Event(type_, "t", RUN, step, 1, seq, dict(data))
+
+    out = io.StringIO()
+    printer = Printer(out, as_json=False)
+    for event in [
+        ev("run.started", None, pipeline="openai", steps=["ask"], stages=[["ask"]]),
+        ev("step.started", "ask"),
+        ev("step.started", "ask.model-1"),
+        ev("step.tool_call", "ask.model-1", 1, call_id="c1", tool="search", args={"q": "dune"}),
+        ev("step.completed", "ask.model-1", 2),
+        ev("step.started", "ask.tools-2"),
+        ev("step.tool_result", "ask.tools-2", 1, call_id="c1", tool="search", content="Herbert"),
+        ev("step.completed", "ask.tools-2", 2),
+        ev("step.started", "ask.model-3"),
+        ev("step.token", "ask.model-3", 1, text="Frank "),
+        ev("step.token", "ask.model-3", 2, text="Herbert."),
+        ev("step.completed", "ask.model-3", 3),
+        ev("step.completed", "ask", 1),
+        ev("run.completed", None, 1),
+    ]:
+        printer.show(event)
+    printer.finish("COMPLETED")
+    assert out.getvalue().splitlines() == [
+        "run started: openai, 1 steps",
+        "step ask started (attempt 1)",
+        "  step ask.model-1 started (attempt 1)",
+        '  step ask.model-1 calls search({"q": "dune"})',
+        "  step ask.model-1 completed (attempt 1)",
+        "  step ask.tools-2 started (attempt 1)",
+        "  step ask.tools-2 got search: Herbert",
+        "  step ask.tools-2 completed (attempt 1)",
+        "  step ask.model-3 started (attempt 1)",
+        "    ask.model-3 | Frank Herbert.",
+        "  step ask.model-3 completed (attempt 1)",
+        "step ask completed (attempt 1) [1/1]",
+        "run completed [1/1 steps]",
+    ]
+    assert printer.progress.running == [] and printer.progress.done == {"ask"}
