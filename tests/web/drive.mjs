@@ -38,6 +38,8 @@ async function snapshot(page) {
       const node = document.querySelector(sel);
       return Boolean(node && !node.hidden && node.offsetParent !== null);
     };
+    // Whether a node is in the live-text box of a step.
+    const inBox = (node, step) => node.closest('.stream')?.querySelector('.stream-text')?.dataset.step === step;
     const steps = {};
     for (const row of document.querySelectorAll('#steps .step')) {
       steps[row.dataset.step] = {
@@ -51,14 +53,28 @@ async function snapshot(page) {
       status: document.querySelector('#run-status')?.dataset.status ?? null,
       draft: text('.stream-text[data-step="draft"]'),
       draft_note: text('.stream-note'),
-      draft_thinking: [...document.querySelectorAll('.stream-thinking')].map((p) => p.textContent),
-      draft_tools: [...document.querySelectorAll('.tool-call')].map((d) => ({
+      draft_thinking: [...document.querySelectorAll('.stream-thinking')].filter((p) => inBox(p, 'draft'))
+        .map((p) => p.textContent),
+      draft_tools: [...document.querySelectorAll('.tool-call')].filter((d) => inBox(d, 'draft')).map((d) => ({
         attempt: d.closest('.agent-attempt')?.dataset.attempt ?? null,
         open: d.open,
         summary: d.querySelector('summary').textContent,
         result: d.querySelector('.tool-result').textContent,
         result_visible: d.querySelector('.tool-result').checkVisibility(),
       })),
+      // A delegated step's sub-steps: nested in its card, collapsed, its box
+      // showing their text and tool calls.
+      cite: text('.stream-text[data-step="cite"]'),
+      cite_tools: [...document.querySelectorAll('.tool-call')].filter((d) => inBox(d, 'cite')).map((d) => ({ open: d.open, summary: d.querySelector('summary').textContent })),
+      substeps: Object.fromEntries([...document.querySelectorAll('#steps .step > details.substeps')].map((d) => [
+        d.closest('.step').dataset.step,
+        {
+          open: d.open,
+          summary: d.querySelector('summary').textContent,
+          steps: [...d.querySelectorAll('.step')].map((row) => row.dataset.step),
+          shown: [...d.querySelectorAll('.step')].some((row) => row.checkVisibility()),
+        },
+      ])),
       answer: visible('#final') ? text('#answer') : null,
       connection: document.querySelector('#conn')?.dataset.state ?? null,
       connection_text: text('#conn-text'),

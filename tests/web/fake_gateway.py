@@ -63,6 +63,10 @@ TOOL_RESULT = {
 }
 
 
+# What the delegated step "cite" says, one part per sub-step.
+CITE_TEXT = ("Cited: ", "resume-tokens.")
+
+
 def answer_tokens() -> list[str]:
     words = ANSWER.split(" ")
     return [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
@@ -166,6 +170,20 @@ class FakeGateway:
             await asyncio.sleep(TOKEN_PACE)
         text = "".join(tokens)
         run.emit("step.completed", "draft", 2, len(tokens) + 4, {"output": {"text": text}})
+        # A delegated step: its work streams as sub-steps (docs/protocol.md), a
+        # retried model request's partial text discarded by its own retry.
+        run.emit("step.started", "cite", 1, 0, {})
+        run.emit("step.started", "cite.model-1", 1, 0, {})
+        run.emit("step.token", "cite.model-1", 1, 1, {"text": CITE_TEXT[0]})
+        run.emit("step.tool_call", "cite.model-1", 1, 2, {**TOOL_CALL, "call_id": "cite"})
+        run.emit("step.completed", "cite.model-1", 1, 3, {"output": None})
+        run.emit("step.started", "cite.model-2", 1, 0, {})
+        run.emit("step.token", "cite.model-2", 1, 1, {"text": "a wrong citation"})
+        run.emit("step.retrying", "cite.model-2", 1, CLOSING_SEQ, {"discard_attempt": 1})
+        run.emit("step.started", "cite.model-2", 2, 0, {})
+        run.emit("step.token", "cite.model-2", 2, 1, {"text": CITE_TEXT[1]})
+        run.emit("step.completed", "cite.model-2", 2, 2, {"output": None})
+        run.emit("step.completed", "cite", 1, 1, {"output": {"text": "".join(CITE_TEXT)}})
         review: dict[str, Any] = {}
         if run.input.get("require_approval"):
             run.emit("step.started", "review", 1, 0, {"kind": "approval"})

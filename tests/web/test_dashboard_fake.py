@@ -14,6 +14,7 @@ from tests.support import wait_for
 from tests.web.driver import clean_read, drive, page_state, screenshot_path
 from tests.web.fake_gateway import (
     ANSWER,
+    CITE_TEXT,
     TEMPORAL_UI,
     THOUGHT,
     TOOL_RESULT,
@@ -80,6 +81,21 @@ async def test_run_streams_through_a_drop_and_a_too_slow_close(
             "result_visible": False,
         }
     ]
+    # A delegated step: its sub-steps nested in its card, collapsed; its box
+    # shows their kept text (a retried request's partial gone) and tool calls.
+    assert finished["substeps"] == {
+        "cite": {
+            "open": False,
+            "summary": "2 sub-steps",
+            "steps": ["cite.model-1", "cite.model-2"],
+            "shown": False,
+        }
+    }
+    assert finished["cite"] == "".join(CITE_TEXT)
+    assert finished["cite_tools"] == [
+        {"open": False, "summary": 'search({"query":"resume <b>tokens</b>"})'}
+    ]
+    assert finished["steps"]["cite.model-2"]["attempts"] == "attempt 2"
     assert finished["steps"]["draft"]["state"] == "completed"
     assert finished["steps"]["draft"]["attempts"] == "attempt 2"
     assert finished["steps"]["review"]["state"] == "completed"
@@ -106,6 +122,9 @@ async def test_run_streams_through_a_drop_and_a_too_slow_close(
         "draft_note",
         "draft_thinking",
         "draft_tools",
+        "cite",
+        "cite_tools",
+        "substeps",
         "injected_elements",
     ):
         assert done[key] == finished[key], key

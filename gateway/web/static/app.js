@@ -253,7 +253,12 @@ class RunView {
     const view = EVENT_VIEWS[event.type];
     // Unknown types are ignored (forward compatible); so are events without their step.
     if (view && (event.step || !event.type.startsWith('step.'))) view(this, event, data, applied, before);
-    if (event.step && this.state.steps[event.step]) this.renderStep(event.step);
+    if (event.step && this.state.steps[event.step]) {
+      // A sub-step's events change its parent too (its live text, its tool calls).
+      const parent = this.state.steps[event.step].parent;
+      if (parent && this.state.steps[parent]) this.renderStep(parent);
+      this.renderStep(event.step);
+    }
     this.renderRun();
   }
 
@@ -271,11 +276,27 @@ class RunView {
       detailEl.hidden = true;
       li.append(head, detailEl);
       li.dataset.step = name;
-      $('steps').append(li);
-      row = { row: li, stateEl, attemptsEl, detailEl };
+      const parent = this.state.steps[name]?.parent;
+      (parent ? this.substepList(parent) : $('steps')).append(li);
+      row = { row: li, stateEl, attemptsEl, detailEl, substeps: null };
       this.rows.set(name, row);
     }
     return row;
+  }
+
+  // A delegated step's sub-steps (docs/protocol.md): nested in its card,
+  // collapsed by default; the parent's own text box shows their live text.
+  substepList(parent) {
+    const row = this.row(parent);
+    if (!row.substeps) {
+      const details = el('details', 'substeps');
+      const summary = el('summary');
+      const list = el('ol', 'substep-list');
+      details.append(summary, list);
+      row.row.append(details);
+      row.substeps = { details, summary, list };
+    }
+    return row.substeps.list;
   }
 
   renderStep(name) {
@@ -286,6 +307,13 @@ class RunView {
     row.stateEl.dataset.status = label;
     row.row.dataset.state = label;
     row.attemptsEl.textContent = step.attempt > 1 ? `attempt ${step.attempt}` : '';
+    if (step.substeps) {
+      const count = step.substeps.length;
+      this.substepList(name);
+      row.substeps.summary.textContent = `${count} sub-step${count === 1 ? '' : 's'}`;
+    }
+    // A sub-step's text and tool calls show in its parent's box.
+    if (step.parent) return;
     if (step.text || this.texts.has(name)) this.renderText(name, step);
     if (step.thinking || step.tools || this.texts.get(name)?.agent) this.renderAgent(name, step);
   }
@@ -319,7 +347,10 @@ class RunView {
 
   renderText(name, step) {
     const box = this.textBox(name);
-    if (!box.span || box.attempt !== step.attempt || step.text.length < box.length) {
+    // A parent's text is its sub-steps' (reduceRun): one of them retrying
+    // changes it in the middle, so it is redrawn unless it only grew.
+    const rewritten = step.substeps && !step.text.startsWith(box.span?.textContent ?? '');
+    if (!box.span || box.attempt !== step.attempt || step.text.length < box.length || rewritten) {
       // A new attempt replaces the old one's partial text.
       box.span?.remove();
       box.span = el('span');
