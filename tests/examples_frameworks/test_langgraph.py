@@ -21,10 +21,10 @@ async def test_the_langgraph_example_streams_its_graph_through_tidings(
     assert code == 0, f"{text}\n{err[-2000:]}"
     lines = text.splitlines()
     expected = [
-        'step find.agent-1 calls find_book({"title": "Dune"})',
-        'step find.tools-2 got find_book: {"title": "Dune", "author": "Frank Herbert", '
+        '  step find.agent-1 calls find_book({"title": "Dune"})',
+        '  step find.tools-2 got find_book: {"title": "Dune", "author": "Frank Herbert", '
         '"year": 1965, "shelf": "SF-12"}',
-        "  find.agent-3 | Dune was written by Frank Herbert in 1965. "
+        "    find.agent-3 | Dune was written by Frank Herbert in 1965. "
         "You will find it on shelf SF-12.",
         "run completed [1/1 steps]",
     ]

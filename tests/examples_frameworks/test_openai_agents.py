@@ -23,11 +23,11 @@ async def test_the_openai_agents_example_streams_its_agent_through_tidings(
     assert code == 0, f"{text}\n{err[-2000:]}"
     lines = text.splitlines()
     expected = [
-        "  ask.model-1 (thinking) | The user asks about Kyoto: look its weather up first.",
-        'step ask.model-1 calls get_weather({"city": "Kyoto"})',
-        'step ask.model-3 got get_weather: {"city": "Kyoto", "sky": "cloudy", '
+        "    ask.model-1 (thinking) | The user asks about Kyoto: look its weather up first.",
+        '  step ask.model-1 calls get_weather({"city": "Kyoto"})',
+        '  step ask.model-3 got get_weather: {"city": "Kyoto", "sky": "cloudy", '
         '"celsius": "14", "wind": "no wind"}',
-        "  ask.model-3 | In Kyoto it is 14 °C and cloudy, with no wind. "
+        "    ask.model-3 | In Kyoto it is 14 °C and cloudy, with no wind. "
         "Dress for it and enjoy the day. ",
         "run completed [1/1 steps]",
     ]
