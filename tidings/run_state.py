@@ -24,8 +24,8 @@ the shared recorded streams in ``clients/fixtures/`` keep the two in agreement.
   and shows its work: the parent's ``text`` is its own text followed by its
   sub-steps' kept text, in order, and its ``tools`` its own followed by
   theirs. A parent's own retry keeps its sub-steps (a retried delegating step
-  attaches to the same workflow). ``own`` is bookkeeping: a parent's own text
-  and tools.
+  attaches to the same workflow). ``own`` is bookkeeping, present once a run
+  has sub-steps: a parent's own text and tools.
 - Once the run is over (any terminal event: completed, failed, cancelled,
   terminated, timed out) its state is final.
 
@@ -73,7 +73,6 @@ def initial_run_state() -> RunState:
         "output": None,
         "error": None,
         "token_seq": {},
-        "own": {},
     }
 
 
@@ -213,7 +212,8 @@ def _reduce_step(
     return {
         **s,
         "steps": steps,
-        "own": owns,
+        # Only once there are sub-steps: a state without them keeps its old shape.
+        **({"own": owns} if owns else {}),
         "token_seq": {**s["token_seq"], name: seq},
         "waiting": None if ended else s["waiting"],
         "status": "RUNNING" if ended and s["status"] == "WAITING" else s["status"],

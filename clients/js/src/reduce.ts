@@ -72,12 +72,13 @@ export interface RunState {
   error: unknown;
   /** The seq of the last token applied to each step's current attempt (dedupe). */
   tokenSeq: Record<string, number>;
-  /** Each parent's own text and tools (bookkeeping: its shown ones include its sub-steps'). */
+  /** Each parent's own text and tools (bookkeeping: its shown ones include its
+   * sub-steps'); present once a run has sub-steps. */
   own?: Record<string, Own>;
 }
 
 export function initialRunState(): RunState {
-  return { status: "PENDING", waiting: null, steps: {}, output: null, error: null, tokenSeq: {}, own: {} };
+  return { status: "PENDING", waiting: null, steps: {}, output: null, error: null, tokenSeq: {} };
 }
 
 const FINISHED: Record<string, RunStatus> = {
@@ -242,7 +243,8 @@ function reduceStep(s: RunState, name: string, event: TidingsEvent, data: Record
     ...s,
     steps,
     tokenSeq,
-    own,
+    // Only once there are sub-steps: a state without them keeps its old shape.
+    ...(Object.keys(own).length > 0 ? { own } : {}),
     waiting: ended ? null : s.waiting,
     status: ended && s.status === "WAITING" ? "RUNNING" : s.status,
   };

@@ -17,7 +17,7 @@ function RunView({ baseUrl, runId, token }) {
   useEffect(() => {
     if (!connected) window.__drops += 1;
   }, [connected]);
-  const { tokenSeq, ...visible } = state;
+  const { tokenSeq, own, ...visible } = state;
   return h(
     "main",
     { "data-status": state.status, "data-connected": String(connected) },
