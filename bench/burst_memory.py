@@ -36,6 +36,8 @@ from typing import Any
 
 import httpx
 
+from infra.ports import free_port
+
 API_KEY = "dev-key-demo"
 
 
@@ -189,13 +191,6 @@ def serve_gateway(probe_port: int, trace: bool) -> None:
 
 
 # --- the driver side ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def ask(port: int, command: str) -> dict[str, Any]:

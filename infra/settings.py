@@ -80,9 +80,10 @@ def private_stack_settings(state_dir: Path, **overrides: object) -> StackSetting
             "kafka_port",
             "kafka_controller_port",
             "redis_port",
-            "gateway_port",
         )
     }
+    # Gateways take consecutive ports from here (`--gateways N`).
+    ports["gateway_port"] = free_port(block=8)
     values: dict[str, object] = {
         "state_dir": state_dir,
         "gateways": 0,

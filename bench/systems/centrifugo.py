@@ -19,7 +19,6 @@ from typing import Any
 
 from bench.harness import (
     Server,
-    free_port,
     server,
 )
 from bench.systems.base import (
@@ -31,6 +30,7 @@ from bench.systems.base import (
     run_publisher,
 )
 from bench.wsclient import connect
+from infra.ports import free_port
 
 CENTRIFUGO_MODULE = "github.com/centrifugal/centrifugo/v6@v6.9.1"
 

@@ -9,13 +9,13 @@ from typing import Any
 from bench.harness import (
     PYTHON,
     Server,
-    free_port,
     server,
 )
 from bench.systems.base import (
     ALL_WORKLOADS,
     System,
 )
+from infra.ports import free_port
 
 
 class Floor(System):

@@ -10,7 +10,6 @@ from typing import Any
 from bench.harness import (
     PYTHON,
     Server,
-    free_port,
     server,
 )
 from bench.messages import TENANT
@@ -20,6 +19,7 @@ from bench.systems.base import (
     with_kafka_broker,
 )
 from bench.systems.tidings import Tidings
+from infra.ports import free_port
 
 
 class KafkaAlone(System):

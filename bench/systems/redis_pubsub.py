@@ -13,7 +13,6 @@ from typing import Any
 from bench.harness import (
     PYTHON,
     Server,
-    free_port,
     server,
 )
 from bench.systems.base import (
@@ -24,6 +23,7 @@ from bench.systems.base import (
     run_publisher,
 )
 from bench.wsclient import connect
+from infra.ports import free_port
 
 
 class RedisPubSub(System):

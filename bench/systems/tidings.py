@@ -16,7 +16,6 @@ from typing import Any
 from bench.harness import (
     PYTHON,
     Server,
-    free_port,
     server,
     wait_healthy,
 )
@@ -30,6 +29,7 @@ from bench.systems.base import (
     run_publisher,
     with_kafka_broker,
 )
+from infra.ports import free_port
 
 
 class Tidings(System):

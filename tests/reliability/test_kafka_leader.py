@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import signal
 import sys
 import time
@@ -55,24 +54,9 @@ def _say(message: str) -> None:
     print(f"[three brokers] {message}", file=sys.stderr)
 
 
-def _six_free_ports() -> int:
-    """A first port with the five after it free (three nodes, two ports each).
-
-    Drawn below the kernel's ephemeral range, where outgoing connections on a
-    busy machine would otherwise take one of them between check and bind.
-    """
-    low, _ = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    rng = random.Random()
-    for _ in range(50):
-        first = rng.randrange(20_000, max(20_001, low - 6), 2)
-        if not any(ports.in_use("127.0.0.1", first + i) for i in range(6)):
-            return first
-    raise AssertionError("no six consecutive free ports")
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    first = _six_free_ports()
+    first = ports.free_port(block=6)
     settings = private_stack_settings(
         tmp_path_factory.mktemp("kafka3"),
         kafka_brokers=3,

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from redis.exceptions import RedisError
 from temporalio.client import Client
 
-from infra.ports import free_port, in_use
+from infra.ports import free_port
 from infra.process import ProcessRecord
 from infra.services.sentinel import MASTER_NAME
 from infra.settings import private_stack_settings
@@ -57,15 +57,6 @@ def _say(message: str) -> None:
     print(f"[sentinel stack] {message}", file=sys.stderr)
 
 
-def _three_free_ports() -> int:
-    """The first of three consecutive free ports (the sentinels')."""
-    for _ in range(50):
-        first = free_port()
-        if first + 2 < 65536 and not any(in_use("127.0.0.1", first + i) for i in (1, 2)):
-            return first
-    raise OSError("no three consecutive free ports")
-
-
 @dataclass
 class Topology:
     stack: Stack
@@ -83,7 +74,7 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
         tmp_path_factory.mktemp("sentinel"),
         redis_sentinel=True,
         redis_replica_port=free_port(),
-        redis_sentinel_port=_three_free_ports(),
+        redis_sentinel_port=free_port(block=3),
         start_timeout_seconds=60.0,
     )
     stack = Stack(settings, apps=False, attached=True)
