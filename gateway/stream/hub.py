@@ -151,11 +151,6 @@ class TailHub:
                 self._tails[tenant] = tail
             return tail
 
-    def running(self, tenant: str) -> bool:
-        """Whether ``tenant`` has a tail here that takes sockets now."""
-        tail = self._tails.get(tenant)
-        return tail is not None and not tail.closing
-
     def watermarks(self) -> Iterator[tuple[str, int, int]]:
         """(tenant, bytes buffered, peak) of every running tail, for the metrics."""
         for tenant, tail in list(self._tails.items()):

@@ -105,19 +105,6 @@ class Opening:
         self.sub: Subscriber | None = None
 
     async def open(self) -> Opened:
-        """Open the socket.
-
-        The run lookup (Temporal) is asked first and awaited last: the offset
-        lookup (Kafka) and the session write (Redis) go on meanwhile, so an
-        open costs the slowest of the three round trips, not their sum. Nothing
-        reaches the client before the run is known: the socket is accepted,
-        and the subscriber handed over, only after :meth:`open` returns. A
-        session written for a run that turns out unknown is never named in a
-        token and expires with its TTL. ``from=start`` needs the run's start
-        time for its first offset, so there the session waits for the lookup,
-        and so does the tenant's first socket on this gateway (it starts the
-        tail).
-        """
         ctx = self.ctx
         tenant = await self._authenticate()
         self._admit(tenant)
@@ -134,44 +121,22 @@ class Opening:
                 raise StreamClosed(
                     CloseCode.BAD_FRAME, "from= must be 'start', 'now' or a cursor of this run"
                 ) from None
-        claims: Claims | None = None
+        session: Session | None = None
         if token is not None:
             claims = ctx.signer.verify(token)
             if claims.tenant != tenant:
                 raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another tenant")
             if claims.run_id != self.run_id:
                 raise StreamClosed(CloseCode.FORBIDDEN, "resume token of another run")
-        lookup = asyncio.ensure_future(ctx.runs.lookup(tenant, self.run_id))
-        try:
-            return await self._open_with(tenant, start, after, claims, lookup)
-        finally:
-            if not lookup.done():
-                lookup.cancel()  # the directory shields its own question
-            elif not lookup.cancelled():
-                lookup.exception()  # retrieved: an earlier step's error is the one raised
-
-    async def _open_with(
-        self,
-        tenant: str,
-        start: str | None,
-        after: Cursor | None,
-        claims: Claims | None,
-        lookup: asyncio.Future[RunInfo | None],
-    ) -> Opened:
-        ctx = self.ctx
-        session: Session | None = None
-        if claims is not None:
             if ctx.acks.pending(claims.sid):
                 # Its last socket's acks first: a resume starts right after them.
                 await ctx.acks.settle(claims.sid)
             session = await ctx.sessions.load(claims.sid)
             if session is None:
                 raise StreamClosed(CloseCode.TOKEN_EXPIRED, "resume session expired")
-        if not ctx.hub.running(tenant):
-            # The tenant's first socket here starts its tail (a topic that may
-            # not exist yet): the run is known first, so an unknown run is
-            # refused as such and starts nothing.
-            await _known(lookup, self.run_id)
+        info = await ctx.runs.lookup(tenant, self.run_id)
+        if info is None:
+            raise StreamClosed(CloseCode.UNKNOWN_RUN, f"unknown run {self.run_id[:64]}")
         self.tail = tail = await ctx.hub.tail(tenant)
         partition = session.partition if session else ctx.hub.partition_for(tail, self.run_id)
         self.sub = sub = Subscriber(
@@ -180,12 +145,12 @@ class Opening:
             partition,
             max_events=ctx.gateway.send_queue_max_events,
             max_bytes=ctx.gateway.send_queue_max_bytes,
+            final_state=info.state if info.finished else None,
             watermarks=tail.watermarks,
             sink=self.sink,
             cork=tail.cork,
         )
-        # Registered before any offset is sampled: see the hand-over proof in
-        # replay.py. It is not live (offered records wait) until handed over.
+        # Registered before any offset is sampled: see the hand-over proof in replay.py.
         tail.add(sub)
         ctx.subscribers.add(sub)
         if start == "now" and session is None:
@@ -204,26 +169,16 @@ class Opening:
             sid = session.sid
             await ctx.sessions.touch(sid)
             ctx.metrics.resumes.labels(tenant).inc()
-            info = await _known(lookup, self.run_id)
-        elif after is not None or start == "now":
-            if after is not None:
-                sub.next_offset = _after_cursor(after, partition, earliest, end)
-            else:
-                sub.next_offset = end
+        elif after is not None:
+            sub.next_offset = _after_cursor(after, partition, earliest, end)
             sid = new_session_id()
             await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
-            info = await _known(lookup, self.run_id)
         else:
-            info = await _known(lookup, self.run_id)
-            sub.next_offset = await self._first_offset(tail, info, partition, earliest, end)
+            sub.next_offset = await self._first_offset(tail, info, partition, earliest, end, start)
             sid = new_session_id()
             await ctx.sessions.create(Session(sid, tenant, self.run_id, partition, sub.next_offset))
-        if info.finished:
-            # Temporal already reports the run finished: end after catch-up
-            # even if no terminal event arrives (a terminated run emits none).
-            sub.finish(info.state)
-        text, issued = ctx.signer.issue(tenant, self.run_id, sid)
-        return Opened(sub, tail, info, end, text, issued)
+        text, claims = ctx.signer.issue(tenant, self.run_id, sid)
+        return Opened(sub, tail, info, end, text, claims)
 
     def release(self) -> None:
         """Give back what the opening took: the tenant's socket count, and the
@@ -270,23 +225,17 @@ class Opening:
         partition: int,
         earliest: int,
         end: int,
+        start: str | None,
     ) -> int:
         # No resume= and no from= means from the start: late subscribers missing
         # a run's first events is the top complaint about realtime streams.
+        if start == "now":
+            return end
         if info.started_at is None:
             return earliest
         since = int(info.started_at.timestamp() * 1000) - _CLOCK_SKEW_MS
         found = await _kafka(self.ctx.hub.offsets.first_at_or_after(tail.topic, partition, since))
         return end if found is None else max(found, earliest)
-
-
-async def _known(lookup: asyncio.Future[RunInfo | None], run_id: str) -> RunInfo:
-    """The run ``lookup`` found, or the refusal of a run that is unknown (or
-    another tenant's: the two are not told apart)."""
-    info = await lookup
-    if info is None:
-        raise StreamClosed(CloseCode.UNKNOWN_RUN, f"unknown run {run_id[:64]}")
-    return info
 
 
 def _after_cursor(after: Cursor, partition: int, earliest: int, end: int) -> int:
