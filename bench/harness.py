@@ -189,8 +189,9 @@ class LoadProcess:
     def ready(self, timeout: float = 180.0) -> dict[str, Any]:
         return self._line(timeout)
 
-    def measure_start(self, expect: int, timeout: float, since_ns: int = 0) -> None:
-        self.send(cmd="measure", expect=expect, timeout=timeout, since_ns=since_ns)
+    def measure_start(self, expect: int, timeout: float, since_ns: int = 0, **tally: Any) -> None:
+        """``tally``: bench.loadgen's --tally options (until, cut_ns, start_ns, rate)."""
+        self.send(cmd="measure", expect=expect, timeout=timeout, since_ns=since_ns, **tally)
 
     def measure_result(self, timeout: float) -> dict[str, Any]:
         return self._line(timeout + 30)

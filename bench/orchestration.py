@@ -37,6 +37,7 @@ from bench.messages import API_KEY, TENANT
 from bench.profile import sampled
 from bench.systems.base import Endpoints
 from bench.systems.tidings import Tidings
+from bench.tally import summarise
 from bench.workloads import Scale
 
 ORCHESTRATION = {
@@ -194,6 +195,7 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
     with system.running(), system.worker_running(most + 50):
         system.wait_pipeline(60)
         for runs in scale.o1_runs:
+            log_from = _size(system.work / "worker.log")
             # The runs wait at a gate: the first token goes out once every run
             # is started and every socket open and caught up, however long that
             # took, so no socket replays what it should have streamed.
@@ -209,6 +211,7 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
                     len(ids),
                     targets=targets,
                     latency=True,
+                    tally=True,
                     open_timeout=scale.timeout * 4,
                     **system.load_options(),
                 ) as loads:
@@ -216,33 +219,88 @@ def o1_tidings(system: Orchestrated, scale: Scale, say: Say) -> dict[str, Any]:
                     opened = time.monotonic() - posting - posted
                     start_ns = time.monotonic_ns() + int(_O1_SETTLE_SECONDS * 1e9)
                     _open_gate(gate, start_ns)
-                    wait = _O1_SETTLE_SECONDS + scale.o1_seconds + scale.timeout
+                    # Until every socket has closed (its run's ``end``), not a
+                    # fixed window: a socket cut while still open cannot tell
+                    # a late token from a lost one. The old window's end is
+                    # noted (cut) to say how far behind sockets were there.
+                    window = scale.o1_seconds + scale.timeout
+                    wait = _O1_SETTLE_SECONDS + scale.o1_seconds + _O1_END_LIMIT * scale.timeout
                     since = start_ns + int(scale.e_warmup * 1e9)
                     for proc in loads:
-                        proc.measure_start(count, wait, since)
+                        proc.measure_start(
+                            count,
+                            wait,
+                            since,
+                            until="ended",
+                            cut_ns=start_ns + int(window * 1e9),
+                            start_ns=start_ns,
+                            rate=scale.o1_rate,
+                        )
                     results = [proc.measure_result(wait + 10) for proc in loads]
             finally:
                 Path(targets).unlink()
             samples = [s / 1e6 for r in results for s in r["latencies_ns"]]
             late = max(r["ready_ns"] for r in readies) > start_ns
+            sockets = [s for r in results for s in r["sockets"]]
+            delivery = summarise(sockets, count, start_ns, start_ns + int(window * 1e9))
             out[f"runs_{runs}"] = {
                 "runs": len(ids),
                 "refused": refused,
                 "connected": sum(r["clients"] for r in readies),
                 "expected": len(ids) * count,
-                "received": sum(r["messages"] for r in results),
-                "complete_sockets": sum(r["complete"] for r in results),
-                # Sockets the server closed (the load generator does not resume them).
-                "closed_sockets": sum(r["closed"] for r in results),
-                "close_codes": sorted({c for r in results for c in r["close_codes"]}),
+                # Tokens of each socket's latest attempt (the discard rule).
+                "received": sum(s["kept"] for s in sockets),
+                **delivery,
+                "window_s": window,
                 "sockets_late": late,
                 "post_s": round(posted, 1),
                 "open_s": round(opened, 1),
+                "worker_log": _worker_faults(system.work / "worker.log", log_from),
                 **latency_summary(samples),
             }
             say(f"  O1 tidings at {runs} runs: {json.dumps(_brief(out[f'runs_{runs}']))}")
     _headline(out, scale)
     return out
+
+
+# How long O1 waits for the last socket to end, after the emission, in units
+# of the scale's timeout: generous, since on a busy box the worker emits late.
+_O1_END_LIMIT = 3
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+# What the worker logs when an activity attempt fails (Temporal's SDK) or a
+# workflow task goes wrong; counted per O1 level to tell retried token steps
+# (their tokens re-emitted under the next attempt) from a quiet run.
+_WORKER_FAULTS = {
+    "activity_failed": ("Completing activity as failed", "Completing as failure"),
+    "workflow_task_failed": ("Failed activation", "Failed completing", "not found"),
+    "heartbeat_failed": ("failed recording heartbeat",),
+}
+
+
+def _worker_faults(log: Path, offset: int) -> dict[str, int]:
+    with log.open("rb") as file:
+        file.seek(offset)
+        text = file.read().decode(errors="replace").lower()
+    lines = text.splitlines()
+    found = {
+        name: sum(1 for line in lines if any(p.lower() in line for p in patterns))
+        for name, patterns in _WORKER_FAULTS.items()
+    }
+    found["bench_emit_failed"] = sum(
+        1
+        for line in lines
+        if "bench.emit" in line
+        and any(p.lower() in line for p in _WORKER_FAULTS["activity_failed"])
+    )
+    return found
 
 
 def o1_streams(ends: Endpoints, work: Path, scale: Scale, say: Say) -> dict[str, Any]:
