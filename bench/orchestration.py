@@ -285,21 +285,26 @@ _WORKER_FAULTS = {
 }
 
 
-def _worker_faults(log: Path, offset: int) -> dict[str, int]:
+def _worker_faults(log: Path, offset: int) -> dict[str, Any]:
+    """Counts of :data:`_WORKER_FAULTS` in the worker log from ``offset``, and
+    the first few such lines (cut short) as evidence."""
     with log.open("rb") as file:
         file.seek(offset)
-        text = file.read().decode(errors="replace").lower()
-    lines = text.splitlines()
-    found = {
-        name: sum(1 for line in lines if any(p.lower() in line for p in patterns))
-        for name, patterns in _WORKER_FAULTS.items()
-    }
+        lines = file.read().decode(errors="replace").splitlines()
+    lowered = [line.lower() for line in lines]
+    found: dict[str, Any] = {}
+    examples: list[str] = []
+    for name, patterns in _WORKER_FAULTS.items():
+        hits = [i for i, line in enumerate(lowered) if any(p.lower() in line for p in patterns)]
+        found[name] = len(hits)
+        examples += [lines[i][:300] for i in hits[:2]]
     found["bench_emit_failed"] = sum(
         1
-        for line in lines
+        for line in lowered
         if "bench.emit" in line
         and any(p.lower() in line for p in _WORKER_FAULTS["activity_failed"])
     )
+    found["examples"] = examples
     return found
 
 
