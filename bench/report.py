@@ -221,6 +221,21 @@ def _o1_rows(scale: Scale) -> list[Row]:
         for name, key in (("p50", "p50_ms"), ("p99", "p99_ms"), ("p99.9", "p999_ms")):
             label = f"O1 emit -> client {name} ms ({runs:,} runs x {scale.o1_rate:g} ev/s)"
             out.append((label, "O1", f"runs_{runs}.{key}", None, False))
+        # Delivery, from each socket's tally (bench/tally.py): latency means
+        # little unless every socket got every token once, in order, before
+        # ``end``; sockets still open at the deadline are behind, not faulty.
+        level = f"({runs:,} runs)"
+        out += [
+            (f"O1 tokens received of {runs * round(scale.o1_rate * scale.o1_seconds):,} "
+             f"{level}", "O1", f"runs_{runs}.received", None, True),
+            (f"O1 sockets complete of {runs:,}", "O1", f"runs_{runs}.complete_sockets", None, True),
+            (f"O1 sockets closed short of tokens (end early) {level}", "O1",
+             f"runs_{runs}.ended_early", lambda v: v == 0, False),
+            (f"O1 sockets still open at the deadline {level}", "O1",
+             f"runs_{runs}.open_at_deadline", None, False),
+            (f"O1 last run's end, s after the first token {level}", "O1",
+             f"runs_{runs}.last_end_s", None, False),
+        ]  # fmt: skip
     return out
 
 

@@ -47,6 +47,18 @@ def test_o1_rows_read_each_level_and_ratios_name_their_targets() -> None:
     assert ">= 0.9x Temporal client" in o3 and "0.90x" in o3
 
 
+def test_o1_delivery_rows_flag_a_socket_ended_short_of_its_tokens() -> None:
+    level = {"received": 4_900, "complete_sockets": 49, "open_at_deadline": 0, "last_end_s": 3.2}
+    clean = report.table(document({"tidings": {"O1": {"runs_50": {**level, "ended_early": 0}}}}))
+    early = next(line for line in clean.splitlines() if "end early) (50 runs)" in line)
+    assert "| 0 ok |" in early
+    faulty = report.table(document({"tidings": {"O1": {"runs_50": {**level, "ended_early": 1}}}}))
+    early = next(line for line in faulty.splitlines() if "end early) (50 runs)" in line)
+    assert "| 1 **MISS** |" in early
+    complete = next(line for line in clean.splitlines() if "sockets complete of 50" in line)
+    assert "| 49 |" in complete
+
+
 def test_gateway_processes_rows_divide_rates_not_latencies() -> None:
     doc = document(
         {
