@@ -165,7 +165,10 @@ def main() -> int:
             # O1's peer is Temporal streams, O2's a bare producer ("kafka"), O3's
             # the Temporal client: each only where that system was chosen.
             peers = {"temporal-streams", "kafka", "temporal-client"}
-            for name, figures in orchestration.run_all(ends, work, scale, workloads, say).items():
+            everything = orchestration.run_all(
+                ends, work, scale, workloads, say, o1_peer="temporal-streams" in chosen
+            )
+            for name, figures in everything.items():
                 if name == "tidings" or name in peers & {*chosen, "temporal-client"}:
                     results.setdefault(name, {}).update(figures)
     binary = next((s.binary for s in systems if isinstance(s, Centrifugo)), None)

@@ -517,9 +517,15 @@ async def _start_direct(system: Orchestrated, body: dict[str, Any], n: int) -> t
 
 # -- the driver ---------------------------------------------------------------------
 def run_all(
-    ends: Endpoints, work: Path, scale: Scale, workloads: list[str], say: Say
+    ends: Endpoints,
+    work: Path,
+    scale: Scale,
+    workloads: list[str],
+    say: Say,
+    o1_peer: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """``{system: {workload: result}}`` for the O workloads asked for."""
+    """``{system: {workload: result}}`` for the O workloads asked for;
+    ``o1_peer``: run O1's peer (minutes at 1,000 runs) too."""
     results: dict[str, dict[str, Any]] = {}
 
     def put(system: str, key: str, value: dict[str, Any]) -> None:
@@ -539,8 +545,9 @@ def run_all(
         if "O1" in workloads:
             say(f"tidings O1: {ORCHESTRATION['O1']}")
             put("tidings", "O1", guarded(lambda: o1_tidings(system, scale, say)))
-            say(f"temporal-streams O1: {ORCHESTRATION['O1']}")
-            put("temporal-streams", "O1", guarded(lambda: o1_streams(ends, work, scale, say)))
+            if o1_peer:
+                say(f"temporal-streams O1: {ORCHESTRATION['O1']}")
+                put("temporal-streams", "O1", guarded(lambda: o1_streams(ends, work, scale, say)))
         if "O2" in workloads:
             say(f"O2: {ORCHESTRATION['O2']}")
             got = guarded(lambda: o2(system, scale))
