@@ -282,6 +282,10 @@ _WORKER_FAULTS = {
     "activity_failed": ("Completing activity as failed", "Completing as failure"),
     "workflow_task_failed": ("Failed activation", "Failed completing", "not found"),
     "heartbeat_failed": ("failed recording heartbeat",),
+    # The emitter's own: a record re-sent after the producer failed its batch,
+    # or given up on (activities/emitter.py).
+    "emit_retried": ("event plane unavailable",),
+    "record_lost": (" lost: ",),
 }
 
 
