@@ -397,8 +397,20 @@ class Emitter:
         the event plane is away)."""
         await self._producer.flush()
         pending = list(self._pending.values())
-        if pending:
-            await asyncio.shield(asyncio.gather(*pending))
+        if not pending:
+            return
+        # Not gather: the records are every activity's in this process, and
+        # one of them cancelled before it was handed over (its own activity
+        # cancelled, e.g. timed out on a busy worker) would fail this flush,
+        # and with it every step finishing meanwhile, with CancelledError
+        # (retried: each re-emitting all its tokens). Such a record cannot
+        # land, so there is nothing of it to wait for; one given up on (lost)
+        # still fails the flush.
+        await asyncio.shield(asyncio.wait(pending))
+        for outcome in pending:
+            error = None if outcome.cancelled() else outcome.exception()
+            if error is not None:
+                raise error
 
     async def publish(
         self, topic: str, key: str, payload: dict[str, Any], *, record_id: str | None = None

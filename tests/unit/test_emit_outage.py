@@ -120,6 +120,31 @@ async def test_flush_waits_for_tokens_still_held() -> None:
     await asyncio.wait_for(flushing, 5)
 
 
+async def test_flush_is_not_failed_by_another_emit_cancelled_before_it_was_handed_over() -> None:
+    # One worker, many steps: a step's flush waits for every record in the
+    # process. Another step's emit, refused by the producer and cancelled
+    # meanwhile (its activity timed out), never lands; the flush must still
+    # wait for the records that will, and succeed, not raise CancelledError.
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    await emitter.emit(event(1, EventType.STEP_TOKEN), wait=False)
+    plane.refuse = 1_000_000
+    other = asyncio.create_task(emitter.emit(event(2, EventType.STEP_TOKEN), wait=False))
+    await wait_for(lambda: emitter.metrics.emit_retries._value.get() >= 1, 5, "refused")
+    flushing = asyncio.create_task(emitter.flush())
+    for _ in range(3):  # the flush takes its list of records in flight
+        await asyncio.sleep(0)
+    other.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await other
+    await asyncio.sleep(0)
+    assert not flushing.done()  # the held token has not landed yet
+    plane.release()
+    await asyncio.wait_for(flushing, 5)
+    assert len(plane.written) == 1
+
+
 def test_recent_ids_forget_the_oldest() -> None:
     ids = RecentIds(2)
     for key in ("a", "b", "c"):
