@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.emitter import Emitter
 from tidings.errors import ActivityErrorType
@@ -71,3 +71,16 @@ async def until_event_plane_gives_up(
         type=ActivityErrorType.EVENT_PLANE_UNAVAILABLE,
         non_retryable=True,
     )
+
+
+def event_plane_attempt(error: BaseException) -> int | None:
+    """The attempt an :func:`until_event_plane_gives_up` ending names, if
+    ``error`` is one (as a workflow sees it: an activity's failure); else None."""
+    cause = error.cause if isinstance(error, ActivityError) else None
+    if not isinstance(cause, ApplicationError):
+        return None
+    if cause.type != ActivityErrorType.EVENT_PLANE_UNAVAILABLE:
+        return None
+    details = cause.details[0] if cause.details else None
+    attempt = details.get("attempt") if isinstance(details, dict) else None
+    return attempt if isinstance(attempt, int) else None

@@ -57,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent.offline import SEARCH_TOOL
     from activities.agent.steps import INSTRUCTIONS, ToolFunction
     from activities.emitter import Emitter
+    from activities.plane_deadline import event_plane_attempt
     from activities.types import (
         AGENT_RESUME,
         AGENT_WORKFLOW,
@@ -144,7 +145,7 @@ class StreamPosition(AbstractCapability[AgentDeps]):
         request_context: ModelRequestContext,
         error: Exception,
     ) -> ModelResponse:
-        ended = _event_plane_attempt(error)
+        ended = event_plane_attempt(error)
         if ended is None or not workflow.patched(MODEL_REQUEST_PLANE_PATCH):
             raise error
         # Kafka was away for the request's whole time: not the request's
@@ -370,18 +371,6 @@ def _question(data: AgentStepInput) -> str:
     if not isinstance(question, str) or not question.strip():
         raise _invalid("question must be a non-empty string")
     return question
-
-
-def _event_plane_attempt(error: BaseException) -> int | None:
-    """The step attempt an event-plane outage ended (activities/plane_deadline.py), else None."""
-    cause = error.cause if isinstance(error, ActivityError) else None
-    if not isinstance(cause, ApplicationError):
-        return None
-    if cause.type != ActivityErrorType.EVENT_PLANE_UNAVAILABLE:
-        return None
-    details = cause.details[0] if cause.details else None
-    attempt = details.get("attempt") if isinstance(details, dict) else None
-    return attempt if isinstance(attempt, int) else None
 
 
 def _failed_attempt(exc: Exception, deps: AgentDeps) -> int:

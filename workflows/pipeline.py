@@ -25,6 +25,7 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
+    from activities.plane_deadline import event_plane_attempt
     from activities.types import (
         AGENT_RESUME,
         AGENT_RUN,
@@ -355,7 +356,7 @@ class PipelineWorkflow:
             except ActivityError as err:
                 if isinstance(err.cause, CancelledError):
                     raise
-                ended = _event_plane_attempt(err)
+                ended = event_plane_attempt(err)
                 if ended is not None and workflow.patched(EVENT_PLANE_PATCH):
                     # Kafka was away for the attempt's whole time: not the
                     # step's failure. Schedule it again, attempts numbered on.
@@ -660,18 +661,6 @@ async def _all_or_nothing(work: list[Coroutine[Any, Any, T]]) -> list[T]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
-
-
-def _event_plane_attempt(err: ActivityError) -> int | None:
-    """The attempt an event-plane outage ended (activities.steps), else ``None``."""
-    cause = err.cause
-    if not isinstance(cause, ApplicationError):
-        return None
-    if cause.type != ActivityErrorType.EVENT_PLANE_UNAVAILABLE:
-        return None
-    details = cause.details[0] if cause.details else None
-    attempt = details.get("attempt") if isinstance(details, dict) else None
-    return attempt if isinstance(attempt, int) else None
 
 
 def _failed_attempt(cause: BaseException | None) -> int | None:
