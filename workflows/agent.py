@@ -27,7 +27,6 @@ from pydantic_ai import (
     ModelMessagesTypeAdapter,
     RunContext,
     Tool,
-    ToolDenied,
 )
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.durable_exec.temporal import TemporalDurability
@@ -39,7 +38,7 @@ from pydantic_ai.exceptions import (
 )
 from pydantic_ai.messages import ModelResponse, ToolCallPart
 from pydantic_ai.models import Model, ModelRequestContext
-from pydantic_ai.tools import DeferredToolApprovalResult, ToolDefinition
+from pydantic_ai.tools import ToolDefinition
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, RetryState
@@ -55,7 +54,7 @@ with workflow.unsafe.imports_passed_through():
         stream_handler,
     )
     from activities.agent.offline import SEARCH_TOOL
-    from activities.agent.steps import INSTRUCTIONS, ToolFunction
+    from activities.agent.steps import INSTRUCTIONS, ToolFunction, review_decisions
     from activities.emitter import Emitter
     from activities.plane_deadline import event_plane_attempt
     from activities.types import (
@@ -280,15 +279,7 @@ async def _answer(
     if data.activity == AGENT_RESUME:
         if not isinstance(first, dict):
             raise _invalid("answer must be the output of the agent step")
-        review = data.input.get("review") or {}
-        if not review.get("approved"):
-            raise _invalid("pending tool calls need an approved review")
-        denied = set(review.get("deny") or [])
-        reason = str(review.get("comment") or "The reviewer denied this call.")
-        decisions: dict[str, bool | DeferredToolApprovalResult] = {
-            call["call_id"]: ToolDenied(reason) if call["call_id"] in denied else True
-            for call in first["pending"]
-        }
+        decisions = review_decisions(first["pending"], data.input.get("review"))
         history = ModelMessagesTypeAdapter.validate_python(first.get("messages"))
         results = DeferredToolResults(approvals=decisions)
         deps.history = len(history)

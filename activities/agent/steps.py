@@ -105,15 +105,7 @@ class AgentSteps(StepActivities):
             raise _invalid("answer must be the output of the agent step")
         if not first.get("pending"):
             return {k: v for k, v in first.items() if k != "messages"}
-        review = data.get("review") or {}
-        if not review.get("approved"):
-            raise _invalid("pending tool calls need an approved review")
-        denied = set(review.get("deny") or [])
-        reason = str(review.get("comment") or "The reviewer denied this call.")
-        decisions: dict[str, bool | DeferredToolApprovalResult] = {
-            call["call_id"]: ToolDenied(reason) if call["call_id"] in denied else True
-            for call in first["pending"]
-        }
+        decisions = review_decisions(first["pending"], data.get("review"))
         outcome = await run_agent(
             ctx,
             self._agent(data, gated=True),
@@ -172,6 +164,22 @@ def _question(data: dict[str, Any]) -> str:
     if not isinstance(question, str) or not question.strip():
         raise _invalid("question must be a non-empty string")
     return question
+
+
+def review_decisions(
+    pending: list[dict[str, Any]], review: dict[str, Any] | None
+) -> dict[str, bool | DeferredToolApprovalResult]:
+    """The reviewer's answer to the gated calls ``pending``, as Pydantic AI's
+    deferred approvals: each call approved unless the review denies it."""
+    review = review or {}
+    if not review.get("approved"):
+        raise _invalid("pending tool calls need an approved review")
+    denied = set(review.get("deny") or [])
+    reason = str(review.get("comment") or "The reviewer denied this call.")
+    return {
+        call["call_id"]: ToolDenied(reason) if call["call_id"] in denied else True
+        for call in pending
+    }
 
 
 def _invalid(message: str) -> ApplicationError:
