@@ -25,7 +25,7 @@ from activities.emitter import Emitter
 from activities.heartbeat import heartbeating
 from activities.metrics import WorkerMetrics
 from activities.plane_deadline import until_event_plane_gives_up
-from activities.types import CLOSING_SEQ, StepInput
+from activities.types import CLOSING_SEQ, HotLoopPolicy, StepInput
 from tidings.events import Event, EventType
 from tidings.observability import bind_log_context
 
@@ -266,23 +266,35 @@ async def _announce_retry(ctx: StepContext, data: StepInput, info: activity.Info
                 EventType.STEP_RETRYING, discard_data(earlier), seq=CLOSING_SEQ, attempt=earlier
             )
         )
-    retries = info.attempt - 1
     window = (info.current_attempt_scheduled_time - info.scheduled_time).total_seconds()
-    # Backoff only grows, so the first time the count is crossed is the tightest window.
-    if retries == data.hot_loop.max_retries + 1 and window <= data.hot_loop.window_seconds:
+    await alert_hot_loop(ctx, data.hot_loop, data.tenant, data.run_id, info.attempt - 1, window)
+
+
+async def alert_hot_loop(
+    ctx: StepContext,
+    policy: HotLoopPolicy,
+    tenant: str,
+    run_id: str,
+    retries: int,
+    window: float,
+) -> None:
+    """``alert.hot_loop`` once a step has been retried past ``policy`` within
+    its window (``window``: seconds since the step was first scheduled)."""
+    # Retries only grow, so the count is crossed once, at its tightest window.
+    if retries == policy.max_retries + 1 and window <= policy.window_seconds:
         log.warning(
             "hot loop: run %s step %s retried %d times in %.1fs",
-            data.run_id,
+            run_id,
             ctx.name,
             retries,
             window,
         )
-        ctx.emitter_metrics.hot_loops.labels(data.tenant).inc()
+        ctx.emitter_metrics.hot_loops.labels(tenant).inc()
         await ctx.emit(
             EventType.ALERT_HOT_LOOP,
             {
                 "retries": retries,
-                "window_seconds": data.hot_loop.window_seconds,
+                "window_seconds": policy.window_seconds,
                 "elapsed_seconds": round(window, 3),
             },
         )

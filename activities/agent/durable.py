@@ -44,7 +44,7 @@ from temporalio.service import RPCError
 from activities.agent.events import Mapped, cut, map_event
 from activities.emitter import Emitter
 from activities.plane_deadline import until_event_plane_gives_up
-from activities.steps import StepContext, discard_data
+from activities.steps import StepContext, alert_hot_loop, discard_data
 from activities.types import CLOSING_SEQ, STEP_ATTEMPT_SIGNAL, HotLoopPolicy, StepInput
 from tidings.errors import ActivityErrorType
 from tidings.events import EventType
@@ -203,26 +203,8 @@ async def _announce_attempt(ctx: StepContext, deps: AgentDeps, attempt: int) -> 
         except (RuntimeError, RPCError) as exc:
             # The status only lags; the events and the retry go on.
             log.warning("attempt %d of %s not signalled: %s", attempt, deps.step, exc)
-    retries = attempt - 1
     window = time.time() - deps.started
-    # Attempts only grow, so the count is crossed once, at its tightest window.
-    if retries == deps.hot_loop.max_retries + 1 and window <= deps.hot_loop.window_seconds:
-        log.warning(
-            "hot loop: run %s step %s retried %d times in %.1fs",
-            deps.run_id,
-            deps.step,
-            retries,
-            window,
-        )
-        ctx.emitter_metrics.hot_loops.labels(deps.tenant).inc()
-        await ctx.emit(
-            EventType.ALERT_HOT_LOOP,
-            {
-                "retries": retries,
-                "window_seconds": deps.hot_loop.window_seconds,
-                "elapsed_seconds": round(window, 3),
-            },
-        )
+    await alert_hot_loop(ctx, deps.hot_loop, deps.tenant, deps.run_id, attempt - 1, window)
 
 
 async def _tool_event(emitter: Emitter, deps: AgentDeps, event: AgentStreamEvent) -> None:
