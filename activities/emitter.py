@@ -23,25 +23,34 @@ retrying a record it took, with the same sequence number, for as long as it
 takes (``_never_expire_batches``); a record is sent afresh only if the
 producer failed its batch with an error that passes, which leaves nothing
 acknowledged to duplicate.
+
+Tokens stream thousands to a step, so an unawaited emit (``wait=False``) gets
+no future nor callback of its own: the records the producer took are settled
+oldest first, a batch at a time, from one callback on the oldest (``_reap``),
+which also sends again the ones whose batch failed. A record gets a future of
+its own only when someone waits for it (an awaited emit, an emit joining it, a
+flush finding it still in flight), settled on its own acknowledgement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from collections import deque
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
+from prometheus_client import Counter, Histogram
 
 from activities.coalesce import CoalescePolicy
-from activities.delivery import EmitBackoff, RecentIds
+from activities.delivery import EmitBackoff, RecentIds, Record
 from activities.metrics import WorkerMetrics
 from activities.quota import TenantQuota
 from tidings.events import Event
@@ -56,18 +65,10 @@ log = logging.getLogger(__name__)
 # Acknowledged ids remembered per process for the retried-emit check (about
 # 100 bytes each).
 _RECENT_IDS = 50_000
+# Losses a flush can still see when they happen while it waits.
+_LOSSES_KEPT = 1_000
 
 Headers = list[tuple[str, bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Record:
-    id: str
-    topic: str
-    value: bytes
-    key: bytes
-    headers: Headers
-    remember: bool
 
 
 def _never_expire_batches(producer: AIOKafkaProducer) -> None:
@@ -113,20 +114,29 @@ class Emitter:
     ) -> None:
         self._kafka = kafka
         self._backoff = backoff if backoff is not None else EmitBackoff()
-        # Records sent and not yet acknowledged, by id; resolved once the broker has them.
-        self._pending: dict[str, asyncio.Future[None]] = {}
+        # Records not yet acknowledged nor given up on, by id, oldest first.
+        self._inflight: dict[str, Record] = {}
+        # Records the producer took, in hand-over order, until settled; one
+        # callback on the oldest (armed) settles them batch by batch.
+        self._queue: deque[Record] = deque()
+        self._armed = False
+        self._seq = 0
         self._acknowledged = RecentIds(_RECENT_IDS)
         self._resends: set[asyncio.Task[None]] = set()
-        # Since when each pending record and each refused send has waited
-        # (monotonic seconds), for stalled_for().
-        self._since: dict[str, float] = {}
-        self._refused: dict[object, float] = {}
+        # Records given up on, as (loss number, hand-over seq, error), for the
+        # flushes waiting meanwhile; _lost counts them all.
+        self._losses: deque[tuple[int, int, BaseException]] = deque(maxlen=_LOSSES_KEPT)
+        self._lost = 0
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._quota = quota
         self._lag = lag
         self.coalesce_policy = coalesce
         # Tenants currently coalescing (kept per process for the hysteresis).
         self._coalescing: set[str] = set()
+        # Per tenant: its events topic, once known to exist, and its
+        # emit-latency histogram; per (tenant, type): its events counter.
+        self._tenants: dict[str, tuple[str, Histogram]] = {}
+        self._counted: dict[tuple[str, str], Counter] = {}
         self._producer = AIOKafkaProducer(
             **client_options(kafka),
             enable_idempotence=True,
@@ -214,32 +224,68 @@ class Emitter:
         the caller must :meth:`flush` before it reports the step done. While
         the event plane is away this waits (see the module's docstring).
         """
-        if await self._joined(event.id, wait=wait):
+        record_id = event.id
+        if (record_id in self._inflight or record_id in self._acknowledged) and await self._joined(
+            record_id, wait=wait
+        ):
             return
-        started = time.perf_counter()
+        started = since = time.monotonic()
         tenant = event.tenant
+        known = self._tenants.get(tenant)
+        if known is None or self._quota is not None:
+            known = await self._prepare(tenant)
+            since = time.monotonic()
+            # Again: a retried emit of the same id may have started meanwhile.
+            if await self._joined(record_id, wait=wait):
+                return
+        topic, latency = known
+        headers = event.headers()
+        traced = trace_headers()
+        if traced:
+            headers += traced
+        record = Record(
+            record_id,
+            topic,
+            event.to_bytes(),
+            event.run_id.encode(),
+            headers,
+            wait,
+            started,
+            since,
+            self._seq,
+            latency,
+        )
+        self._seq += 1
+        self._inflight[record_id] = record
+        try:
+            sent = await self._producer.send(
+                topic, value=record.value, key=record.key, headers=headers
+            )
+        except BaseException as exc:
+            sent = await self._send_refused(record, exc)
+        self._handed(record, sent)
+        counted = self._counted.get((tenant, event.type))
+        if counted is None:
+            counted = self._counted[tenant, event.type] = self.metrics.events.labels(
+                tenant, event.type
+            )
+        counted.inc()
+        if wait:
+            await asyncio.shield(self._watch(record))
+
+    async def _prepare(self, tenant: str) -> tuple[str, Histogram]:
+        """Wait out ``tenant``'s quota and make sure its topic exists; its
+        topic and emit-latency histogram."""
         if self._quota is not None:
             waited = await self._quota.acquire(tenant)
             if waited:
                 self.metrics.quota_delay.labels(tenant).inc(waited)
-        topic = events_topic(self._kafka.topic_prefix, tenant)
-        await self.ensure_topics([topic])
-        # Again: a retried emit of the same id may have started meanwhile.
-        if await self._joined(event.id, wait=wait):
-            return
-        outcome = await self._deliver(
-            event.id,
-            topic,
-            event.to_bytes(),
-            event.run_id.encode(),
-            event.headers() + trace_headers(),
-            remember=wait,
-        )
-        self.metrics.events.labels(tenant, event.type).inc()
-        latency = self.metrics.emit_seconds.labels(tenant)
-        outcome.add_done_callback(lambda _: latency.observe(time.perf_counter() - started))
-        if wait:
-            await asyncio.shield(outcome)
+        known = self._tenants.get(tenant)
+        if known is None:
+            topic = events_topic(self._kafka.topic_prefix, tenant)
+            await self.ensure_topics([topic])
+            known = self._tenants[tenant] = (topic, self.metrics.emit_seconds.labels(tenant))
+        return known
 
     async def _joined(self, record_id: str, *, wait: bool) -> bool:
         """Whether ``record_id`` is acknowledged or in flight already (then, with
@@ -247,11 +293,12 @@ class Emitter:
         while True:
             if record_id in self._acknowledged:
                 return True
-            pending = self._pending.get(record_id)
-            if pending is None:
+            record = self._inflight.get(record_id)
+            if record is None:
                 return False
             if not wait:
                 return True
+            pending = self._watch(record)
             try:
                 await asyncio.shield(pending)
                 return True
@@ -262,49 +309,86 @@ class Emitter:
                 # Its first sender was cancelled before handing it over: nothing
                 # of it can land, so look again (and send it if nobody has).
 
-    async def _deliver(
-        self,
-        record_id: str,
-        topic: str,
-        value: bytes,
-        key: bytes,
-        headers: Headers,
-        *,
-        remember: bool,
-    ) -> asyncio.Future[None]:
-        """Hand one record to the producer; the returned future resolves once the
-        broker has it (sent again meanwhile if the producer failed its batch).
+    def _record(
+        self, record_id: str, topic: str, value: bytes, key: bytes, headers: Headers, remember: bool
+    ) -> Record:
+        now = time.monotonic()
+        record = Record(record_id, topic, value, key, headers, remember, now, now, self._seq, None)
+        self._seq += 1
+        self._inflight[record_id] = record
+        return record
 
-        ``remember``: keep its id once acknowledged. Only for awaited emits, the
-        ones a retried activity repeats; tokens would crowd them out."""
-        record = _Record(record_id, topic, value, key, headers, remember)
-        outcome: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending[record_id] = outcome
-        self._since[record_id] = time.monotonic()
-        try:
-            sent = await self._send(record)
-        except BaseException:
-            # Never handed over, so nothing of it can land; whoever joined it retries.
-            self._pending.pop(record_id, None)
-            self._since.pop(record_id, None)
-            outcome.cancel()
-            raise
+    def _handed(self, record: Record, sent: asyncio.Future[Any]) -> None:
+        """The producer took ``record``: settle it once its batch is done."""
+        record.sent = sent
+        self._queue.append(record)
+        if not self._armed:
+            self._arm()
+        if record.outcome is not None:
+            # Someone waits for it: settle it as soon as it lands, not when
+            # every record handed over before it has.
+            sent.add_done_callback(functools.partial(self._landed, record))
 
-        def landed(future: asyncio.Future[Any]) -> None:
-            error = future.exception() if not future.cancelled() else KafkaTimeoutError()
-            if error is not None and _passing(error):
-                task = asyncio.create_task(self._redeliver(record, outcome, error))
-                self._resends.add(task)
-                task.add_done_callback(self._resends.discard)
-            else:
-                self._settle(record, outcome, error)
+    def _arm(self) -> None:
+        """Reap again once the oldest record handed over is done.
 
-        sent.add_done_callback(landed)
+        One callback for the whole queue instead of one per record: a batch's
+        records are done together, and one reap settles all of them."""
+        head = self._queue[0].sent
+        if head is None:
+            self._reap()
+            return
+        self._armed = True
+        head.add_done_callback(self._advance)
+
+    def _advance(self, _: asyncio.Future[Any]) -> None:
+        self._armed = False
+        self._reap()
+
+    def _reap(self) -> None:
+        """Settle the records handed over, oldest first, whose sends are done."""
+        queue = self._queue
+        while queue:
+            record = queue[0]
+            sent = record.sent
+            if sent is not None:
+                if not sent.done():
+                    break
+                self._landed(record, sent)
+            queue.popleft()
+        if queue and not self._armed:
+            self._arm()
+
+    def _landed(self, record: Record, sent: asyncio.Future[Any]) -> None:
+        """``record``'s send ``sent`` is done: settle it, or send it again."""
+        if record.sent is not sent:
+            return  # settled already (by the reap or its own callback)
+        record.sent = None
+        error = sent.exception() if not sent.cancelled() else KafkaTimeoutError()
+        if error is not None and _passing(error):
+            task = asyncio.create_task(self._redeliver(record, error))
+            self._resends.add(task)
+            task.add_done_callback(self._resends.discard)
+        else:
+            self._settle(record, error)
+
+    def _watch(self, record: Record) -> asyncio.Future[None]:
+        """A future resolved once ``record`` is acknowledged (failed if it is
+        given up on, cancelled if its sender was cancelled before hand-over)."""
+        outcome = record.outcome
+        if outcome is None:
+            outcome = record.outcome = asyncio.get_running_loop().create_future()
+            sent = record.sent
+            if sent is not None:
+                if sent.done():
+                    self._landed(record, sent)
+                else:
+                    sent.add_done_callback(functools.partial(self._landed, record))
+            # Else not handed over yet (_handed watches it then) or being sent
+            # again (_redeliver settles it).
         return outcome
 
-    async def _redeliver(
-        self, record: _Record, outcome: asyncio.Future[None], error: BaseException
-    ) -> None:
+    async def _redeliver(self, record: Record, error: BaseException) -> None:
         # The producer failed the batch, so the broker acknowledged none of it:
         # sending the record again writes no second acknowledged copy.
         delays = self._backoff.delays()
@@ -317,55 +401,86 @@ class Emitter:
                 if _passing(exc):
                     error = exc
                     continue
-                self._settle(record, outcome, exc)
+                self._settle(record, exc)
                 return
-            self._settle(record, outcome, None)
+            self._settle(record, None)
             return
 
-    def _settle(
-        self, record: _Record, outcome: asyncio.Future[None], error: BaseException | None
-    ) -> None:
-        self._pending.pop(record.id, None)
-        self._since.pop(record.id, None)
-        if outcome.done():
-            return
+    def _settle(self, record: Record, error: BaseException | None) -> None:
+        if self._inflight.get(record.id) is record:
+            del self._inflight[record.id]
+        if record.latency is not None:
+            record.latency.observe(time.monotonic() - record.started)
+        outcome = record.outcome
         if error is None:
             if record.remember:
                 self._acknowledged.add(record.id)
-            outcome.set_result(None)
+            if outcome is not None and not outcome.done():
+                outcome.set_result(None)
             return
         log.error("record %s to %s lost: %s", record.id, record.topic, type(error).__name__)
-        outcome.set_exception(error)
-        # Awaited emits raise it; an unawaited token's loss is logged above.
-        outcome.add_done_callback(lambda done: done.exception())
+        self._losses.append((self._lost, record.seq, error))
+        self._lost += 1
+        if outcome is not None and not outcome.done():
+            outcome.set_exception(error)
+            # Awaited emits raise it; an unawaited token's loss is logged above.
+            outcome.add_done_callback(lambda done: done.exception())
 
-    async def _send(self, record: _Record) -> asyncio.Future[Any]:
-        """``producer.send``, retried while the producer cannot take the record."""
-        delays = self._backoff.delays()
-        token = object()
+    def _drop(self, record: Record) -> None:
+        """``record`` was never handed over, so nothing of it can land; whoever
+        joined it looks again."""
+        if self._inflight.get(record.id) is record:
+            del self._inflight[record.id]
+        if record.outcome is not None:
+            record.outcome.cancel()
+
+    async def _send_refused(self, record: Record, refusal: BaseException) -> asyncio.Future[Any]:
+        """The producer did not take ``record`` (``refusal``): send it again while
+        the refusal passes, or drop it and raise."""
         try:
-            while True:
-                try:
-                    sent: asyncio.Future[Any] = await self._producer.send(
-                        record.topic, value=record.value, key=record.key, headers=record.headers
-                    )
-                    return sent
-                except KafkaError as exc:
-                    if not _passing(exc):
-                        raise
-                    self.metrics.emit_retries.inc()
-                    self._refused.setdefault(token, time.monotonic())
-                    await self._wait_out(exc, next(delays), "sending a record")
-        finally:
-            self._refused.pop(token, None)
+            if not (isinstance(refusal, KafkaError) and _passing(refusal)):
+                raise refusal
+            return await self._send(record, refusal)
+        except BaseException:
+            self._drop(record)
+            raise
+
+    async def _hand_over(self, record: Record) -> None:
+        try:
+            sent = await self._send(record)
+        except BaseException:
+            self._drop(record)
+            raise
+        self._handed(record, sent)
+
+    async def _send(
+        self, record: Record, refusal: BaseException | None = None
+    ) -> asyncio.Future[Any]:
+        """``producer.send``, retried while the producer cannot take the record
+        (starting with a wait when it has just refused it: ``refusal``)."""
+        delays = self._backoff.delays()
+        while True:
+            if refusal is not None:
+                self.metrics.emit_retries.inc()
+                await self._wait_out(refusal, next(delays), "sending a record")
+            try:
+                sent: asyncio.Future[Any] = await self._producer.send(
+                    record.topic, value=record.value, key=record.key, headers=record.headers
+                )
+                return sent
+            except KafkaError as exc:
+                if not _passing(exc):
+                    raise
+                refusal = exc
 
     def stalled_for(self) -> float:
         """Seconds the oldest record still waiting for the broker has waited (0 if none)."""
-        oldest = min(
-            next(iter(self._since.values()), math.inf),
-            min(self._refused.values(), default=math.inf),
-        )
-        return 0.0 if oldest == math.inf else time.monotonic() - oldest
+        for record in self._inflight.values():
+            sent = record.sent
+            if sent is not None and sent.done() and not sent.cancelled() and not sent.exception():
+                continue  # acknowledged, not settled yet
+            return time.monotonic() - record.since
+        return 0.0
 
     async def _wait_out(self, error: BaseException | None, delay: float, doing: str) -> None:
         log.warning(
@@ -394,22 +509,22 @@ class Emitter:
 
     async def flush(self) -> None:
         """Wait until the broker has every record handed over so far (however long
-        the event plane is away)."""
+        the event plane is away); fail if one of them was given up on."""
+        until, lost = self._seq, self._lost
         await self._producer.flush()
-        pending = list(self._pending.values())
-        if not pending:
-            return
-        # Not gather: the records are every activity's in this process, and
-        # one of them cancelled before it was handed over (its own activity
-        # cancelled, e.g. timed out on a busy worker) would fail this flush,
-        # and with it every step finishing meanwhile, with CancelledError
-        # (retried: each re-emitting all its tokens). Such a record cannot
-        # land, so there is nothing of it to wait for; one given up on (lost)
-        # still fails the flush.
-        await asyncio.shield(asyncio.wait(pending))
-        for outcome in pending:
-            error = None if outcome.cancelled() else outcome.exception()
-            if error is not None:
+        self._reap()
+        waiting = [self._watch(r) for r in list(self._inflight.values()) if r.seq < until]
+        if waiting:
+            # Not gather: the records are every activity's in this process, and
+            # one of them cancelled before it was handed over (its own activity
+            # cancelled, e.g. timed out on a busy worker) would fail this flush,
+            # and with it every step finishing meanwhile, with CancelledError
+            # (retried: each re-emitting all its tokens). Such a record cannot
+            # land, so there is nothing of it to wait for; one given up on (lost)
+            # still fails the flush.
+            await asyncio.shield(asyncio.wait(waiting))
+        for index, seq, error in self._losses:
+            if index >= lost and seq < until:
                 raise error
 
     async def publish(
@@ -423,8 +538,10 @@ class Emitter:
         if key_of is not None and await self._joined(key_of, wait=True):
             return
         await self.ensure_topics([topic])
+        if key_of is not None and await self._joined(key_of, wait=True):
+            return
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        outcome = await self._deliver(
+        record = self._record(
             key_of or uuid.uuid4().hex,
             topic,
             body,
@@ -432,7 +549,8 @@ class Emitter:
             trace_headers(),
             remember=key_of is not None,
         )
-        await asyncio.shield(outcome)
+        await self._hand_over(record)
+        await asyncio.shield(self._watch(record))
         if topic == dlq_topic(self._kafka.topic_prefix):
             tenant = str(payload.get("tenant") or "")
             self.metrics.dlq.labels(tenant, str(payload.get("kind") or "")).inc()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaTimeoutError, LeaderNotAvailableError
+from aiokafka.errors import KafkaTimeoutError, LeaderNotAvailableError, MessageSizeTooLargeError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -64,6 +64,13 @@ class Plane:
         for future, value in self.held:
             self.written.append(value)
             future.set_result(None)
+        self.held.clear()
+
+    def fail_held(self, error: BaseException) -> None:
+        """The producer gives up on the batches it holds (nothing of them landed)."""
+        self.hold = False
+        for future, _ in self.held:
+            future.set_exception(error)
         self.held.clear()
 
     async def flush(self) -> None:
@@ -308,3 +315,96 @@ async def test_an_attempt_slow_for_its_own_reasons_is_left_to_time_out() -> None
     # Nothing waits on the broker: the attempt is not ended early (Temporal's
     # own timeout would end it, and count it).
     assert await asyncio.wait_for(env.run(Slow(emitter).slow, data), 5) == {}
+
+
+# -- tokens (wait=False): no future of their own, settled batch by batch -------
+
+
+def token(seq: int) -> Event:
+    return event(seq, EventType.STEP_TOKEN)
+
+
+async def test_a_token_whose_batch_failed_with_a_passing_error_is_sent_again_unprompted() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    for seq in (1, 2):
+        await emitter.emit(token(seq), wait=False)
+    plane.fail_held(LeaderNotAvailableError())
+    # No later emit nor flush comes: the failed batch alone gets them resent.
+    await wait_for(lambda: len(plane.written) == 2, 5, "the tokens sent again")
+    assert emitter.metrics.emit_retries._value.get() == 2
+    assert emitter.stalled_for() == 0.0
+    await asyncio.wait_for(emitter.flush(), 5)
+
+
+async def test_an_awaited_emit_joining_an_unawaited_token_waits_for_its_acknowledgement() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    await emitter.emit(token(1), wait=False)
+    joined = asyncio.create_task(emitter.emit(token(1)))
+    await asyncio.sleep(0.01)
+    assert not joined.done() and len(plane.held) == 1, "joined the token, not sent again"
+    plane.release()
+    await asyncio.wait_for(joined, 5)
+    assert len(plane.written) == 1
+
+
+async def test_an_awaited_emit_is_not_held_up_by_an_older_token_still_in_flight() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    await emitter.emit(token(1), wait=False)  # its partition's leader is away, say
+    plane.hold = False
+    await asyncio.wait_for(emitter.emit(event(2)), 5)
+    assert emitter.stalled_for() > 0.0, "the token still waits"
+    plane.release()
+    await asyncio.wait_for(emitter.flush(), 5)
+    assert emitter.stalled_for() == 0.0
+
+
+async def test_flush_fails_if_a_token_it_waits_for_is_given_up_on() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    await emitter.emit(token(1), wait=False)
+    flushing = asyncio.create_task(emitter.flush())
+    await asyncio.sleep(0.01)
+    assert not flushing.done()
+    plane.fail_held(MessageSizeTooLargeError())
+    with pytest.raises(MessageSizeTooLargeError):
+        await asyncio.wait_for(flushing, 5)
+    assert emitter.stalled_for() == 0.0 and not plane.written
+
+
+async def test_tokens_are_counted_and_timed_once_each() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    for seq in range(3):
+        await emitter.emit(token(seq), wait=False)
+    await emitter.emit(token(1), wait=False)  # a repeat in flight: joined, not counted
+    plane.release()
+    await emitter.flush()
+    sample = emitter.metrics.registry.get_sample_value
+    timed = sample("tidings_worker_emit_seconds_count", {"tenant": "t"})
+    counted = sample("tidings_worker_events_emitted_total", {"tenant": "t", "type": "step.token"})
+    assert (timed, counted, len(plane.written)) == (3, 3, 3)
+
+
+async def test_an_emit_joined_before_its_hand_over_is_settled_on_its_own_acknowledgement() -> None:
+    plane = Plane()
+    emitter = emitter_on(plane)
+    plane.hold = True
+    await emitter.emit(token(1), wait=False)  # held: the oldest record in flight
+    plane.hold, plane.refuse = False, 1_000_000
+    first = asyncio.create_task(emitter.emit(event(2)))
+    await wait_for(lambda: emitter.metrics.emit_retries._value.get() > 0, 5, "refused")
+    joined = asyncio.create_task(emitter.emit(event(2)))  # a retried activity's emit
+    await asyncio.sleep(0)
+    plane.refuse = 0
+    await asyncio.wait_for(asyncio.gather(first, joined), 5)
+    assert len(plane.written) == 1 and len(plane.held) == 1
+    plane.release()
+    await emitter.flush()
