@@ -52,6 +52,7 @@ from prometheus_client import Counter, Histogram
 from activities.coalesce import CoalescePolicy
 from activities.delivery import EmitBackoff, RecentIds, Record
 from activities.metrics import WorkerMetrics
+from activities.partitioner import KeyHashPartitioner
 from activities.quota import TenantQuota
 from tidings.events import Event
 from tidings.kafka_connection import client_options
@@ -142,6 +143,7 @@ class Emitter:
             enable_idempotence=True,
             acks="all",
             linger_ms=5,
+            partitioner=KeyHashPartitioner(),
             request_timeout_ms=kafka.request_timeout_ms,
         )
         _never_expire_batches(self._producer)
