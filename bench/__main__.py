@@ -85,6 +85,12 @@ def main() -> int:
         action="store_true",
         help="run every workload beside steady Kafka, Redis and Temporal traffic (bench/busy.py)",
     )
+    parser.add_argument(
+        "--cold-runs",
+        action="store_true",
+        help="leave the bench's runs out of the gateways' run index (runs started outside"
+        " Tidings): every first open asks Temporal",
+    )
     parser.add_argument("--o1-runs", help="O1's numbers of concurrent runs, e.g. 1000 or 1,100")
     args = parser.parse_args()
     if args.profile:
@@ -122,7 +128,7 @@ def main() -> int:
         for name in chosen:
             if name == "tidings":
                 assert ends is not None
-                systems.append(Tidings(work, ends))
+                systems.append(Tidings(work, ends, cold_runs=args.cold_runs))
             elif name in ("tidings-asgi", "tidings-2p"):
                 assert ends is not None
                 variant = TidingsAsgi if name == "tidings-asgi" else TidingsProcesses
@@ -176,6 +182,8 @@ def main() -> int:
     document["machine"]["loadavg_at_start"] = load_at_start
     if busy_rates is not None:
         document["busy_box"] = busy_rates
+    if args.cold_runs:
+        document["cold_runs"] = True
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
     path = args.out / f"{stamp}{'-quick' if args.quick else ''}.json"

@@ -38,7 +38,7 @@ from gateway.rest.pipelines import CatalogOpener
 from gateway.rest.run_directory import OwnedRunDirectory
 from gateway.rest.starter import RunStarter, no_starter
 from gateway.server.memory import MemoryKeeper, malloc_trim
-from gateway.stream import StreamService
+from gateway.stream import RunIndex, StreamService
 from gateway.web import mount_dashboard
 from tidings import temporal_connect
 from tidings.lag import LagReader
@@ -139,6 +139,8 @@ def create_app(
         return tenant_from_key(settings, key)
 
     access = AccessControl(settings, authenticate)
+    ttl = settings.gateway.run_index_ttl_seconds
+    run_index = RunIndex(redis, ttl_seconds=ttl) if ttl > 0 else None
     stream_service: StreamService | None = None
     if stream:
         timings = stream_timings or StreamTimings()
@@ -152,6 +154,7 @@ def create_app(
             access=access,
             stall_seconds=timings.stall_seconds,
             close_linger_seconds=timings.close_linger_seconds,
+            index=run_index,
         )
         parts.append(stream_service)
 
@@ -163,6 +166,8 @@ def create_app(
             stack.push_async_callback(kafka.close)
             lag = LagReader(redis, settings.kafka.topic_prefix)
             stack.push_async_callback(lag.close)
+            if run_index is not None:
+                stack.push_async_callback(run_index.close)
             app.state.services = Services(
                 settings=settings,
                 temporal=await connect_temporal(settings),
@@ -172,6 +177,7 @@ def create_app(
                 lag=lag,
                 pipelines=catalog,
                 run_counts=RunningCounts(),
+                run_index=run_index,
             )
             # Temporal's client holds no socket of ours to close: the SDK's
             # core runtime owns the connection.

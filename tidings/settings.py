@@ -337,6 +337,10 @@ class GatewaySettings(BaseSettings):
     # Acks are written to Redis coalesced (the latest per session) at most
     # this often; a gateway killed with kill -9 loses about this much of them.
     ack_flush_ms: int = Field(default=5, ge=1, le=1000)
+    # How long Redis keeps a run's owner and start for the other gateways'
+    # stream opens, refreshed on every open (gateway/stream/run_index.py);
+    # 0 = no index: every gateway asks Temporal about each run once.
+    run_index_ttl_seconds: int = Field(default=3600, ge=0, le=30 * 24 * 3600)
     # Every this many seconds the gateway looks at its RSS; once it has grown
     # by memory_trim_growth_mib since the last clean-up, it runs a full
     # garbage collection and malloc_trim(0) (gateway/server/memory.py). 0 = never.

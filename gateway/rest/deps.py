@@ -30,6 +30,7 @@ from tidings.settings import Settings
 
 if TYPE_CHECKING:
     from gateway.rest.pipelines import PipelineCatalog
+    from gateway.stream import RunIndex
 
 # Redis must never hang a request: a dead Redis is a fast 503, not a stall.
 REDIS_TIMEOUT_SECONDS = 5.0
@@ -59,6 +60,8 @@ class Services:
     pipelines: PipelineCatalog | None = None
     # Recent counts of each tenant's open runs (None: asked on every start).
     run_counts: RunningCounts | None = None
+    # Where started runs are recorded for every gateway's stream opens (None: not).
+    run_index: RunIndex | None = None
 
 
 def get_settings(request: Request) -> Settings:

@@ -9,6 +9,7 @@ changed, and every error is rendered by ``gateway.rest.errors``.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response
@@ -92,6 +93,8 @@ async def start_run(
             metrics=request.app.state.metrics,
             counts=services.run_counts,
         )
+        # No later than Temporal's start time: a from=start replay seeks from it.
+        started_at = datetime.now(UTC)
         run_id, created = await starter(
             temporal, settings, tenant, body.pipeline, body.input, idempotency_key
         )
@@ -110,6 +113,10 @@ async def start_run(
             )
         response.status_code = 200
         status = existing.state
+        started_at = existing.desc.start_time
+    if services.run_index is not None:
+        # Before the answer: the client's socket may open on another gateway next.
+        await services.run_index.record(run_id, tenant, started_at)
     return RunStarted(
         run_id=run_id,
         status=status,

@@ -8,6 +8,7 @@ from gateway.cursor import Cursor, CursorError
 
 from .directory import RunDirectory, RunInfo
 from .metrics import StreamMetrics
+from .run_index import RunIndex
 from .service import StreamService
 from .tokens import Claims, TokenSigner
 
@@ -16,6 +17,7 @@ __all__ = [
     "Cursor",
     "CursorError",
     "RunDirectory",
+    "RunIndex",
     "RunInfo",
     "StreamMetrics",
     "StreamService",

@@ -66,6 +66,13 @@ class StreamMetrics:
             ["tenant", "partition"],
             registry=r,
         )
+        self.run_lookups = Counter(
+            "tidings_stream_run_lookups",
+            "Stream opens by what answered their run lookup: cache (this gateway),"
+            " index (Redis, docs/operations.md) or temporal",
+            ["source"],
+            registry=r,
+        )
         self.resumes = Counter(
             "tidings_stream_resumes", "Sockets opened with a resume token", ["tenant"], registry=r
         )

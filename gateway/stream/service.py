@@ -35,6 +35,7 @@ from .directory import CachedRunDirectory, RunDirectory
 from .errors import going_away
 from .hub import TailHub
 from .metrics import StreamMetrics
+from .run_index import RunIndex
 from .sessions import SessionStore
 from .subscriber import Subscriber
 from .tokens import TokenSigner
@@ -55,6 +56,7 @@ class StreamService:
         tail_idle_seconds: float = 60.0,
         gateway_id: str | None = None,
         access: AccessControl | None = None,
+        index: RunIndex | None = None,
     ) -> None:
         """``authenticate`` maps an API key to its tenant (default: the
         settings' key table; ``create_app`` passes its constant-time lookup).
@@ -65,7 +67,9 @@ class StreamService:
         before its connection is aborted (its kernel buffers freed).
         ``gateway_id``: this replica's field in the Redis lag hashes (default:
         host and ``settings.gateway.port``). ``access``: accept read tokens
-        too (``gateway.access``); without it only ``authenticate``'s API keys."""
+        too (``gateway.access``); without it only ``authenticate``'s API keys.
+        ``index``: runs any gateway has started or looked up (``run_index.py``),
+        asked before Temporal."""
         gateway = settings.gateway
         self.subscribers: set[Subscriber] = set()
         self.metrics = StreamMetrics(self._socket_depths, registry, tails=self._tail_watermarks)
@@ -91,7 +95,7 @@ class StreamService:
                 ttl_seconds=gateway.token_ttl_seconds,
             ),
             sessions=sessions,
-            runs=CachedRunDirectory(runs),
+            runs=CachedRunDirectory(runs, index=index, counted=self._count_lookup),
             hub=self._hub,
             metrics=self.metrics,
             replay_slots=asyncio.Semaphore(max_concurrent_replays),
@@ -105,6 +109,9 @@ class StreamService:
         self._janitor: asyncio.Task[None] | None = None
         self.router = APIRouter()
         self.router.add_api_websocket_route(STREAM_PATH, self.serve)
+
+    def _count_lookup(self, source: str) -> None:
+        self.metrics.run_lookups.labels(source).inc()
 
     async def start(self) -> None:
         self._janitor = asyncio.create_task(self._reap_idle_tails())

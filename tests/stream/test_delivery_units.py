@@ -9,6 +9,10 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode
 from websockets.streams import StreamReader
@@ -20,8 +24,9 @@ from gateway.stream.cork import Cork
 from gateway.stream.directory import CachedRunDirectory, RunInfo
 from gateway.stream.errors import too_slow
 from gateway.stream.frames import Frame, event_frame
+from gateway.stream.run_index import IndexedRun, RunIndex
 from gateway.stream.subscriber import Subscriber
-from tests.support import wait_for
+from tests.support import free_port, wait_for
 from tidings.events import EnvelopeError, Event
 
 pytestmark = pytest.mark.unit
@@ -333,6 +338,67 @@ async def test_watchers_of_a_run_share_one_question_asked_after_they_opened() ->
     assert finished == ["TERMINATED"] * 5
     assert inner.asked == ["acme-1", "acme-1"]
     await runs.close()
+
+
+class Records:
+    """An in-memory run index (the real one is Redis: tests/gateway_rest/test_run_index.py)."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, IndexedRun] = {}
+
+    async def find(self, run_id: str) -> IndexedRun | None:
+        return self.runs.get(run_id)
+
+    async def record(self, run_id: str, tenant: str, started_at: datetime) -> None:
+        self.runs[run_id] = IndexedRun(tenant, started_at)
+
+
+async def test_an_indexed_run_opens_without_a_question_and_still_settles() -> None:
+    inner, records = Directory(), Records()
+    sources: list[str] = []
+    runs = CachedRunDirectory(inner, settle_seconds=0.01, index=records, counted=sources.append)
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    records.runs["acme-1"] = IndexedRun("acme", started)
+    info = await runs.lookup("acme", "acme-1")
+    # The index says whose and since when, never whether it still runs.
+    assert info == RunInfo("acme-1", "acme", "RUNNING", started, cached=True)
+    assert inner.asked == [] and sources == ["index"]
+    assert await runs.lookup("acme", "acme-1") == info and sources[-1] == "cache"
+    inner.state = "COMPLETED"
+    finished: list[str] = []
+    runs.watch("acme", "acme-1", runs.clock(), lambda done: finished.append(done.state))
+    await wait_for(lambda: finished == ["COMPLETED"], 5, "the settling question")
+    assert inner.asked == ["acme-1"]  # asked of the source of truth, not the index
+    await runs.close()
+
+
+async def test_a_run_the_index_misses_is_asked_once_and_recorded() -> None:
+    inner, records = Directory(), Records()
+    sources: list[str] = []
+    runs = CachedRunDirectory(inner, index=records, counted=sources.append)
+    # Another tenant's entry is no answer for this one: Temporal decides.
+    records.runs["acme-2"] = IndexedRun("globex", datetime(2026, 1, 1, tzinfo=UTC))
+    assert await runs.lookup("acme", "acme-missing") is None
+    assert "acme-missing" not in records.runs
+    found = await runs.lookup("acme", "acme-1")
+    assert found is not None and records.runs["acme-1"] == IndexedRun("acme", found.started_at)
+    assert await runs.lookup("acme", "acme-2") is not None
+    assert inner.asked == ["acme-missing", "acme-1", "acme-2"]
+    assert sources == ["temporal", "temporal", "temporal"]
+
+
+async def test_an_index_whose_redis_is_away_fails_an_open_but_never_a_start() -> None:
+    closed = free_port()  # nothing listens there
+    redis = Redis(host="127.0.0.1", port=closed, retry=Retry(NoBackoff(), 0))
+    index = RunIndex(redis, ttl_seconds=60)
+    try:
+        # What gateway.outages turns into the socket's 1013.
+        with pytest.raises(RedisConnectionError):
+            await index.find("acme-1")
+        await index.record("acme-1", "acme", datetime(2026, 1, 1, tzinfo=UTC))
+    finally:
+        await index.close()
+        await redis.aclose()
 
 
 async def test_inbox_and_flag_behave_like_the_asyncio_types_uvicorn_uses() -> None:
