@@ -64,7 +64,13 @@ class Services:
     run_index: RunIndex | None = None
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies are coroutines although nothing in them waits: FastAPI
+# runs a plain function in its thread pool, so each would cost a request a
+# hand-off to a thread and back, and, with the event loop busy, a wait for
+# the GIL (docs/benchmarks.md, O3).
+
+
+async def get_settings(request: Request) -> Settings:
     # Settings exist from create_app on (before the lifespan), so auth works
     # even while clients are still connecting.
     return cast(Settings, request.app.state.settings)
@@ -77,7 +83,7 @@ def services_of(app: FastAPI) -> Services:
     return cast(Services, services)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return services_of(request.app)
 
 
@@ -85,19 +91,19 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_temporal(services: ServicesDep) -> Client:
+async def get_temporal(services: ServicesDep) -> Client:
     return services.temporal
 
 
-def get_redis(services: ServicesDep) -> aioredis.Redis:
+async def get_redis(services: ServicesDep) -> aioredis.Redis:
     return services.redis
 
 
-def get_kafka(services: ServicesDep) -> KafkaFactory:
+async def get_kafka(services: ServicesDep) -> KafkaFactory:
     return services.kafka
 
 
-def get_starter(services: ServicesDep) -> RunStarter:
+async def get_starter(services: ServicesDep) -> RunStarter:
     return services.starter
 
 
