@@ -11,6 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from gateway.rest.limits import RunningCounts
+from tests.support import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -57,11 +58,20 @@ async def test_a_count_serves_for_its_age_with_this_gateways_starts_added() -> N
     assert await counts.running(client(fake), "acme") == 5
     assert len(fake.asked) == 1
     assert "'acme'" in fake.asked[0]
-    # Older than max_age: asked again, and the starts are in the new count.
+    # Older than max_age: answered at once from the last count while a new
+    # one is asked; the starts are in the new count.
     fake.running = 6
     clock.now += 0.1
+    assert await counts.running(client(fake), "acme") == 5
+    await wait_for(lambda: len(fake.asked) == 2, 5, "the count asked again")
+    await asyncio.sleep(0)
     assert await counts.running(client(fake), "acme") == 6
     assert len(fake.asked) == 2
+    # Older than stale: the start waits for a new count.
+    fake.running = 7
+    clock.now += 1.5
+    assert await counts.running(client(fake), "acme") == 7
+    assert len(fake.asked) == 3
 
 
 async def test_starts_arriving_together_share_one_question() -> None:
