@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.harness import PYTHON, ROOT, latency_summary, load, write_targets
+from bench.harness import PYTHON, ROOT, cpu_seconds, latency_summary, load, write_targets
 from bench.messages import API_KEY, TENANT
 from bench.profile import sampled
 from bench.systems.base import Endpoints
@@ -139,10 +139,11 @@ class Orchestrated(Tidings):
         raise TimeoutError(f"pipeline {self.pipeline} not listed after {timeout}s")
 
     async def post_runs(
-        self, inputs: list[dict[str, Any]]
+        self, inputs: list[dict[str, Any]], latencies: list[float] | None = None
     ) -> tuple[list[str], float, dict[str, int]]:
         """``POST /v1/runs`` for each input, ``START_CONCURRENCY`` in flight:
-        the run ids, the seconds it took and the refusals by status."""
+        the run ids, the seconds it took and the refusals by status; each
+        request's seconds are appended to ``latencies``."""
         headers = {"Authorization": f"Bearer {API_KEY}"}
         limits = httpx.Limits(max_connections=START_CONCURRENCY)
         ids: list[str] = []
@@ -154,9 +155,12 @@ class Orchestrated(Tidings):
 
             async def one(body: dict[str, Any]) -> None:
                 async with semaphore:
+                    sent = time.monotonic()
                     answer = await http.post(
                         "/v1/runs", json={"pipeline": self.pipeline, "input": body}
                     )
+                    if latencies is not None:
+                        latencies.append(time.monotonic() - sent)
                 if answer.status_code == 201:
                     ids.append(answer.json()["run_id"])
                 else:
@@ -445,23 +449,28 @@ def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
     still execute; the runs emit nothing (count 0)."""
     body = {"count": 0, "rate": 1.0, "start_ns": 0, "gate": ""}
     half = max(1, scale.o3_runs // 2)
-    rest = {"runs": 0, "seconds": 0.0}
+    rest = {"runs": 0, "seconds": 0.0, "cpu_s": 0.0}
     refusals: dict[str, int] = {}
     direct = {"runs": 0, "seconds": 0.0}
+    waits: dict[str, list[float]] = {"rest": [], "direct": []}
     with system.running(), system.worker_running(200):
         system.wait_pipeline(60)
         asyncio.run(system.post_runs([body] * 8))  # warm: connections, the registry
         for side in ("direct", "rest", "rest", "direct"):
             if side == "rest":
                 assert system.server is not None
+                cpu0 = cpu_seconds(system.server.pid)
                 with sampled(f"tidings-O3-{rest['runs']}", system.server.pid):
-                    ids, seconds, refused = asyncio.run(system.post_runs([body] * half))
+                    ids, seconds, refused = asyncio.run(
+                        system.post_runs([body] * half, waits["rest"])
+                    )
+                rest["cpu_s"] += cpu_seconds(system.server.pid) - cpu0
                 rest["runs"] += len(ids)
                 rest["seconds"] += seconds
                 for status, n in refused.items():
                     refusals[status] = refusals.get(status, 0) + n
             else:
-                count, seconds = asyncio.run(_start_direct(system, body, half))
+                count, seconds = asyncio.run(_start_direct(system, body, half, waits["direct"]))
                 direct["runs"] += count
                 direct["seconds"] += seconds
     return {
@@ -469,15 +478,33 @@ def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
             "runs": rest["runs"],
             "refused": refusals,
             "runs_per_s": round(rest["runs"] / max(rest["seconds"], 1e-9)),
+            # What the gateway spends on a start, and how long a start takes
+            # as its caller sees it (the HTTP hop included).
+            "gateway_cpu_ms_per_start": round(rest["cpu_s"] / max(rest["runs"], 1) * 1000, 2),
+            **_waits(waits["rest"]),
         },
         "temporal-client": {
             "runs": direct["runs"],
             "runs_per_s": round(direct["runs"] / max(direct["seconds"], 1e-9)),
+            **_waits(waits["direct"]),
         },
     }
 
 
-async def _start_direct(system: Orchestrated, body: dict[str, Any], n: int) -> tuple[int, float]:
+def _waits(seconds: list[float]) -> dict[str, float]:
+    ordered = sorted(seconds)
+    if not ordered:
+        return {}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    return {"start_ms_p50": at(0.5), "start_ms_p99": at(0.99)}
+
+
+async def _start_direct(
+    system: Orchestrated, body: dict[str, Any], n: int, latencies: list[float]
+) -> tuple[int, float]:
     """``start_workflow`` as the gateway calls it (same workflow, input, queue,
     summary, details and search attributes), without the gateway. The queue is
     the pipeline's own, as the gateway's registry names it, where the worker
@@ -509,7 +536,9 @@ async def _start_direct(system: Orchestrated, body: dict[str, Any], n: int) -> t
             spec=spec.model_dump(mode="json"),
         )
         async with semaphore:
+            sent = time.monotonic()
             await start_pipeline(client, arg, queue, summary=summary, details=details)
+            latencies.append(time.monotonic() - sent)
         started_ids.append(run_id)
 
     began = time.monotonic()

@@ -211,6 +211,9 @@ def rows(scale: Scale) -> list[Row]:
         ("O2 events per CPU-second", "O2", "events_per_cpu_s", None, True),
         (f"O3 runs started/s ({scale.o3_runs:,} starts, 32 in flight; Temporal client: "
          "start_workflow directly)", "O3", "runs_per_s", None, True),
+        ("O3 start p50 ms, as the caller sees it", "O3", "start_ms_p50", None, False),
+        ("O3 start p99 ms", "O3", "start_ms_p99", None, False),
+        ("O3 gateway CPU ms per start", "O3", "gateway_cpu_ms_per_start", None, False),
     ]  # fmt: skip
 
 
