@@ -52,7 +52,7 @@ class RunRecords(Protocol):
 
     async def find(self, run_id: str) -> IndexedRun | None: ...
 
-    async def record(self, run_id: str, tenant: str, started_at: datetime) -> None: ...
+    def record_soon(self, run_id: str, tenant: str, started_at: datetime) -> None: ...
 
 
 @dataclass(slots=True)
@@ -122,7 +122,7 @@ class CachedRunDirectory:
             # Any answer will do, one in flight included: a burst asks once.
             found = await self.asked_since(tenant, run_id, float("-inf"))
             if found is not None and self._index is not None and found.started_at is not None:
-                await self._index.record(run_id, tenant, found.started_at)
+                self._index.record_soon(run_id, tenant, found.started_at)
             return found
         self._counted("cache")
         self._runs.move_to_end(key)

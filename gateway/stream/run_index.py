@@ -23,6 +23,8 @@ started is answered whether or not it could be recorded.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -73,6 +75,8 @@ class RunIndex:
         self._recording: Batcher[tuple[str, IndexedRun], None] = Batcher(
             self._record, max_batch=_MAX_BATCH
         )
+        self._unrecorded: list[tuple[str, str, datetime]] = []
+        self._recorder: asyncio.Task[None] | None = None
 
     async def find(self, run_id: str) -> IndexedRun | None:
         """The run's owner and start, if a gateway recorded them (None: ask
@@ -87,9 +91,28 @@ class RunIndex:
         except RedisError as exc:
             log.warning("cannot record run %s in the run index: %s", run_id, type(exc).__name__)
 
+    def record_soon(self, run_id: str, tenant: str, started_at: datetime) -> None:
+        """:meth:`record`, without waiting: for a socket that has its answer
+        from Temporal already, and should not wait on Redis to share it."""
+        self._unrecorded.append((run_id, tenant, started_at))
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._record_pending())
+
     async def close(self) -> None:
+        if self._recorder is not None:
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recorder
         await self._finding.close()
         await self._recording.close()
+
+    async def _record_pending(self) -> None:
+        try:
+            while self._unrecorded:
+                pending, self._unrecorded = self._unrecorded, []
+                await asyncio.gather(*(self.record(*run) for run in pending))
+        finally:
+            self._recorder = None
 
     async def _find(self, run_ids: list[str]) -> dict[str, IndexedRun | None]:
         values = await self._find_many(

@@ -18,7 +18,7 @@ from gateway.app import create_app
 from tests.gateway_rest.helpers import DEMO_KEY, Runs, serve
 from tests.gateway_rest.pipeline import start_run
 from tests.gateway_rest.test_tokens import bearer, first_frame_or_close, start, ws_url
-from tests.support import free_port
+from tests.support import free_port, wait_for
 from tidings.runs import PIPELINE_WORKFLOW, TENANT_ATTRIBUTE, run_id_for
 from tidings.settings import Settings
 from workers.catalog import open_catalog
@@ -80,7 +80,10 @@ async def test_runs_open_on_any_gateway_from_the_index_and_temporal_is_asked_onc
         assert await lookups(fresh) == {"index": 1, "temporal": 1, "cache": 1}
     try:
         # Recorded by the fresh gateway once Temporal had answered it.
-        assert await redis.exists(f"tidings:run:{outside}")
+        async def recorded() -> bool:
+            return bool(await redis.exists(f"tidings:run:{outside}"))
+
+        await wait_for(recorded, 10, "the outside run recorded")
         await opens(gateway_url, outside)  # a gateway that never saw it either
         now = await lookups(gateway_url)
         assert now.get("index", 0) == seen.get("index", 0) + 1
