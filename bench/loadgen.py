@@ -135,15 +135,20 @@ class Load:
         if at_cut is None:
             at_cut = [t.kept for t in self.tallies]
         got = [c.messages - b for c, b in zip(self.clients, base, strict=True)]
-        sockets = [
-            {
-                **t.report(),
-                "closed": c.closed.done(),
-                "close_code": c.close_code,
-                "kept_at_cut": cut,
-            }
-            for t, c, cut in zip(self.tallies, self.clients, at_cut, strict=True)
-        ]
+        # Per socket only with --tally (O1); other workloads keep the totals.
+        sockets = (
+            [
+                {
+                    **t.report(),
+                    "closed": c.closed.done(),
+                    "close_code": c.close_code,
+                    "kept_at_cut": cut,
+                }
+                for t, c, cut in zip(self.tallies, self.clients, at_cut, strict=True)
+            ]
+            if self.tallies
+            else []
+        )
         say(
             phase="done",
             clients=len(self.clients),
