@@ -90,9 +90,18 @@ class LagPublisher:
         self._last = float("-inf")
         self.last_records = 0
 
-    async def tick(self, consumer: PositionSource, partitions: Iterable[TopicPartition]) -> None:
+    async def tick(
+        self,
+        consumer: PositionSource,
+        partitions: Iterable[TopicPartition],
+        *,
+        now_due: bool = False,
+    ) -> None:
+        """Measure and publish if a second has passed since the last time, or
+        at once with ``now_due`` (the tail has just paused: admission should
+        not wait up to a second to see a tenant fall behind)."""
         now = time.monotonic()
-        if now - self._last < self._interval:
+        if not now_due and now - self._last < self._interval:
             return
         self._last = now
         self.last_records = await measure(consumer, partitions)

@@ -295,6 +295,8 @@ class TenantTail:
         self._metrics.pauses.labels(self.tenant).inc()
         log.debug("tail of %s paused: %d bytes queued", self.topic, self.watermarks.bytes)
         held_since = time.monotonic()
+        # A pause is when the tenant falls behind: tell admission now.
+        self._tick_lag(now_due=True)
         try:
             while not await self.watermarks.drained(_HOLD_WAKEUP_SECONDS):
                 self._tick_lag()
@@ -425,16 +427,17 @@ class TenantTail:
             lag = max(0, highwater - position)
             self._metrics.consumer_lag.labels(self.tenant, str(tp.partition)).set(lag)
 
-    def _tick_lag(self) -> None:
-        """Publish the lag in the background (the publisher keeps to once a second)."""
+    def _tick_lag(self, *, now_due: bool = False) -> None:
+        """Publish the lag in the background (the publisher keeps to once a
+        second, unless ``now_due``)."""
         if self._lag is None or (self._lag_task is not None and not self._lag_task.done()):
             return
-        self._lag_task = asyncio.create_task(self._publish_lag(self._lag))
+        self._lag_task = asyncio.create_task(self._publish_lag(self._lag, now_due))
 
-    async def _publish_lag(self, lag: LagPublisher) -> None:
+    async def _publish_lag(self, lag: LagPublisher, now_due: bool) -> None:
         self._positions.ends = None
         try:
-            await lag.tick(self._positions, self._tps)
+            await lag.tick(self._positions, self._tps, now_due=now_due)
             ends = self._positions.ends
             if ends is None:
                 return  # not due yet
