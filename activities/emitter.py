@@ -245,7 +245,7 @@ class Emitter:
         traced = trace_headers()
         if traced:
             headers += traced
-        record = Record(
+        record = self._record(
             record_id,
             topic,
             event.to_bytes(),
@@ -254,11 +254,8 @@ class Emitter:
             wait,
             started,
             since,
-            self._seq,
             latency,
         )
-        self._seq += 1
-        self._inflight[record_id] = record
         try:
             sent = await self._producer.send(
                 topic, value=record.value, key=record.key, headers=headers
@@ -312,10 +309,21 @@ class Emitter:
                 # of it can land, so look again (and send it if nobody has).
 
     def _record(
-        self, record_id: str, topic: str, value: bytes, key: bytes, headers: Headers, remember: bool
+        self,
+        record_id: str,
+        topic: str,
+        value: bytes,
+        key: bytes,
+        headers: Headers,
+        remember: bool,
+        started: float,
+        since: float,
+        latency: Histogram | None,
     ) -> Record:
-        now = time.monotonic()
-        record = Record(record_id, topic, value, key, headers, remember, now, now, self._seq, None)
+        """A record in flight, next in hand-over order."""
+        record = Record(
+            record_id, topic, value, key, headers, remember, started, since, self._seq, latency
+        )
         self._seq += 1
         self._inflight[record_id] = record
         return record
@@ -543,13 +551,17 @@ class Emitter:
         if key_of is not None and await self._joined(key_of, wait=True):
             return
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        now = time.monotonic()
         record = self._record(
             key_of or uuid.uuid4().hex,
             topic,
             body,
             key.encode(),
             trace_headers(),
-            remember=key_of is not None,
+            key_of is not None,
+            now,
+            now,
+            None,
         )
         await self._hand_over(record)
         await asyncio.shield(self._watch(record))

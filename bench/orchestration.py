@@ -32,7 +32,15 @@ from typing import Any
 
 import httpx
 
-from bench.harness import PYTHON, ROOT, cpu_seconds, latency_summary, load, write_targets
+from bench.harness import (
+    PYTHON,
+    ROOT,
+    cpu_seconds,
+    latency_summary,
+    load,
+    percentile,
+    write_targets,
+)
 from bench.messages import API_KEY, TENANT
 from bench.profile import sampled
 from bench.systems.base import Endpoints
@@ -492,14 +500,9 @@ def o3(system: Orchestrated, scale: Scale) -> dict[str, dict[str, Any]]:
 
 
 def _waits(seconds: list[float]) -> dict[str, float]:
-    ordered = sorted(seconds)
-    if not ordered:
+    if not seconds:
         return {}
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
-
-    return {"start_ms_p50": at(0.5), "start_ms_p99": at(0.99)}
+    return {f"start_ms_p{q}": round(percentile(seconds, q) * 1000, 1) for q in (50, 99)}
 
 
 async def _start_direct(

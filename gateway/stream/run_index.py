@@ -55,7 +55,7 @@ for i, key in ipairs(KEYS) do
 end
 return #KEYS
 """
-# Opens of one loop turn share a pipeline; far below what Redis takes at once.
+# Opens of one loop turn share a script call; far below what Redis takes at once.
 _MAX_BATCH = 500
 
 
@@ -67,7 +67,6 @@ class IndexedRun:
 
 class RunIndex:
     def __init__(self, redis: Redis, *, ttl_seconds: int) -> None:
-        self._redis = redis
         self._ttl = ttl_seconds
         self._find_many = redis.register_script(_FIND)
         self._record_many = redis.register_script(_RECORD)
