@@ -52,10 +52,10 @@ from prometheus_client import Counter, Histogram
 from activities.coalesce import CoalescePolicy
 from activities.delivery import EmitBackoff, RecentIds, Record
 from activities.metrics import WorkerMetrics
-from activities.partitioner import KeyHashPartitioner
 from activities.quota import TenantQuota
 from tidings.events import Event
 from tidings.kafka_connection import client_options
+from tidings.kafka_log import KeyHashPartitioner
 from tidings.lag import LagReader
 from tidings.observability import trace_headers
 from tidings.settings import KafkaSettings

@@ -68,10 +68,10 @@ async def kafka(args: argparse.Namespace, channels: list[str]) -> dict[str, int]
     Burst: records packed into one batch per partition per step with
     aiokafka's batch API, so the publisher outruns the gateway under test."""
     from aiokafka import AIOKafkaProducer
-    from aiokafka.partitioner import murmur2
 
     from tidings.events import utc_now_iso
     from tidings.kafka_connection import client_options
+    from tidings.kafka_log import partition_for
     from tidings.settings import KafkaSettings
 
     producer = AIOKafkaProducer(
@@ -83,9 +83,7 @@ async def kafka(args: argparse.Namespace, channels: list[str]) -> dict[str, int]
     await producer.start()
     partitions = sorted(await producer.partitions_for(args.topic))
     keys = {ch: ch.encode() for ch in channels}
-    partition_of = {
-        ch: partitions[(int(murmur2(keys[ch])) & 0x7FFFFFFF) % len(partitions)] for ch in channels
-    }
+    partition_of = {ch: partition_for(ch, partitions) for ch in channels}
     pending: list[asyncio.Future[object]] = []
     try:
 

@@ -1,4 +1,4 @@
-"""The emitter's partitioner picks aiokafka's default partition for every key."""
+"""The one partitioner (tidings.kafka_log) picks aiokafka's default partition for every key."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from activities.partitioner import KeyHashPartitioner
+from tidings.kafka_log import KeyHashPartitioner
 
 pytestmark = pytest.mark.unit
 
